@@ -1,0 +1,1 @@
+"""Files between stages: atomic writes, safetensors with versioned JSON headers, metrics."""

@@ -1,0 +1,5 @@
+"""tokenize: not built yet (issue 3)."""
+
+from stages.common import not_built
+
+command = not_built("tokenize", "issue 3")
