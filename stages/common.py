@@ -101,7 +101,7 @@ def stage_command(**sections: str) -> Callable[[Callable[..., None]], Callable[.
         command.__annotations__ = {p.name: p.annotation for p in all_params}
         command.__name__ = fn.__name__
         command.__doc__ = fn.__doc__
-        command.__wrapped_stage__ = fn  # type: ignore[attr-defined]
+        command.__sections__ = {sec: cls for sec, cls in classes.values()}  # type: ignore[attr-defined]
         return command
 
     return wrap

@@ -1,0 +1,113 @@
+"""dvc.yaml, params.yaml, presets/ and stages/ must agree. Catches drift without running DVC."""
+
+import ast
+import importlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from golf.params import load_section, read_params
+from stages.cli import STAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+PIPELINE = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+PRESETS = sorted((ROOT / "presets").glob("*.yaml"))
+
+
+def command(name: str):
+    return importlib.import_module(f"stages.{name}").command
+
+
+def sections(name: str) -> dict:
+    return getattr(command(name), "__sections__", {})
+
+
+def module_file(module: str) -> Path | None:
+    """The source file of a golf/stages module, or None for anything else."""
+    if module.split(".")[0] not in ("golf", "stages"):
+        return None
+    base = ROOT.joinpath(*module.split("."))
+    for p in (base.with_suffix(".py"), base / "__init__.py"):
+        if p.exists():
+            return p
+    return None
+
+
+def imported_files(start: Path) -> set[Path]:
+    """Every golf/stages source file `start` imports, transitively (lazy imports included)."""
+    seen: set[Path] = set()
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        pkg = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if path.name == "__init__.py":
+            pkg = pkg.removesuffix(".__init__")
+        else:
+            pkg = pkg.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
+                names = [base] + [f"{base}.{a.name}" for a in node.names]
+            for name in names:
+                parts = name.split(".")
+                for i in range(1, len(parts) + 1):  # parent packages' __init__ run too
+                    if (f := module_file(".".join(parts[:i]))) is not None:
+                        todo.append(f)
+    return seen
+
+
+def test_every_stage_is_in_the_pipeline_once():
+    assert list(PIPELINE) == STAGES
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_stage_cmd_and_params(name):
+    stage = PIPELINE[name]
+    assert stage["cmd"] == f"golf {name.replace('_', '-')}"
+    assert set(stage["params"]) == set(sections(name)), "a stage lists exactly the sections it reads"
+    assert sections(name), f"{name} reads no params section (not built yet?)"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_deps_are_exactly_the_source_the_stage_runs(name):
+    files = imported_files(ROOT / "stages" / f"{name}.py") - {ROOT / "stages" / "__init__.py", ROOT / "golf" / "__init__.py"}
+    source_deps = [d for d in PIPELINE[name]["deps"] if d.split("/")[0] in ("golf", "stages")]
+    for f in files:
+        rel = f.relative_to(ROOT).as_posix()
+        assert any(rel == d or rel.startswith(d + "/") for d in source_deps), f"{name}: {rel} is not in deps"
+    for d in source_deps:
+        assert any(f.relative_to(ROOT).as_posix().startswith(d) for f in files), f"{name}: dep {d} is never imported"
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_path_defaults_are_declared(name):
+    """Every default file path of the command is a declared dep, out, metric or plot of its stage."""
+    stage = PIPELINE[name]
+    declared = list(stage.get("deps", [])) + list(stage.get("outs", []))
+    declared += [next(iter(m)) for m in stage.get("metrics", []) + stage.get("plots", [])]
+    import inspect
+    for p in inspect.signature(command(name)).parameters.values():
+        if isinstance(p.default, Path) and p.name != "params":
+            path = p.default.as_posix()
+            assert any(path == d or path.startswith(d + "/") for d in declared), f"{name}: --{p.name} {path} undeclared"
+
+
+def test_params_yaml_is_the_cpu_small_preset():
+    assert read_params(ROOT / "params.yaml") == read_params(ROOT / "presets" / "cpu-small.yaml")
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_loads_every_section(preset):
+    for name in STAGES:
+        for section, cls in sections(name).items():
+            load_section(preset, section, cls)
+    assert set(read_params(preset)) == {s for n in STAGES for s in sections(n)}, "no stray sections"
