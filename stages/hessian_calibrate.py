@@ -1,5 +1,54 @@
-"""hessian_calibrate: not built yet (issue 5)."""
+"""hessian_calibrate: H = XᵀX for every matrix GPTQ will quantize, in the graph eval runs.
 
-from stages.common import not_built
+Reads artifacts/train/model.safetensors (+ data/tokens for the train windows); writes
+artifacts/hessian_calibrate/hessians.safetensors (format golf.hessians v1, one fp32 (in, in)
+matrix per weight name, header with the checkpoint's sha256) and metrics/hessian_calibrate.json.
+"""
 
-command = not_built("hessian-calibrate", "issue 5")
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from golf.quant.config import HessianCalibrateConfig
+from stages.common import Timer, finish, stage_command
+
+
+@stage_command(cfg="hessian_calibrate")
+def hessian_calibrate(
+    cfg: HessianCalibrateConfig,
+    checkpoint: Annotated[Path, typer.Option(help="Trained model (golf.model).")] = Path("artifacts/train/model.safetensors"),
+    tokens: Annotated[Path, typer.Option(help="Tokenized data (train split for calibration).")] = Path("data/tokens"),
+    out: Annotated[Path, typer.Option(help="Hessians file to write.")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
+    metrics: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("metrics/hessian_calibrate.json"),
+) -> None:
+    """Collect GPTQ Hessians from train windows or the model's own samples."""
+    from golf.data.tokens import TokenData
+    from golf.errors import GolfError
+    from golf.io.tensors import save_tensors
+    from golf.model.checkpoint import load_model
+    from golf.params import section_dict
+    from golf.quant import hessian
+
+    timer = Timer()
+    device = hessian.resolve_device(cfg.device)
+    model, header = load_model(checkpoint, str(device))
+    hessian.prepare_eval(model)
+    data = TokenData(tokens)
+    if data.vocab_size != model.cfg.vocab_size:
+        raise GolfError(f"{tokens}: vocab_size {data.vocab_size}, the checkpoint's is {model.cfg.vocab_size}")
+    shape = (cfg.batches, cfg.batch_seqs, cfg.seq_len, cfg.seed)
+    if cfg.source == "train":
+        batches = hessian.train_batches(data.train, *shape, device=device)
+    else:
+        batches = hessian.self_generated_batches(model, *shape[:3], cfg.temperature, cfg.seed, data.bos_id, device)
+    H, n_tokens = hessian.collect_hessians(model, batches, progress=True, total=cfg.batches)
+    save_tensors(out, H, {"format": hessian.FORMAT, "version": hessian.VERSION, "source": cfg.source,
+                          "batches": cfg.batches, "tokens": n_tokens, "model_sha256": hessian.file_sha256(checkpoint),
+                          "hessian_calibrate": section_dict(cfg)})
+    finish("hessian_calibrate", metrics, {"hessians": len(H), "tokens": n_tokens, "wall_s": timer.s})
+
+
+command = hessian_calibrate

@@ -1,0 +1,119 @@
+"""Per-row symmetric integer quantization: std-clipped scales, round-to-nearest and full-Hessian GPTQ.
+
+golf-techniques §4.1. The per-row scale s_i = max(k·std(W_i)/R, 1e-10) is fixed before the sweep
+and rounded to fp16 first, so the rounding uses exactly the scale the file stores and
+dequantization (q·s) reproduces what GPTQ saw. Codes are int8 in [-R, R], R = 2^(bits-1) - 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+FP16_TINY = 2.0 ** -24  # smallest positive fp16 (subnormal): a scale must never round to 0
+MAX_DAMP_TRIES = 12  # damping x10 per try: 0.01 -> 1e9 of mean(diag H), then fall back to RTN
+
+
+@dataclass(frozen=True)
+class Quantized:
+    q: torch.Tensor
+    """int8 codes (out, in) in [-R, R]."""
+    scale: torch.Tensor
+    """fp16 per-row scale (out,)."""
+    damp_frac: float
+    """Damping used, as a fraction of mean(diag H) (0 for RTN)."""
+    damp_tries: int
+    """Cholesky attempts; > 1 means H was not positive definite at the configured damping."""
+    fallback: str
+    """"" normally; "rtn" when no damping made H positive definite (then plain rounding is used)."""
+
+
+def clip_range(bits: int) -> int:
+    return 2 ** (bits - 1) - 1
+
+
+def row_scales(w: torch.Tensor, clip_sigmas: float, bits: int) -> torch.Tensor:
+    """fp16 s_i = max(k·std(W_i)/R, 1e-10), never 0 after the fp16 cast."""
+    s = (clip_sigmas * w.float().std(dim=1) / clip_range(bits)).clamp_min(1e-10)
+    s16 = s.to(torch.float16)
+    return torch.where(s16 > 0, s16, torch.full_like(s16, FP16_TINY))
+
+
+def round_codes(w: torch.Tensor, s: torch.Tensor, R: int) -> torch.Tensor:
+    """clamp(round(w / s), -R, R) with w a column (out,) or matrix (out, in) and s per row."""
+    s = s.float() if w.dim() == 1 else s.float()[:, None]
+    return torch.clamp(torch.round(w / s), -R, R)
+
+
+def rtn_quantize(w: torch.Tensor, scale: torch.Tensor, bits: int) -> Quantized:
+    """Round-to-nearest with the given fp16 per-row scales."""
+    q = round_codes(w.float(), scale, clip_range(bits)).to(torch.int8)
+    return Quantized(q=q, scale=scale, damp_frac=0.0, damp_tries=0, fallback="")
+
+
+def dequantize_rows(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale.float()[:, None]
+
+
+def _upper_inverse_factor(H: torch.Tensor, damp: float) -> tuple[torch.Tensor | None, float, int]:
+    """U = chol_upper(H⁻¹) of H + d·mean(diag H)·I, raising d x10 until both factorizations succeed."""
+    n = H.shape[0]
+    mean_diag = H.diagonal().abs().mean().item()
+    mean_diag = mean_diag if mean_diag > 0 and mean_diag == mean_diag else 1.0
+    frac = damp if damp > 0 else 1e-8
+    eye = torch.eye(n, dtype=H.dtype, device=H.device)
+    for tries in range(1, MAX_DAMP_TRIES + 1):
+        L, info = torch.linalg.cholesky_ex(H + (frac * mean_diag) * eye)
+        if info.item() == 0 and torch.isfinite(L).all():
+            Hinv = torch.cholesky_inverse(L)
+            U, info = torch.linalg.cholesky_ex(Hinv, upper=True)
+            if info.item() == 0 and torch.isfinite(U).all():
+                return U, frac, tries
+        frac *= 10.0
+    return None, frac, MAX_DAMP_TRIES
+
+
+def gptq_quantize(w: torch.Tensor, H: torch.Tensor, scale: torch.Tensor, bits: int,
+                  block_size: int, damp: float) -> Quantized:
+    """Full-Hessian GPTQ (act-order, lazy block updates) of W (out, in) with H (in, in) and fixed scales.
+
+    A non-positive-definite H gets progressively more damping (reported in the result);
+    if even that fails the tensor falls back to round-to-nearest (reported too), never a crash.
+    """
+    R = clip_range(bits)
+    W = w.float().clone()
+    H = H.float().clone()
+    n = W.shape[1]
+    dead = H.diagonal() == 0  # inputs that never fire: nothing to compensate, the column is zeroed
+    H[dead, dead] = 1.0
+    W[:, dead] = 0.0
+    perm = torch.argsort(H.diagonal(), descending=True, stable=True)
+    inv = torch.argsort(perm)
+    W, H = W[:, perm], H[perm][:, perm]
+    U, frac, tries = _upper_inverse_factor(H, damp)
+    if U is None:
+        res = rtn_quantize(w, scale, bits)
+        return Quantized(q=res.q, scale=scale, damp_frac=frac, damp_tries=tries, fallback="rtn")
+    s = scale.float()
+    Q = torch.zeros_like(W)
+    for i1 in range(0, n, block_size):
+        i2 = min(i1 + block_size, n)
+        W1 = W[:, i1:i2].clone()
+        Err1 = torch.zeros_like(W1)
+        U1 = U[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = W1[:, i]
+            q = torch.clamp(torch.round(col / s), -R, R)
+            Q[:, i1 + i] = q
+            err = (col - q * s) / U1[i, i]
+            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
+            Err1[:, i] = err
+        W[:, i2:] -= Err1 @ U[i1:i2, i2:]
+    return Quantized(q=Q[:, inv].to(torch.int8), scale=scale, damp_frac=frac, damp_tries=tries, fallback="")
+
+
+def h_weighted_error(E: torch.Tensor, H: torch.Tensor) -> float:
+    """tr(E H Eᵀ): the output error E·X summed over calibration inputs (per batch)."""
+    E = E.double()
+    return float(((E @ H.double()) * E).sum())

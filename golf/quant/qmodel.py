@@ -1,0 +1,219 @@
+"""The golf.qmodel v1 file: integer codes + fp16 row scales per quantized matrix, the rest as it was.
+
+Tensors: `<name>.q` (int8 codes, (out, in)), `<name>.scale` (fp16, (out,)), optional LQER factors
+`<name>.lqA/.lqAs/.lqB/.lqBs` (golf.quant.lqer), `<name>` for a float tensor kept as fp16
+("passthrough") or as it was ("float", too big for passthrough and not quantized, or not float).
+Header: {"format": "golf.qmodel", "version": 1, "model": {...}, "plan": {name: {...}}, "quantize": {...}}
+with each plan entry {"kind", "group", "bits", "clip_sigmas", "lqer", "dtype", "shape"}.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+from golf.errors import GolfError
+from golf.params import section_dict
+from golf.quant import gptq, lqer
+from golf.quant.config import QuantizeConfig
+from golf.quant.hessian import check_hessians
+
+FORMAT, VERSION = "golf.qmodel", 1
+LQER_KEYS = ("lqA", "lqAs", "lqB", "lqBs")
+
+
+def tensor_group(name: str) -> str:
+    """The bit/clip group of a quantized weight: "embed", "attn", "mlp" or "matrix"."""
+    if name in ("tok_emb.weight", "lm_head.weight"):
+        return "embed"
+    if ".attn." in f".{name}":
+        return "attn"
+    if ".mlp." in f".{name}":
+        return "mlp"
+    return "matrix"
+
+
+def _dtype(name: str) -> torch.dtype:
+    dt = getattr(torch, name.removeprefix("torch."), None)
+    if not isinstance(dt, torch.dtype):
+        raise GolfError(f"qmodel: unknown dtype {name!r}")
+    return dt
+
+
+def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
+                  cfg: QuantizeConfig, device: torch.device | str = "cpu") -> tuple[dict, dict, torch.Tensor, gptq.Quantized]:
+    """(plan entry, report entry, error E = W − Q·s, codes and scales) for one matrix."""
+    group = tensor_group(name)
+    bits, k = cfg.group_plan(group)
+    W = w.detach().to(device).float()
+    H = None if H is None else H.to(device).float()
+    scale = gptq.row_scales(W, k, bits)
+    if cfg.method == "gptq":
+        if H is None:
+            raise GolfError(f"quantize: no Hessian for {name} (method gptq needs one per matrix)")
+        res = gptq.gptq_quantize(W, H, scale, bits, cfg.block_size, cfg.damp)
+    else:
+        res = gptq.rtn_quantize(W, scale, bits)
+    E = W - gptq.dequantize_rows(res.q, res.scale)
+    w_norm = W.norm().item() or 1.0
+    rep: dict[str, Any] = {
+        "group": group, "bits": bits, "clip_sigmas": k, "shape": list(W.shape),
+        "rel_err": E.norm().item() / w_norm,
+        "clipped_frac": float((res.q.abs() == gptq.clip_range(bits)).float().mean()),
+        "damp_frac": res.damp_frac, "damp_tries": res.damp_tries, "fallback": res.fallback,
+    }
+    if H is not None:
+        wh = gptq.h_weighted_error(W, H)
+        rep["h_rel_err"] = gptq.h_weighted_error(E, H) / wh if wh > 0 else 0.0
+    plan = {"kind": cfg.method, "group": group, "bits": bits, "clip_sigmas": k, "lqer": "",
+            "dtype": str(w.dtype).removeprefix("torch."), "shape": list(w.shape)}
+    res = gptq.Quantized(q=res.q.cpu(), scale=res.scale.cpu(), damp_frac=res.damp_frac, damp_tries=res.damp_tries,
+                         fallback=res.fallback)
+    return plan, rep, E.cpu(), res
+
+
+def quantize_state_dict(state_dict: dict[str, torch.Tensor], hessians: dict[str, torch.Tensor],
+                        cfg: QuantizeConfig, model_header: dict[str, Any], names: Iterable[str] | None = None,
+                        progress: bool = False, device: torch.device | str = "cpu",
+                        ) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
+    """(tensors, header, report). `names`: the matrices to quantize (default: the Hessians' names).
+
+    The arithmetic runs on `device` (GPTQ's column sweep is much faster on a GPU); results are on the CPU.
+
+    Hessians must match those names and shapes exactly (GolfError naming the tensor otherwise);
+    with method rtn they may be empty (then no H-weighted errors are reported).
+    """
+    from tqdm import tqdm
+
+    names = list(hessians) if names is None else list(names)
+    if cfg.method == "gptq" or hessians:
+        check_hessians(hessians, state_dict, names)
+    else:
+        check_hessians({n: torch.zeros(state_dict[n].shape[1], state_dict[n].shape[1]) for n in names
+                        if n in state_dict and state_dict[n].dim() == 2}, state_dict, names, source="quantize")
+    todo = set(names)
+    tensors: dict[str, torch.Tensor] = {}
+    plan: dict[str, dict] = {}
+    report: dict[str, dict] = {}
+    errors: dict[str, torch.Tensor] = {}
+    for name in tqdm([n for n in state_dict if n in todo], desc="quantize", unit="tensor", disable=not progress):
+        p, rep, E, res = _quantize_one(name, state_dict[name], hessians.get(name), cfg, device)
+        tensors[f"{name}.q"], tensors[f"{name}.scale"] = res.q, res.scale
+        plan[name], report[name], errors[name] = p, rep, E
+    for name, t in state_dict.items():
+        if name in todo:
+            continue
+        keep_fp16 = t.is_floating_point() and t.numel() <= cfg.passthrough_numel
+        tensors[name] = t.detach().cpu().to(torch.float16) if keep_fp16 else t.detach().cpu()
+        plan[name] = {"kind": "passthrough" if keep_fp16 else "float", "dtype": str(t.dtype).removeprefix("torch."),
+                      "shape": list(t.shape)}
+    if cfg.lqer_enabled:
+        _apply_lqer(state_dict, errors, hessians, cfg, tensors, plan, report)
+    header = {"format": FORMAT, "version": VERSION, "model": model_header.get("model", {}), "plan": plan,
+              "quantize": section_dict(cfg)}
+    return tensors, header, {"tensors": report, "summary": summarize(tensors, plan, report, cfg)}
+
+
+def _apply_lqer(state_dict: dict[str, torch.Tensor], errors: dict[str, torch.Tensor],
+                hessians: dict[str, torch.Tensor], cfg: QuantizeConfig,
+                tensors: dict[str, torch.Tensor], plan: dict, report: dict) -> None:
+    """Correct the top-K tensors by ‖E‖_F; a correction that does not lower ‖E‖_F is dropped (reported)."""
+    ranked = sorted(errors, key=lambda n: errors[n].norm().item(), reverse=True)[: cfg.lqer_top_k]
+    for name in ranked:
+        E = errors[name]
+        kind, t, corr = lqer.correct(E, cfg.lqer_rank, cfg.lqer_asym_group, cfg.lqer_factor_bits)
+        before, after = E.norm().item(), (E - corr).norm().item()
+        rep = report[name]
+        rep["lqer_err_before"], rep["lqer_err_after"] = before, after
+        if after >= before:
+            rep["lqer"] = "dropped (no gain)"
+            continue
+        for k in LQER_KEYS:
+            tensors[f"{name}.{k}"] = t[k]
+        plan[name]["lqer"] = rep["lqer"] = kind
+        rep["lqer_bytes"] = math.ceil(lqer.packed_bits(kind, t, cfg.lqer_factor_bits) / 8)
+        W = state_dict[name].detach().float().cpu()
+        rep["rel_err"] = after / (W.norm().item() or 1.0)
+        if name in hessians:
+            wh = gptq.h_weighted_error(W, hessians[name])
+            rep["h_rel_err"] = gptq.h_weighted_error(E - corr, hessians[name]) / wh if wh > 0 else 0.0
+
+
+def summarize(tensors: dict[str, torch.Tensor], plan: dict, report: dict, cfg: QuantizeConfig) -> dict[str, Any]:
+    """Flat numbers for metrics: bytes at the planned bit widths and per-group error stats."""
+    code_bits = scale_bytes = other_bytes = lqer_bytes = 0
+    for name, p in plan.items():
+        if p["kind"] in ("gptq", "rtn"):
+            code_bits += tensors[f"{name}.q"].numel() * p["bits"]
+            scale_bytes += 2 * tensors[f"{name}.scale"].numel()
+            lqer_bytes += report[name].get("lqer_bytes", 0) if p.get("lqer") else 0
+        else:
+            t = tensors[name]
+            other_bytes += t.numel() * t.element_size()
+    out: dict[str, Any] = {"code_bytes": math.ceil(code_bits / 8), "scale_bytes": scale_bytes,
+                           "lqer_bytes": lqer_bytes, "other_bytes": other_bytes}
+    out["raw_bytes"] = out["code_bytes"] + scale_bytes + lqer_bytes + other_bytes
+    out["quantized_tensors"] = sum(p["kind"] in ("gptq", "rtn") for p in plan.values())
+    out["passthrough_tensors"] = sum(p["kind"] == "passthrough" for p in plan.values())
+    out["float_tensors"] = sum(p["kind"] == "float" for p in plan.values())
+    out["damping_raised"] = sum(r["damp_tries"] > 1 for r in report.values())
+    out["rtn_fallbacks"] = sum(r["fallback"] == "rtn" for r in report.values())
+    for group in ("attn", "mlp", "embed", "matrix"):
+        reps = [r for r in report.values() if r["group"] == group]
+        if not reps:
+            continue
+        out[f"{group}_rel_err_mean"] = sum(r["rel_err"] for r in reps) / len(reps)
+        out[f"{group}_rel_err_max"] = max(r["rel_err"] for r in reps)
+        if all("h_rel_err" in r for r in reps):
+            out[f"{group}_h_rel_err_mean"] = sum(r["h_rel_err"] for r in reps) / len(reps)
+    return out
+
+
+def dequantize(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The float state_dict the plan describes (each tensor in its original dtype)."""
+    plan = header.get("plan")
+    if not isinstance(plan, dict):
+        raise GolfError("qmodel: header has no plan")
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+
+    def get(key: str) -> torch.Tensor:
+        if key not in tensors:
+            raise GolfError(f"qmodel: tensor {key} is missing (the plan needs it)")
+        used.add(key)
+        return tensors[key]
+
+    for name, p in plan.items():
+        kind = p.get("kind")
+        if kind in ("gptq", "rtn"):
+            w = gptq.dequantize_rows(get(f"{name}.q"), get(f"{name}.scale"))
+            if p.get("lqer"):
+                w = w + lqer.unpack(p["lqer"], {k: get(f"{name}.{k}") for k in LQER_KEYS})
+            out[name] = w.to(_dtype(p["dtype"]))
+        elif kind == "passthrough":
+            out[name] = get(name).to(_dtype(p["dtype"]))
+        elif kind == "float":
+            out[name] = get(name)
+        else:
+            raise GolfError(f"qmodel: {name} has unknown kind {kind!r}")
+        if list(out[name].shape) != list(p["shape"]):
+            raise GolfError(f"qmodel: {name} has shape {list(out[name].shape)}, the plan says {p['shape']}")
+    if extra := sorted(set(tensors) - used):
+        raise GolfError(f"qmodel: tensor {extra[0]} is not in the plan ({len(extra)} unplanned)")
+    return out
+
+
+def save_qmodel(path: Path, tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> None:
+    from golf.io.tensors import save_tensors
+
+    save_tensors(path, tensors, header)
+
+
+def load_qmodel(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, header) of a golf.qmodel v1 file (refuses any other format or version)."""
+    from golf.io.tensors import load_tensors
+
+    return load_tensors(path, FORMAT, VERSION)
