@@ -1,0 +1,43 @@
+"""PruneConfig: the `prune_to_budget` section of params.yaml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, kw_only=True)
+class PruneConfig:
+    budget_bytes: int
+    """The cap on code bytes + compressed model bytes, decimal bytes (the challenge: 16000000)."""
+    margin_bytes: int
+    """Safety margin kept below the budget, bytes: the search targets budget_bytes - margin_bytes."""
+    method: Literal["selective", "magnitude", "two_four", "hessian_two_four", "none"]
+    """selective: only zero the cheapest ±1 codes until it fits; magnitude / two_four / hessian_two_four: apply that rule to the codes first, then selective if still over; none: prune nothing, fail if over."""
+    hessian_weighted: bool
+    """Selective cost = scale_row² × H_jj (needs the hessians file) instead of scale_row² alone."""
+    magnitude_fraction: float
+    """method = magnitude: fraction of each matrix's codes zeroed, smallest |q·scale| first, 0..1."""
+    prune_embedding: bool
+    """Also prune the tied embedding's codes (the records prune only the int6 block matrices)."""
+    eval_seq_len: int
+    """Tokens per window of the after-prune val BPB (plain eval); 0 = skip the eval."""
+    eval_batch_seqs: int
+    """Windows per forward pass in that eval."""
+    eval_max_tokens: int
+    """Val tokens scored in that eval (a prefix); 0 = the whole val split."""
+    device: Literal["auto", "cpu", "cuda"]
+    """Where the after-prune eval runs; auto = cuda when available."""
+
+    def __post_init__(self) -> None:
+        if self.budget_bytes < 1:
+            raise ValueError(f"prune_to_budget.budget_bytes = {self.budget_bytes}: must be >= 1")
+        if not 0 <= self.margin_bytes < self.budget_bytes:
+            raise ValueError(f"prune_to_budget.margin_bytes = {self.margin_bytes}: must be in 0..budget_bytes-1")
+        if not 0.0 <= self.magnitude_fraction <= 1.0:
+            raise ValueError(f"prune_to_budget.magnitude_fraction = {self.magnitude_fraction}: must be in 0..1")
+        for key in ("eval_seq_len", "eval_max_tokens"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"prune_to_budget.{key} = {getattr(self, key)}: must be >= 0")
+        if self.eval_batch_seqs < 1:
+            raise ValueError(f"prune_to_budget.eval_batch_seqs = {self.eval_batch_seqs}: must be >= 1")
