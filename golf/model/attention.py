@@ -1,0 +1,181 @@
+"""Causal GQA attention: QK-norm, partial RoPE, q_gain, XSA, output gates, pluggable kernels.
+
+Tensors keep the FlashAttention layout (B, T, H, D). The kernel is picked once per device by
+`select_backend` (FA3 on Hopper, FA4, FA2, else torch SDPA); every import is guarded so this
+module never needs a GPU or a flash-attn wheel to import, and CPU always runs SDPA.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from golf.model.config import ModelConfig
+
+BACKENDS = ("fa3", "fa4", "fa2", "sdpa")
+DENSE_GATE_INIT_STD = 0.01  # CGATE's dense GatedAttn init (records used 0.005-0.01)
+
+# name -> (module, attribute) of each FlashAttention entry point
+_FA_ENTRY = {"fa3": ("flash_attn_interface", "flash_attn_func"),
+             "fa4": ("flash_attn.cute", "flash_attn_func"),
+             "fa2": ("flash_attn", "flash_attn_func")}
+
+
+def _load(backend: str) -> Callable | None:
+    """The flash-attn function of `backend`, or None when its package is not importable."""
+    mod, attr = _FA_ENTRY[backend]
+    try:
+        return getattr(importlib.import_module(mod), attr)
+    except Exception:  # ImportError, or a wheel built for another torch/CUDA
+        return None
+
+
+def select_backend(device: torch.device | str) -> str:
+    """The fastest attention kernel usable on `device`: fa3 | fa4 | fa2 | sdpa (CPU: sdpa)."""
+    device = torch.device(device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return "sdpa"
+    major, _ = torch.cuda.get_device_capability(device)
+    wanted = []
+    if major == 9:
+        wanted.append("fa3")  # FA3 kernels are Hopper-only
+    if major >= 9:
+        wanted.append("fa4")
+    if major >= 8:
+        wanted.append("fa2")
+    for name in wanted:
+        if _load(name) is not None:
+            return name
+    return "sdpa"
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str) -> torch.Tensor:
+    """Causal attention, (B,T,H,D) q and (B,T,Hkv,D) k/v -> (B,T,H,D); GQA without copies."""
+    if backend == "sdpa":
+        y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
+                                           is_causal=True, enable_gqa=q.size(2) != k.size(2))
+        return y.transpose(1, 2)
+    fn = _load(backend)
+    if fn is None:
+        raise RuntimeError(f"attention backend {backend!r} is not importable here")
+    dtype = q.dtype
+    if dtype not in (torch.bfloat16, torch.float16):  # flash kernels take half precision only
+        q, k, v = (t.to(torch.bfloat16) for t in (q, k, v))
+    y = fn(q, k, v, causal=True)
+    if isinstance(y, tuple):  # some versions also return the log-sum-exp
+        y = y[0]
+    return y.to(dtype)
+
+
+class Rotary(nn.Module):
+    """cos/sin tables of partial RoPE for the first `rope_dims` dims of each head."""
+
+    def __init__(self, rope_dims: int, base: float):
+        super().__init__()
+        self.rope_dims = rope_dims
+        inv = 1.0 / base ** (torch.arange(0, max(rope_dims, 2), 2, dtype=torch.float32) / max(rope_dims, 2))
+        self.register_buffer("inv_freq", inv, persistent=False)  # rebuilt from config, not stored
+
+    def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        t = torch.arange(seq_len, device=device, dtype=torch.float32)
+        freqs = torch.outer(t, self.inv_freq.to(device))
+        return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rope_dims: int) -> torch.Tensor:
+    """Rotate the first rope_dims dims of each head (half-split pairs); the rest pass through."""
+    if rope_dims == 0:
+        return x
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    rot, rest = x[..., :rope_dims], x[..., rope_dims:]
+    half = rope_dims // 2
+    x1, x2 = rot[..., :half], rot[..., half:]
+    rot = torch.cat((x1 * cos + x2 * sin, x2 * cos - x1 * sin), dim=-1)
+    return rot if rope_dims == x.size(-1) else torch.cat((rot, rest), dim=-1)
+
+
+def xsa(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Exclusive self-attention: remove from each head's output its component along its own v_t.
+
+    The (B,T,H,D) output is viewed as (B,T,Hkv,group,D) so each KV head broadcasts over the
+    query heads it serves: no repeat_interleave, no copy of v.
+    """
+    b, t, h, d = y.shape
+    hkv = v.size(2)
+    yg = y.reshape(b, t, hkv, h // hkv, d)
+    vn = F.normalize(v, dim=-1).unsqueeze(3)
+    return (yg - (yg * vn).sum(-1, keepdim=True) * vn).reshape(b, t, h, d)
+
+
+class CausalSelfAttention(nn.Module):
+    """One attention layer; weights are nn.Linear so hooks see each projection's input."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        d, hd = cfg.model_dim, cfg.head_dim
+        self.num_heads, self.num_kv_heads, self.head_dim = cfg.num_heads, cfg.num_kv_heads, hd
+        self.rope_dims = cfg.rope_dims
+        self.c_q = nn.Linear(d, cfg.num_heads * hd, bias=False)
+        self.c_k = nn.Linear(d, cfg.num_kv_heads * hd, bias=False)
+        self.c_v = nn.Linear(d, cfg.num_kv_heads * hd, bias=False)
+        self.proj = nn.Linear(cfg.num_heads * hd, d, bias=False)
+        self.q_gain = nn.Parameter(torch.full((cfg.num_heads,), cfg.qk_gain_init))
+        self.use_xsa = layer >= cfg.num_layers - cfg.xsa_last_n
+        self.gate_window = cfg.gate_window
+        self.gate_kind = ("sparse" if cfg.sparse_attn_gate_enabled
+                          else "dense" if cfg.gated_attn_enabled else "")
+        self.gate_scale = cfg.sparse_attn_gate_scale
+        if self.gate_kind == "sparse":
+            self.attn_gate_w = nn.Parameter(torch.zeros(cfg.num_heads, cfg.gate_window))
+        elif self.gate_kind == "dense":
+            self.attn_gate_w = nn.Parameter(torch.randn(cfg.num_heads, d) * DENSE_GATE_INIT_STD)
+        self.backend = "sdpa"
+
+    def _project(self, name: str, x: torch.Tensor, adapter, slot: int) -> torch.Tensor:
+        out = getattr(self, name)(x)
+        if adapter is not None:
+            delta = adapter(f"{slot}.attn.{name}", x)
+            if delta is not None:
+                out = out + delta
+        return out
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                ve: torch.Tensor | None = None, adapter=None, slot: int = 0) -> torch.Tensor:
+        """x: (B,T,d) normed input -> (B,T,d). ve: value embedding added to v, already scaled."""
+        b, t, _ = x.shape
+        q = self._project("c_q", x, adapter, slot).reshape(b, t, self.num_heads, self.head_dim)
+        k = self._project("c_k", x, adapter, slot).reshape(b, t, self.num_kv_heads, self.head_dim)
+        v = self._project("c_v", x, adapter, slot)
+        if ve is not None:
+            v = v + ve.to(v.dtype)
+        v = v.reshape(b, t, self.num_kv_heads, self.head_dim)
+        q = F.rms_norm(q, (self.head_dim,))
+        k = F.rms_norm(k, (self.head_dim,))
+        q = apply_rotary(q, *rope, self.rope_dims)
+        k = apply_rotary(k, *rope, self.rope_dims)
+        # back to v's dtype (bf16 under autocast) so every kernel sees one dtype
+        q = (q * self.q_gain.to(q.dtype)[:, None]).to(v.dtype)
+        k = k.to(v.dtype)
+        y = attend(q, k, v, self.backend)
+        if self.use_xsa:
+            y = xsa(y, v)
+        if self.gate_kind == "sparse":
+            g = torch.sigmoid(self.gate_scale * F.linear(x[..., : self.gate_window], self.attn_gate_w.to(x.dtype)))
+            y = y * g.to(y.dtype)[..., None]
+        elif self.gate_kind == "dense":
+            g = torch.sigmoid(F.linear(x, self.attn_gate_w.to(x.dtype)))
+            y = y * g.to(y.dtype)[..., None]
+        return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot)
+
+
+def init_linear(module: nn.Linear, zero: bool) -> None:
+    """Zero, or orthogonal (gain 1) for matrices at least 64x64; smaller keep torch's default."""
+    if zero:
+        nn.init.zeros_(module.weight)
+    elif min(module.weight.shape) >= 64:
+        nn.init.orthogonal_(module.weight, gain=1.0)
+

@@ -1,0 +1,199 @@
+"""One configurable GPT: the BASE model plus every component of the REC3 -> LQER stack.
+
+Data flow (golf-techniques §2.1, §2.2):
+  tok_emb (+ bigram) -> SmearGate -> RMSNorm = x0
+  -> virtual layer sequence (depth recurrence when `looping`), split into U-Net encoder and
+     decoder halves with gated skips; from `parallel_start_layer` on, two residual lanes
+  -> final RMSNorm -> logits = h @ E^T (tied) -> softcap.
+
+Every weight matrix is an `nn.Linear` under its contract name, so forward hooks see its input;
+the `adapter(site, x)` protocol (docs/contracts.md) is only consulted when an adapter is given,
+so the plain path is unchanged. Control flow depends only on config and the Python flag
+`looping`, which keeps `torch.compile(fullgraph=True)` happy (one recompile when it flips).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from golf.model.attention import BACKENDS, Rotary, _load, init_linear
+from golf.model.config import ModelConfig
+from golf.model.layers import BigramHash, Block, RMSNorm, SmearGate, ValueEmbedding
+
+NLL_CHUNK_ELEMENTS = 1 << 26  # fp32 logits materialised at once by `nll` (256 MiB)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.looping = False
+        d, L = cfg.model_dim, cfg.num_layers
+        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        self.bigram = BigramHash(cfg) if cfg.bigram_vocab_size else None
+        self.smear = SmearGate(cfg) if cfg.smear_gate_enabled else None
+        self.ve = ValueEmbedding(cfg) if cfg.ve_dim else None
+        self.ve_index = {layer: i for i, layer in enumerate(cfg.ve_layers)} if cfg.ve_dim else {}
+        self.rotary = Rotary(cfg.rope_dims, cfg.rope_base)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(L))
+        # U-Net skips: sized for the longest sequence; the plain graph uses the first rows
+        n_skips = max(self._split(False)[2], self._split(True)[2])
+        self.skip_weights = nn.Parameter(torch.ones(n_skips, d)) if n_skips else None
+        self.skip_gates = nn.Parameter(torch.zeros(n_skips, d)) if n_skips and cfg.skip_gates_enabled else None
+        if cfg.parallel_start_layer >= 0:
+            # one row per physical layer, as LQER stores them (rows before the start stay unused)
+            self.parallel_resid_lambdas = nn.Parameter(torch.full((L, 2), 1.1))
+            self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2))
+        self.final_norm = RMSNorm()
+        self.lm_head = None if cfg.tie_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
+        self._init_weights()
+        self.attention_backend = "sdpa"
+
+    # ---- structure -------------------------------------------------------------------------
+
+    def _init_weights(self) -> None:
+        nn.init.normal_(self.tok_emb.weight, std=self.cfg.tied_embed_init_std)
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Linear) and not name.startswith("smear"):
+                zero = name.endswith("attn.proj") or name.endswith("mlp.proj") or name == "lm_head"
+                init_linear(m, zero)
+
+    def _split(self, looping: bool) -> tuple[list[int], int, int]:
+        """(virtual sequence, encoder length, number of skips) for one graph."""
+        seq = self.cfg.layer_sequence(looping)
+        if not self.cfg.unet_skips:
+            return seq, 0, 0
+        n_enc = len(seq) // 2
+        return seq, n_enc, min(n_enc, len(seq) - n_enc)
+
+    @property
+    def num_virtual_layers(self) -> int:
+        """Layers the current graph runs (adapter slots): 17 for the record with looping on."""
+        return len(self.cfg.layer_sequence(self.looping))
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Use `backend` (see attention.select_backend) in every layer; checked importable."""
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown attention backend {backend!r}; known: {', '.join(BACKENDS)}")
+        if backend != "sdpa" and _load(backend) is None:
+            raise RuntimeError(f"attention backend {backend!r} is not importable here")
+        self.attention_backend = backend
+        for block in self.blocks:
+            block.attn.backend = backend
+
+    # ---- forward ---------------------------------------------------------------------------
+
+    def _embed(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.tok_emb(idx)
+        if self.bigram is not None:
+            x = x + self.bigram(idx)
+        if self.smear is not None:
+            x = self.smear(x, idx)
+        return F.rms_norm(x, (x.size(-1),))
+
+    def _skip(self, x: torch.Tensor, skip: torch.Tensor, i: int) -> torch.Tensor:
+        s = self.skip_weights[i] * skip
+        if self.skip_gates is None:
+            return x + s
+        return torch.lerp(s, x, torch.sigmoid(self.skip_gates[i]).to(x.dtype))
+
+    def hidden(self, idx: torch.Tensor, adapter=None) -> torch.Tensor:
+        """(B,T) token ids -> (B,T,d) final-norm output."""
+        cfg = self.cfg
+        x = x0 = self._embed(idx)
+        rope = self.rotary(idx.size(1), idx.device)
+        ve = self.ve(idx) if self.ve is not None else None
+        seq, n_enc, n_skips = self._split(self.looping)
+        psl = cfg.parallel_start_layer
+        skips: list[torch.Tensor] = []
+        lane0 = lane1 = None
+        for slot, layer in enumerate(seq):
+            block = self.blocks[layer]
+            ve_l = ve * self.ve.layer_scales[self.ve_index[layer]] if layer in self.ve_index else None
+            dec = slot - n_enc  # decoder position (negative in the encoder)
+            if 0 <= psl <= layer:
+                # config checks guarantee these layers form the tail of the (decoder) sequence
+                if lane0 is None:
+                    lane0 = lane1 = x
+                if 0 <= dec < n_skips:
+                    lane0 = self._skip(lane0, skips.pop(), dec)
+                lane0, lane1 = block.forward_parallel(
+                    lane0, lane1, x0, rope, self.parallel_resid_lambdas[layer],
+                    self.parallel_post_lambdas[layer], ve_l, adapter, slot)
+                continue
+            if 0 <= dec < n_skips:
+                x = self._skip(x, skips.pop(), dec)
+            x = block(x, x0, rope, ve_l, adapter, slot)
+            if slot < n_enc:
+                skips.append(x)
+        if lane0 is not None:
+            x = 0.5 * (lane0 + lane1)
+        return self.final_norm(x)
+
+    def _logits(self, h: torch.Tensor, adapter=None) -> torch.Tensor:
+        """Softcapped fp32 logits from final-norm output h."""
+        # tied: the embedding matrix itself (no duplicate parameter); untied: call the module,
+        # so a hook on lm_head sees its input
+        z = F.linear(h, self.tok_emb.weight) if self.lm_head is None else self.lm_head(h)
+        if adapter is not None:
+            delta = adapter("head", h)
+            if delta is not None:
+                z = z + delta
+        c = self.cfg.logit_softcap
+        return c * torch.tanh(z.float() / c)
+
+    def forward(self, idx: torch.Tensor, adapter=None) -> torch.Tensor:
+        """(B,T) ids -> (B,T,V) float32 softcapped logits."""
+        return self._logits(self.hidden(idx, adapter), adapter)
+
+    def nll(self, idx: torch.Tensor, targets: torch.Tensor, adapter=None) -> torch.Tensor:
+        """(B,T) per-token NLL in nats, float32, full-vocabulary log-softmax in fp32.
+
+        Without an adapter the head runs over row chunks, so at most NLL_CHUNK_ELEMENTS fp32
+        logits exist at once in inference (autograd still keeps each chunk for backward).
+        """
+        b, t = idx.shape
+        h = self.hidden(idx, adapter)
+        if adapter is not None:
+            z = self._logits(h, adapter)
+            return F.cross_entropy(z.flatten(0, 1), targets.flatten(), reduction="none").view(b, t)
+        hf, tf = h.flatten(0, 1), targets.flatten()
+        rows = max(1, NLL_CHUNK_ELEMENTS // self.cfg.vocab_size)
+        parts = [F.cross_entropy(self._logits(hf[s:s + rows]), tf[s:s + rows], reduction="none")
+                 for s in range(0, hf.size(0), rows)]
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(b, t)
+
+    # ---- what other stages need ------------------------------------------------------------
+
+    def hessian_sites(self) -> dict[str, tuple[nn.Module, str]]:
+        """{weight name: (module, "input" | "output")} whose X gives that weight's H = X^T X.
+
+        Covers every 2-D matrix GPTQ quantizes: the six block linears, bigram.proj, ve.proj,
+        and the LM head (the tied tok_emb.weight via the final norm's output). Left out, as
+        they have no matmul input or are tiny: the lookup tables bigram.embed / ve.embed (and
+        tok_emb when untied), the SmearGate's 1 x gate_window vector and the attention gates'
+        attn_gate_w (heads x gate_window / model_dim); these stay unquantized or use RTN.
+        """
+        sites: dict[str, tuple[nn.Module, str]] = {}
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Linear) and not name.startswith("smear") and name != "lm_head":
+                sites[f"{name}.weight"] = (m, "input")
+        if self.lm_head is None:
+            sites["tok_emb.weight"] = (self.final_norm, "output")
+        else:
+            sites["lm_head.weight"] = (self.lm_head, "input")
+        return sites
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Optimizer groups: Muon "matrix" (hidden 2-D weights), AdamW "embed", AdamW "scalar"."""
+        groups: dict[str, list[nn.Parameter]] = {"matrix": [], "embed": [], "scalar": []}
+        for name, p in self.named_parameters():
+            if name.endswith("embed.weight") or name in ("tok_emb.weight", "lm_head.weight"):
+                groups["embed"].append(p)
+            elif p.ndim == 2 and name.endswith(".weight") and not name.startswith("smear"):
+                groups["matrix"].append(p)  # block linears, bigram.proj, ve.proj
+            else:
+                groups["scalar"].append(p)  # scales, mixes, gains, gates, lambdas
+        return groups

@@ -1,0 +1,154 @@
+"""The GPT's parts other than attention: norm, MLP, the transformer block, input embeddings.
+
+A `Block` runs either the serial form (attention then MLP on one residual stream) or the
+two-lane parallel form (LQER, golf-techniques §2.2 item 8). The optional input parts
+(SmearGate, BigramHash, value embeddings) live here too, each zero-effect at init.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from golf.model.attention import CausalSelfAttention, init_linear
+from golf.model.config import ModelConfig
+
+
+class RMSNorm(nn.Module):
+    """Parameter-free RMSNorm over the last dim (a module, so a hook can see its output)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, (x.size(-1),))
+
+
+class MLP(nn.Module):
+    """fc -> relu^2 or leaky_relu^2 -> proj (proj zero-initialised)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = nn.Linear(cfg.model_dim, cfg.mlp_hidden, bias=False)
+        self.proj = nn.Linear(cfg.mlp_hidden, cfg.model_dim, bias=False)
+        self.slope = cfg.leaky_slope if cfg.activation == "leaky_relu2" else 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc(x)
+        h = F.leaky_relu(h, self.slope) if self.slope else F.relu(h)
+        return self.proj(h.square())
+
+
+class Block(nn.Module):
+    """One physical layer: resid_mix, attention and MLP with per-dim output scales."""
+
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        d = cfg.model_dim
+        self.attn_norm = RMSNorm()
+        self.mlp_norm = RMSNorm()
+        self.attn = CausalSelfAttention(cfg, layer)
+        self.mlp = MLP(cfg)
+        self.attn_scale = nn.Parameter(torch.ones(d))
+        self.mlp_scale = nn.Parameter(torch.ones(d))
+        # x_in = m0*x + m1*x0: lets every layer look back at the embedding; starts as identity
+        self.resid_mix = nn.Parameter(torch.stack((torch.ones(d), torch.zeros(d))))
+        # physical index, so looped layers reuse their own factor
+        self.ln_scale_factor = 1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0
+
+    def _attn(self, x_in, rope, ve, adapter, slot):
+        return self.attn_scale * self.attn(self.attn_norm(x_in) * self.ln_scale_factor, rope, ve, adapter, slot)
+
+    def _mlp(self, x, adapter, slot):
+        h = self.mlp_norm(x) * self.ln_scale_factor
+        out = self.mlp(h)
+        if adapter is not None:
+            delta = adapter(f"{slot}.mlp", h)
+            if delta is not None:
+                out = out + delta
+        return self.mlp_scale * out
+
+    def mix(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        return self.resid_mix[0] * x + self.resid_mix[1] * x0
+
+    def forward(self, x, x0, rope, ve=None, adapter=None, slot: int = 0) -> torch.Tensor:
+        """Serial form: x -> x_in + attn, then + mlp."""
+        x = self.mix(x, x0)
+        x = x + self._attn(x, rope, ve, adapter, slot)
+        return x + self._mlp(x, adapter, slot)
+
+    def forward_parallel(self, lane0, lane1, x0, rope, resid, post, ve=None, adapter=None, slot: int = 0):
+        """Two-lane form: attention reads mix(lane0, x0), the MLP reads lane1; both write to both.
+
+        lane_k <- resid[k]*lane_k + post[0,k]*attn_out + post[1,k]*mlp_out.
+        """
+        a = self._attn(self.mix(lane0, x0), rope, ve, adapter, slot)
+        m = self._mlp(lane1, adapter, slot)
+        lane0 = resid[0] * lane0 + post[0, 0] * a + post[1, 0] * m
+        lane1 = resid[1] * lane1 + post[0, 1] * a + post[1, 1] * m
+        return lane0, lane1
+
+
+class SmearGate(nn.Module):
+    """x_t += lam * sigmoid(w . x_t[:window]) * x_{t-1}, except where token t is BOS.
+
+    Without the BOS mask the last token of document N would leak into document N+1's first
+    position. Both w and lam start at zero, so the gate is the identity at init.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.window, self.bos_id = cfg.gate_window, cfg.bos_id
+        self.smear_gate = nn.Linear(cfg.gate_window, 1, bias=False)
+        nn.init.zeros_(self.smear_gate.weight)
+        self.smear_lambda = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        cur = x[:, 1:]
+        g = self.smear_lambda * torch.sigmoid(self.smear_gate(cur[..., : self.window]))
+        g = g.masked_fill((idx[:, 1:] == self.bos_id).unsqueeze(-1), 0.0)
+        return torch.cat((x[:, :1], cur + g * x[:, :-1]), dim=1)
+
+
+class BigramHash(nn.Module):
+    """Hashed (previous, current) token pair -> table row -> projected to d, times a scalar.
+
+    Bucket (36313*t_i XOR 27191*t_{i-1}) mod (V_b - 1); position 0 uses bucket V_b - 1.
+    The table starts at zero (no effect at init); proj follows the general init rule so the
+    table still receives gradient.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.buckets = cfg.bigram_vocab_size
+        self.embed = nn.Embedding(cfg.bigram_vocab_size, cfg.bigram_dim)
+        nn.init.zeros_(self.embed.weight)
+        self.proj = nn.Linear(cfg.bigram_dim, cfg.model_dim, bias=False)
+        init_linear(self.proj, zero=False)
+        self.scale = nn.Parameter(torch.tensor(0.05))
+
+    def hash(self, idx: torch.Tensor) -> torch.Tensor:
+        cur, prev = idx[:, 1:].long(), idx[:, :-1].long()
+        h = torch.bitwise_xor(36313 * cur, 27191 * prev) % (self.buckets - 1)
+        first = torch.full_like(idx[:, :1], self.buckets - 1, dtype=torch.long)
+        return torch.cat((first, h), dim=1)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.proj(self.embed(self.hash(idx)))
+
+
+class ValueEmbedding(nn.Module):
+    """A shared token table (std 0.01) projected to the KV width, added to V at chosen layers."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.ve_dim)
+        nn.init.normal_(self.embed.weight, std=0.01)
+        self.proj = nn.Linear(cfg.ve_dim, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        init_linear(self.proj, zero=False)
+        self.scale = nn.Parameter(torch.tensor(0.1))
+        # one learned scale per receiving layer, indexed by position in cfg.ve_layers
+        self.layer_scales = nn.Parameter(torch.ones(len(cfg.ve_layers)))
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.scale * self.proj(self.embed(idx))

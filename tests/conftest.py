@@ -1,0 +1,27 @@
+"""Shared fixtures: a tiny model config with explicit values (the library has no defaults)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def tiny_model_values() -> dict:
+    """Every `model` key, tiny and all-different shapes: vocab 96, d 32, 4 heads / 2 KV (head_dim 8),
+    5 layers, layers 1..2 looped once, two lanes from layer 3; most record features on."""
+    return dict(
+        vocab_size=96, bos_id=1, num_layers=5, model_dim=32, num_heads=4, num_kv_heads=2, mlp_mult=2.5,
+        activation="leaky_relu2", leaky_slope=0.5, tie_embeddings=True, tied_embed_init_std=0.005,
+        logit_softcap=30.0, rope_base=10000.0, rope_dims=4, ln_scale=True, qk_gain_init=5.0,
+        xsa_last_n=5, unet_skips=True, skip_gates_enabled=True, num_loops=1, loop_start=1, loop_end=2,
+        parallel_start_layer=3, smear_gate_enabled=True, gate_window=6, bigram_vocab_size=0,
+        bigram_dim=12, ve_dim=0, ve_layers=(), sparse_attn_gate_enabled=True,
+        sparse_attn_gate_scale=0.5, gated_attn_enabled=False,
+    )
+
+
+@pytest.fixture
+def tiny_model_config():
+    """A `golf.model.ModelConfig` for CPU tests; vary it with `dataclasses.replace(cfg, ...)`."""
+    from golf.model.config import ModelConfig
+
+    return ModelConfig(**tiny_model_values())
