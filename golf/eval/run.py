@@ -1,0 +1,92 @@
+"""Run the enabled scoring modes of ttt_eval on one model and val stream.
+
+plain always runs (the quantized non-sliding reference), then sliding (if enabled), then TTT
+(if ttt_mode != none). The headline is chosen by configuration, not by outcome: the TTT score
+if TTT ran, else sliding, else plain. Taking the minimum over passes would itself break C4
+("no picking the best of several passes", golf-techniques §7.5).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from golf.eval import lora_ttt, plain, sliding, ttt
+from golf.eval.accounting import Totals, as_numpy, check_inputs, check_sidecar
+from golf.eval.config import TttEvalConfig
+
+
+def init_dist(device: torch.device) -> tuple[int, int, torch.device]:
+    """Join torchrun's process group (nccl on CUDA, gloo on CPU); (rank, world, device)."""
+    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
+        return 0, 1, device
+    rank, local, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    if device.type == "cuda":
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device
+
+
+def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any, bos_id: int,
+              cfg: TttEvalConfig, device: torch.device, progress: bool = False) -> dict[str, Any]:
+    """{"modes": {name: {result, eval_s, details, buckets}}, "headline": name, "val_tokens": N}."""
+    tokens = as_numpy(val_tokens, "val tokens")
+    vb = as_numpy(val_bytes, "val byte sidecar")
+    total = len(tokens)
+    if cfg.max_val_tokens:
+        tokens, vb = tokens[: cfg.max_val_tokens], vb[: cfg.max_val_tokens]
+    check_inputs(tokens, vb, cfg.seq_len)
+    if luts is not None:
+        check_sidecar(tokens, vb, luts)  # once, for the span every mode scores
+    tokens, vb = np.ascontiguousarray(tokens), np.ascontiguousarray(vb)
+    out: dict[str, Any] = {}
+
+    def timed(name: str, fn: Any) -> None:
+        totals = Totals(vb, len(tokens), cfg.position_buckets)
+        t0 = time.perf_counter()
+        got = fn(totals)
+        res, details = got if isinstance(got, tuple) else (got, {})
+        out[name] = {"result": res, "eval_s": round(time.perf_counter() - t0, 3), "details": details,
+                     "buckets": totals.bucket_rows()}
+
+    timed("plain", lambda t: plain.evaluate(model, tokens, vb, cfg.seq_len, cfg.batch_seqs, device, totals=t,
+                                            progress=progress))
+    if cfg.sliding_enabled:
+        timed("sliding", lambda t: sliding.evaluate(model, tokens, vb, cfg.seq_len, cfg.stride, cfg.batch_seqs, device,
+                                                    totals=t, progress=progress))
+    stride = cfg.stride if cfg.sliding_enabled else cfg.seq_len
+    if cfg.ttt_mode == "chunk_sgd":
+        timed("ttt", lambda t: ttt.evaluate(
+            model, tokens, vb, seq_len=cfg.seq_len, stride=stride, batch_seqs=cfg.batch_seqs,
+            chunk_tokens=cfg.chunk_tokens, lr=cfg.lr, momentum=cfg.momentum, epochs=cfg.epochs,
+            grad_clip=cfg.grad_clip, param_filter=cfg.param_filter, device=device, totals=t, progress=progress))
+    elif cfg.ttt_mode == "lora":
+        timed("ttt", lambda t: lora_ttt.evaluate(
+            model, tokens, vb, bos_id=bos_id, seq_len=cfg.seq_len, chunk_size=cfg.chunk_size,
+            batch_docs=cfg.batch_docs, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_lr=cfg.lora_lr,
+            beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay,
+            phased_prefix_docs=cfg.phased_prefix_docs, phased_num_phases=cfg.phased_num_phases,
+            global_lr=cfg.global_lr, global_momentum=cfg.global_momentum, global_epochs=cfg.global_epochs,
+            global_chunk_tokens=cfg.global_chunk_tokens, batch_seqs=cfg.batch_seqs, grad_clip=cfg.grad_clip,
+            device=device, seed=cfg.seed, totals=t, progress=progress))
+    headline = "ttt" if "ttt" in out else "sliding" if "sliding" in out else "plain"
+    return {"modes": out, "headline": headline, "val_tokens_total": total, "val_tokens_used": len(tokens)}
+
+
+def metrics_of(run: dict[str, Any]) -> dict[str, Any]:
+    """The flat metrics of a run (measured numbers only)."""
+    modes, head = run["modes"], run["modes"][run["headline"]]["result"]
+    m: dict[str, Any] = {"val_bpb": head.bpb, "val_loss": head.loss, "headline_mode": run["headline"]}
+    for name, r in modes.items():
+        m[f"val_bpb_{name}"] = r["result"].bpb
+    m.update({"tokens_scored": head.tokens, "bytes_scored": head.bytes,
+              "val_tokens_total": run["val_tokens_total"], "val_tokens_used": run["val_tokens_used"]})
+    for name, r in modes.items():
+        m[f"eval_s_{name}"] = r["eval_s"]
+    return m
