@@ -170,40 +170,14 @@ def test_beats_plain_brotli_on_int6_model():
     assert ours < plain, (ours, plain)
 
 
-def test_bundle_decoder_is_self_contained():
-    """The flattened decoder (no golf imports) decodes an artifact exactly like the library."""
-    import base64
-    import lzma
-
-    from golf.compress import bundle
-
-    mods = ("golf.errors", "golf.compress.codecs", "golf.compress.shuffle", "golf.compress.layout",
-            "golf.compress.container:MAGIC,VERSION,FLAG_TRANSPOSED,_ENTRY,Section,read_table,decode")
-    src = bundle.build_source(mods)
-    assert "from golf" not in src and "import golf" not in src and '"""' not in src
-    import sys
-    import types
-    mod = types.ModuleType("golf_bundled_test")  # dataclasses look their module up in sys.modules
-    sys.modules[mod.__name__] = mod
-    ns = mod.__dict__
-    exec(compile(src, "train_gpt.py", "exec"), ns)
-    tensors = synthetic_model(layers=1)
-    blob = container.encode(tensors, HEADER, dataclasses.replace(BASE, codec="auto"))
-    got, header = ns["decode"](blob)
-    assert header == HEADER
-    same_bits(tensors, got)
-    with pytest.raises(Exception, match="magic"):
-        ns["decode"](b"XXXX" + blob[4:])
-    script = bundle.wrap(src)
-    assert script.startswith("import lzma,base64;exec(") and script.count("\n") == 1
-    payload = script.split("b85decode(")[1].rsplit(")))", 1)[0]
-    assert lzma.decompress(base64.b85decode(eval(payload))).decode() == src
-
-
-def test_full_bundle_builds():
+def test_bundle_carries_every_module_the_runner_imports():
     from golf.compress import bundle
 
     src = bundle.build_source()
     compile(src, "train_gpt.py", "exec")
-    assert "def run_artifact" in src and "from golf" not in src
-    assert bundle.code_bytes(bundle.build_script()) < len(src) // 2
+    modules = bundle.closure()
+    assert {"golf.compress.container", "golf.quant.qmodel", "golf.model.gpt", "golf.eval.sliding"} <= modules.keys()
+    assert '"""' not in src.split("S=", 1)[1]  # docstrings stripped
+    script = bundle.build_script()
+    assert script.startswith("import lzma,base64;exec(") and script.count("\n") == 1
+    assert bundle.code_bytes(script) < len(src) // 2

@@ -292,3 +292,38 @@ def test_stage_errors(tmp_path, tokens_dir, tiny_model_config):
     make_artifact(art, dataclasses.replace(tiny_model_config, vocab_size=96), "")
     r, _ = run_stage(tmp_path, tokens, art)
     assert r.exit_code == 1 and "vocabulary" in r.output
+
+
+BLOCK_GOLF = """
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "golf" or name.startswith("golf."):
+            raise ImportError("golf is not installed here: " + name)
+sys.meta_path.insert(0, Block())
+sys.argv = [sys.argv[1]] + sys.argv[2:]
+exec(compile(open(sys.argv[0]).read(), sys.argv[0], "exec"), {"__name__": "__main__"})
+"""
+
+
+def test_bundled_script_reproduces_the_sliding_bpb(tmp_path, tokens_dir, tiny_model_config):
+    """train_gpt.py, given only itself, the artifact and the val shards (golf imports blocked),
+    scores the same sliding-window BPB as `golf ttt-eval`."""
+    import subprocess
+    import sys
+
+    from golf.compress import bundle
+
+    tokens, raw, n, sha = tokens_dir
+    make_artifact(tmp_path / "model.golf", dataclasses.replace(tiny_model_config, vocab_size=320), sha)
+    r, out = run_stage(tmp_path, tokens, tmp_path / "model.golf", mode="none")
+    assert r.exit_code == 0, r.output
+    want = json.loads((out / "m.json").read_text())["ttt_eval"]["val_bpb_sliding"]
+    script = tmp_path / "train_gpt.py"
+    script.write_text(bundle.build_script())
+    res = subprocess.run([sys.executable, "-c", BLOCK_GOLF, str(script), "--artifact", str(tmp_path / "model.golf"),
+                          "--tokens", str(tokens), "--seq-len", "32", "--stride", "8", "--batch-seqs", "4",
+                          "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    got = dict(kv.split(":", 1) for kv in res.stdout.split())
+    assert abs(float(got["val_bpb"]) - want) < 1e-9 and int(got["bytes"]) == raw

@@ -1,13 +1,11 @@
 """The code bytes: a self-contained, self-extracting `train_gpt.py`.
 
-The listed golf modules are flattened into one script in dependency order: intra-golf imports are
-removed (the names they bind are already defined earlier in the same file; `import ... as x` and
-module imports become small aliases), docstrings go (ast), comments go (ast.unparse), and the
-result is LZMA-compressed, base85-encoded and wrapped in a one-line exec stub, as the records
-ship it. `len(build_script())` is what counts against the 16,000,000-byte cap.
-
-BUNDLE_MODULES is the list the lead finalises: an entry is a module, or "module:a,b" to keep only
-those top-level definitions (e.g. qmodel's dequantize without the quantizer and its imports).
+The script carries, as source, every golf module the artifact runner reaches by import (found
+with `ast`, lazy imports included), each minified (docstrings out; `ast.unparse` drops the
+comments). A ten-line in-memory importer serves them under their own names, so the modules run
+exactly as they do in the library: no flattening, no name clashes between modules. The whole
+is LZMA-compressed, base85-encoded and wrapped in a one-line exec stub, as the records ship it.
+`len(build_script())` is what counts against the 16,000,000-byte cap.
 """
 
 from __future__ import annotations
@@ -20,132 +18,93 @@ from pathlib import Path
 
 from golf.errors import GolfError
 
-BUNDLE_MODULES: tuple[str, ...] = (
-    "golf.errors",
-    "golf.compress.codecs",
-    "golf.compress.shuffle",
-    "golf.compress.layout",
-    "golf.compress.container:MAGIC,VERSION,FLAG_TRANSPOSED,_ENTRY,Section,read_table,decode",
-    "golf.quant.gptq:FP16_TINY,clip_range,dequantize_rows",
-    "golf.quant.lqer:unpack",
-    "golf.quant.qmodel:LQER_KEYS,_dtype,dequantize",
-    "golf.model.config",
-    "golf.model.attention",
-    "golf.model.layers",
-    "golf.model.gpt",
-    "golf.data.shards:MAGIC,VERSION,HEADER_INTS,read_header,read_shard,list_shards,load_split",
-    "golf.eval.accounting",
-    "golf.eval.sliding",
-    "golf.compress.runner",
-)
-ENTRY = "\nif __name__ == '__main__':\n    run_artifact()\n"
+ENTRY_MODULE = "golf.compress.runner"
 STUB = "import lzma,base64;exec(lzma.decompress(base64.b85decode({payload!r})))\n"
+LOADER = """import sys,importlib.abc,importlib.util
+S={sources!r}
+P={packages!r}
+class _GolfImporter(importlib.abc.MetaPathFinder,importlib.abc.Loader):
+ def find_spec(self,name,path,target=None):
+  return importlib.util.spec_from_loader(name,self,is_package=name in P) if name in S else None
+ def create_module(self,spec):return None
+ def exec_module(self,m):exec(compile(S[m.__name__],'<'+m.__name__+'>','exec'),m.__dict__)
+sys.meta_path.insert(0,_GolfImporter())
+if __name__=='__main__':
+ from {entry} import run_artifact
+ run_artifact()
+"""
 
 
-def module_source(module: str) -> str:
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise GolfError(f"bundle: module {module} not found (is it written yet?)")
-    return Path(spec.origin).read_text(encoding="utf-8")
-
-
-def _is_golf(node: ast.ImportFrom | ast.Import) -> bool:
-    if isinstance(node, ast.ImportFrom):
-        return node.level > 0 or (node.module or "").split(".")[0] == "golf"
-    return any(a.name.split(".")[0] == "golf" for a in node.names)
-
-
-def _is_module(name: str) -> bool:
+def _origin(module: str) -> Path | None:
     try:
-        return importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
-        return False
+        return None
+    return Path(spec.origin) if spec is not None and spec.origin else None
 
 
-class _StripGolf(ast.NodeTransformer):
-    """Intra-golf imports -> aliases: `from golf.x import a as b` -> `b = a`; a module binding
-    (`from golf.quant import gptq`) -> a namespace of the script's globals at that point, so
-    `gptq.dequantize_rows` finds the flattened function. `import golf.x` is refused."""
-
-    def __init__(self, module: str) -> None:
-        self.module = module
-
-    def _replace(self, node):
-        if isinstance(node, ast.Import) and _is_golf(node):
-            raise GolfError(f"bundle: {self.module} uses `import {node.names[0].name}`; "
-                            "write `from golf.x import name` so the flattened script can bind it")
-        if isinstance(node, ast.ImportFrom) and _is_golf(node):
-            out = []
-            for a in node.names:
-                bound = a.asname or a.name
-                if node.level == 0 and _is_module(f"{node.module}.{a.name}"):
-                    out.append(ast.parse(f"{bound} = __import__('types').SimpleNamespace(**globals())").body[0])
-                elif bound != a.name:
-                    out.append(ast.parse(f"{bound} = {a.name}").body[0])
-            return out or ast.Pass()
-        return self.generic_visit(node)
-
-    visit_Import = _replace
-    visit_ImportFrom = _replace
+def _package_of(module: str, path: Path) -> str:
+    return module if path.name == "__init__.py" else module.rpartition(".")[0]
 
 
-def _strip_docstrings(tree: ast.AST) -> None:
+def _golf_imports(module: str, tree: ast.AST, package: str) -> set[str]:
+    """Modules named by golf imports anywhere in `tree` (parents included: their __init__ runs)."""
+    found = set()
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([base] if base else []))
+            names = [base] + [f"{base}.{a.name}" for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] != "golf":
+                continue
+            for i in range(1, len(parts) + 1):
+                if _origin(".".join(parts[:i])) is not None:
+                    found.add(".".join(parts[:i]))
+    return found
+
+
+def closure(entry: str = ENTRY_MODULE) -> dict[str, Path]:
+    """Every golf module `entry` reaches by import, with its source file."""
+    seen: dict[str, Path] = {}
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        path = _origin(module)
+        if path is None:
+            raise GolfError(f"bundle: module {module} not found")
+        seen[module] = path
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        todo += sorted(_golf_imports(module, tree, _package_of(module, path)) - seen.keys())
+    return dict(sorted(seen.items()))
+
+
+def minify(source: str) -> str:
+    """The same code without docstrings (module, class, function, dataclass fields) or comments."""
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
-                node.body = body[1:] or [ast.Pass()]
-        if isinstance(node, ast.ClassDef):  # the field docstrings of config dataclasses
-            node.body = [s for s in node.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
-                                                        and isinstance(s.value.value, str))] or [ast.Pass()]
+            body = [s for i, s in enumerate(node.body)
+                    if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant)
+                            and isinstance(s.value.value, str) and (i == 0 or isinstance(node, ast.ClassDef)))]
+            node.body = body or [ast.Pass()]
+    return ast.unparse(tree) + "\n"
 
 
-def _defined(stmt: ast.stmt) -> set[str]:
-    if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        return {stmt.name}
-    names = set()
-    targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target] if isinstance(stmt, ast.AnnAssign) else []
-    for t in targets:
-        for n in ast.walk(t):
-            if isinstance(n, ast.Name):
-                names.add(n.id)
-    return names
-
-
-def flatten(entry: str) -> tuple[list[str], str]:
-    """(__future__ lines, the module's code without golf imports or docstrings)."""
-    module, _, keep = entry.partition(":")
-    tree = ast.parse(module_source(module))
-    wanted = set(filter(None, keep.split(",")))
-    body, future = [], []
-    for stmt in tree.body:
-        if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__":
-            future.append(ast.unparse(stmt))
-            continue
-        if wanted and not isinstance(stmt, (ast.Import, ast.ImportFrom)) and not (_defined(stmt) & wanted):
-            continue
-        body.append(stmt)
-    if wanted and (missing := wanted - set().union(*(_defined(s) for s in body))):
-        raise GolfError(f"bundle: {module} defines no {', '.join(sorted(missing))}")
-    tree.body = body
-    tree = _StripGolf(module).visit(tree)
-    _strip_docstrings(tree)
-    ast.fix_missing_locations(tree)
-    return future, ast.unparse(tree)
-
-
-def build_source(modules: tuple[str, ...] = BUNDLE_MODULES) -> str:
-    """The flattened, readable-but-minified script (before compression)."""
-    from golf.compress import runner  # noqa: F401  every bundled module must import cleanly first
-    futures: list[str] = []
-    parts = []
-    for entry in modules:
-        future, code = flatten(entry)
-        futures += [f for f in future if f not in futures]
-        parts.append(code)
-    entry = ENTRY if any(m.startswith("golf.compress.runner") for m in modules) else "\n"
-    return "\n".join(futures + parts) + entry
+def build_source(entry: str = ENTRY_MODULE) -> str:
+    """The script before compression: the module sources and the importer that serves them."""
+    modules = closure(entry)
+    sources = {m: minify(p.read_text(encoding="utf-8")) for m, p in modules.items()}
+    packages = sorted(m for m, p in modules.items() if p.name == "__init__.py")
+    return LOADER.format(sources=sources, packages=packages, entry=entry)
 
 
 def wrap(source: str) -> str:
@@ -154,9 +113,9 @@ def wrap(source: str) -> str:
     return STUB.format(payload=base64.b85encode(packed).decode("ascii"))
 
 
-def build_script(modules: tuple[str, ...] = BUNDLE_MODULES) -> str:
+def build_script(entry: str = ENTRY_MODULE) -> str:
     """The self-contained train_gpt.py; its UTF-8 length is the counted code bytes."""
-    return wrap(build_source(modules))
+    return wrap(build_source(entry))
 
 
 def code_bytes(script: str) -> int:
