@@ -1,0 +1,1 @@
+"""Training: the config, the data loader, DDP setup and the loop."""

@@ -1,0 +1,120 @@
+"""TrainConfig: the `train` section of params.yaml (keys = the records' env vars, lower-cased)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    iterations: int
+    """Maximum optimizer steps; in step mode (max_wallclock_s = 0) the schedule's length."""
+    max_wallclock_s: float
+    """Seconds of training (val evals and compile warm-up excluded); 0 = step mode (schedule by step)."""
+    gptq_reserve_s: float
+    """Seconds kept back from max_wallclock_s for later work (the schedule ends at max - reserve)."""
+    warmdown_frac: float
+    """Fraction of training (by step or time) over which lr falls linearly to min_lr; 0 = none."""
+    min_lr: float
+    """Floor of the lr multiplier during warm-down (0.1 = 10% of each base lr)."""
+    warmup_steps: int
+    """Compile warm-up steps run before the clock starts; their weights/optimizer state are thrown away."""
+    train_batch_tokens: int
+    """Tokens per optimizer step over all ranks and micro-batches."""
+    train_seq_len: int
+    """Training sequence length in tokens (each sample is seq_len + 1 tokens: inputs and targets)."""
+    grad_accum_steps: int
+    """Micro-batches per optimizer step on each rank."""
+    val_every: int
+    """Evaluate val loss/BPB every this many steps (clock paused); 0 = only at the end."""
+    val_batch_seqs: int
+    """Sequences per val forward batch (per rank)."""
+    val_max_tokens: int
+    """Val tokens evaluated (a prefix of the val split); 0 = all."""
+    matrix_lr: float
+    """Muon lr for the 2-D block matrices."""
+    muon_momentum: float
+    """Muon momentum after its warm-up."""
+    muon_momentum_warmup_start: float
+    """Muon momentum at step 0 (linear to muon_momentum over muon_momentum_warmup_steps)."""
+    muon_momentum_warmup_steps: int
+    """Steps of the Muon momentum warm-up; 0 = none."""
+    muon_backend_steps: int
+    """Newton–Schulz iterations per Muon update."""
+    muon_coeffs: Literal["quintic", "polar_express"]
+    """Newton–Schulz coefficients: the classic quintic or Polar Express (one tuple per iteration)."""
+    muon_row_normalize: bool
+    """MuonEq-R: normalize each row of the momentum update before Newton–Schulz."""
+    muon_wd: float
+    """Muon decoupled weight decay (multiplied by the scheduled lr)."""
+    tied_embed_lr: float
+    """AdamW lr for the (tied) token embedding."""
+    embed_wd: float
+    """AdamW weight decay for the embedding."""
+    scalar_lr: float
+    """AdamW lr for scalars, vectors and control tensors."""
+    adam_wd: float
+    """AdamW weight decay for the scalar group."""
+    beta1: float
+    """AdamW beta1."""
+    beta2: float
+    """AdamW beta2."""
+    adam_eps: float
+    """AdamW epsilon."""
+    grad_clip_norm: float
+    """Global gradient-norm clip (L2 over all params); 0 = off."""
+    ema_decay: float
+    """Per-step EMA decay of the weights (with a warm-up, golf/optim/ema.py); 0 = no EMA (raw weights)."""
+    swa_enabled: bool
+    """Average snapshots (SWA) late in training; when on, the SWA average replaces the EMA at the end."""
+    swa_every: int
+    """Steps between SWA snapshots."""
+    swa_start_frac: float
+    """Training fraction from which SWA snapshots are taken."""
+    enable_looping_at: float
+    """Training fraction at which depth recurrence switches on (model.num_loops > 0); 0 = from the start."""
+    seed: int
+    """Seed of the init and of the training data order."""
+    device: Literal["auto", "cpu", "cuda"]
+    """Where to train; auto = cuda when available."""
+    compile: Literal["auto", "on", "off"]
+    """torch.compile the model; auto = on for CUDA, off for CPU."""
+    autocast_bf16: bool
+    """bf16 autocast for the forward on CUDA (ignored on CPU)."""
+    nproc_per_node: int
+    """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
+    peak_flops: float
+    """Peak FLOP/s of one device for MFU (798e12 = H100 dense bf16 as in the records); 0 = no MFU."""
+
+    def __post_init__(self) -> None:
+        def bad(key: str, why: str) -> None:
+            raise ValueError(f"train.{key} = {getattr(self, key)!r}: {why}")
+
+        for key in ("iterations", "train_batch_tokens", "train_seq_len", "grad_accum_steps", "val_batch_seqs",
+                    "muon_backend_steps", "nproc_per_node"):
+            if getattr(self, key) < 1:
+                bad(key, "must be >= 1")
+        for key in ("max_wallclock_s", "gptq_reserve_s", "warmup_steps", "val_every", "val_max_tokens",
+                    "muon_momentum_warmup_steps", "matrix_lr", "muon_wd", "tied_embed_lr", "embed_wd", "scalar_lr",
+                    "adam_wd", "adam_eps", "grad_clip_norm", "swa_every", "peak_flops"):
+            if getattr(self, key) < 0:
+                bad(key, "must be >= 0")
+        for key in ("warmdown_frac", "min_lr", "swa_start_frac", "enable_looping_at"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                bad(key, "must be in [0, 1]")
+        for key in ("muon_momentum", "muon_momentum_warmup_start", "beta1", "beta2", "ema_decay"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                bad(key, "must be in [0, 1)")
+        if self.max_wallclock_s > 0 and self.gptq_reserve_s >= self.max_wallclock_s:
+            bad("gptq_reserve_s", f"must be below train.max_wallclock_s = {self.max_wallclock_s}")
+        per_step = self.train_seq_len * self.grad_accum_steps * self.nproc_per_node
+        if self.train_batch_tokens % per_step:
+            bad("train_batch_tokens", f"must be divisible by train_seq_len x grad_accum_steps x nproc_per_node "
+                                      f"= {self.train_seq_len} x {self.grad_accum_steps} x {self.nproc_per_node}")
+        if self.swa_enabled and self.swa_every < 1:
+            bad("swa_every", "must be >= 1 when train.swa_enabled")
+
+    def micro_batch_seqs(self, world_size: int) -> int:
+        """Sequences per forward on each rank."""
+        return self.train_batch_tokens // (self.train_seq_len * self.grad_accum_steps * world_size)

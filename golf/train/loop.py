@@ -1,0 +1,268 @@
+"""The training loop: Muon + AdamW, grad accumulation, wall-clock budget, EMA, periodic val.
+
+One code path for 1 and N processes (golf/train/ddp.py). The clock (`train_s`) counts only the
+optimizer steps: the compile warm-up before it (whose weights and optimizer state are restored)
+and every val eval are outside it, as in the records (golf-techniques §2.4). In wall-clock mode the
+ranks all-reduce (MAX) their clocks every step, so the schedule and the stop decision are identical
+on all ranks and the slowest rank's clock decides; a non-finite loss on any rank stops them all.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from golf.errors import GolfError
+from golf.optim.ema import EMA, SWA, load_average
+from golf.optim.muon import Muon
+from golf.optim.schedule import lr_multiplier, muon_momentum, train_frac
+from golf.train import ddp
+from golf.train.config import TrainConfig
+from golf.train.data import WindowLoader
+
+H100_BF16_PEAK_FLOPS = 798e12  # the records' MFU denominator for one H100 (dense bf16)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_tokens: int
+    train_s: float
+    tokens_per_s: float
+    val_loss: float
+    val_bpb: float
+    val_bpb_raw: float
+    looping: bool
+    compiled: bool
+    flops_per_token: float
+    mfu: float | None
+    peak_mem_bytes: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GolfError("train.device = 'cuda' but torch sees no CUDA device")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the init (torch, numpy); the data order has its own generator (golf/train/data.py)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def can_loop(model: torch.nn.Module) -> bool:
+    return hasattr(model, "looping") and getattr(getattr(model, "cfg", None), "num_loops", 0) > 0
+
+
+def model_flops_per_token(model: torch.nn.Module, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward), the usual 6N + attention estimate:
+
+        6 * N_matmul_eff + 12 * L_virtual * seq_len * dim / 2
+
+    N_matmul_eff: the weights that multiply each token: every matrix of the blocks, counted once per
+    virtual layer that runs it (matrix params x L_virtual / L_physical when depth recurrence is on),
+    plus the tied embedding once as the output head (the input lookup is free). Attention scores
+    QKᵀ and the weighted sum AV cost 2 * 2 * seq_len * dim FLOPs per token per layer forward, x3 for
+    forward + backward = 12 * seq_len * dim, halved because causal attention skips half the pairs.
+    """
+    groups = model.param_groups()
+    n_matrix = sum(p.numel() for p in groups["matrix"])
+    n_head = sum(p.numel() for p in groups["embed"])
+    cfg = getattr(model, "cfg", None)
+    dim = getattr(cfg, "model_dim", 0)
+    physical = getattr(cfg, "num_layers", 1) or 1
+    looping = bool(getattr(model, "looping", False))
+    virtual = len(cfg.layer_sequence(looping)) if hasattr(cfg, "layer_sequence") else physical
+    return 6.0 * (n_matrix * virtual / physical + n_head) + 12.0 * virtual * seq_len * dim / 2.0
+
+
+def build_optimizers(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> tuple[Muon, torch.optim.AdamW]:
+    groups = model.param_groups()
+    seen = [p for g in ("matrix", "embed", "scalar") for p in groups.get(g, [])]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if len({id(p) for p in seen}) != len(seen) or {id(p) for p in seen} != {id(p) for p in trainable}:
+        raise GolfError("model.param_groups() must list every trainable parameter exactly once")
+    muon = Muon(groups["matrix"], lr=cfg.matrix_lr, momentum=cfg.muon_momentum, weight_decay=cfg.muon_wd,
+                backend_steps=cfg.muon_backend_steps, coeffs=cfg.muon_coeffs, row_normalize=cfg.muon_row_normalize)
+    adam_groups = [{"params": groups["embed"], "lr": cfg.tied_embed_lr, "weight_decay": cfg.embed_wd},
+                   {"params": groups["scalar"], "lr": cfg.scalar_lr, "weight_decay": cfg.adam_wd}]
+    adam = torch.optim.AdamW([g for g in adam_groups if g["params"]], betas=(cfg.beta1, cfg.beta2), eps=cfg.adam_eps,
+                             fused=device.type == "cuda")
+    for opt in (muon, adam):
+        for g in opt.param_groups:
+            g["base_lr"] = g["lr"]
+    return muon, adam
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak CUDA memory allocated, or this process's max RSS on CPU."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
+          val_bytes: np.ndarray, device: torch.device, dctx: ddp.Dist, progress: bool = True,
+          evaluate: Callable | None = None) -> TrainResult:
+    """Train `model` in place; on return it holds the averaged (EMA/SWA) weights that were evaluated."""
+    if evaluate is None:
+        from golf.eval.plain import evaluate
+    world = dctx.world_size
+    use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+    autocast = device.type == "cuda" and cfg.autocast_bf16
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+    model.to(device).train()
+    muon, adam = build_optimizers(model, cfg, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    nll = model.nll
+    if use_compile:
+        import torch._dynamo as dynamo
+
+        dynamo.config.cache_size_limit = 64
+        nll = torch.compile(model.nll, dynamic=False)
+    global_seqs = cfg.train_batch_tokens // cfg.train_seq_len
+    loader = WindowLoader(train_tokens, cfg.train_seq_len, global_seqs, cfg.grad_accum_steps, dctx.rank, world,
+                          cfg.seed, device)
+    if cfg.val_max_tokens:
+        val_tokens, val_bytes = val_tokens[:cfg.val_max_tokens + 1], val_bytes[:cfg.val_max_tokens + 1]
+
+    def step_fn(step: int, lr_mul: float, momentum: float) -> float:
+        for opt in (muon, adam):
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * lr_mul
+        for g in muon.param_groups:
+            g["momentum"] = momentum
+        total = torch.zeros((), device=device)
+        for x, y in loader.batch(step):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+                loss = nll(x, y).mean()
+            (loss / cfg.grad_accum_steps).backward()
+            total += loss.detach()
+        ddp.all_reduce_grads(params, world)
+        if cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
+        muon.step()
+        adam.step()
+        model.zero_grad(set_to_none=True)
+        return (total / cfg.grad_accum_steps).item()
+
+    def run_eval() -> Any:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            r = evaluate(model, val_tokens, val_bytes, cfg.train_seq_len, cfg.val_batch_seqs, device)
+        model.train(was)
+        return r
+
+    # Compile warm-up: run the steps (both graphs when looping will switch on), then throw them away.
+    looping_later = can_loop(model) and cfg.enable_looping_at > 0
+    if can_loop(model):
+        model.looping = cfg.enable_looping_at == 0
+    if cfg.warmup_steps > 0:
+        saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        saved_opts = [copy.deepcopy(o.state_dict()) for o in (muon, adam)]
+        for phase in ([False, True] if looping_later else [None]):
+            if phase is not None:
+                model.looping = phase
+            for s in range(cfg.warmup_steps):
+                step_fn(s, 1.0, cfg.muon_momentum_warmup_start)
+        if looping_later:
+            model.looping = False
+        model.load_state_dict(saved_model)
+        for o, st in zip((muon, adam), saved_opts):
+            o.load_state_dict(st)
+        model.zero_grad(set_to_none=True)
+        _sync(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    swa = SWA(cfg.swa_every, cfg.swa_start_frac) if cfg.swa_enabled else None
+    wallclock = cfg.max_wallclock_s > 0
+    frac_of = lambda s, t: train_frac(s, t, cfg.iterations, cfg.max_wallclock_s, cfg.gptq_reserve_s)  # noqa: E731
+    step, elapsed, frac = 0, 0.0, 0.0
+    rows: list[dict[str, Any]] = []
+    tokens_per_step = cfg.train_batch_tokens
+    bar = None
+    if progress and dctx.is_main:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.iterations, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
+    try:
+        while step < cfg.iterations and not (wallclock and frac >= 1.0):
+            if looping_later and not model.looping and frac >= cfg.enable_looping_at:
+                model.looping = True
+            lr_mul = lr_multiplier(frac, cfg.warmdown_frac, cfg.min_lr)
+            mom = muon_momentum(step, cfg.muon_momentum_warmup_start, cfg.muon_momentum,
+                                cfg.muon_momentum_warmup_steps)
+            _sync(device)
+            t0 = time.perf_counter()
+            loss = step_fn(step, lr_mul, mom)
+            _sync(device)
+            dt = time.perf_counter() - t0
+            bad = 0.0 if math.isfinite(loss) else 1.0
+            loss_sum, bad_sum = ddp.all_reduce_sum([loss if not bad else 0.0, bad], device, world)
+            if bad_sum > 0:  # any rank's NaN stops every rank
+                raise GolfError(f"train: loss is {loss} at step {step + 1} (lr multiplier {lr_mul:.3g}); "
+                                "stopped, no checkpoint written. Lower the learning rates or check the data")
+            # MAX over ranks: one shared clock, so the schedule and the stop are the same on every rank.
+            elapsed = ddp.all_reduce_max(elapsed + dt, device, world)
+            loss, step = loss_sum / world, step + 1
+            frac = frac_of(step, elapsed)
+            if ema is not None:
+                ema.update(model)
+            if swa is not None and swa.due(step, frac):
+                swa.add(model)
+            row = {"step": step, "train_loss": round(loss, 6), "val_bpb": "", "lr_mul": round(lr_mul, 6),
+                   "tokens_per_s": round(tokens_per_step / dt, 1), "elapsed_s": round(elapsed, 3)}
+            last = step >= cfg.iterations or (wallclock and frac >= 1.0)
+            if cfg.val_every and step % cfg.val_every == 0 and not last:
+                row["val_bpb"] = round(run_eval().bpb, 6)  # outside the clock: dt was taken above
+            rows.append(row)
+            if bar is not None:
+                left = (cfg.max_wallclock_s - cfg.gptq_reserve_s - elapsed) if wallclock else \
+                    elapsed / step * (cfg.iterations - step)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{step * tokens_per_step / elapsed:,.0f}",
+                                left=f"{max(left, 0):.0f}s", refresh=False)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    raw = run_eval()
+    if swa is not None and swa.count:
+        load_average(model, swa.average())
+    elif ema is not None:
+        ema.copy_to(model)
+    final = run_eval()
+    if rows:
+        rows[-1]["val_bpb"] = round(final.bpb, 6)
+    train_tokens_seen = step * tokens_per_step
+    tps = train_tokens_seen / elapsed if elapsed > 0 else 0.0
+    fpt = model_flops_per_token(model, cfg.train_seq_len)
+    mfu = fpt * tps / (cfg.peak_flops * world) if device.type == "cuda" and cfg.peak_flops > 0 else None
+    return TrainResult(steps=step, train_tokens=train_tokens_seen, train_s=elapsed, tokens_per_s=tps,
+                       val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
+                       looping=bool(getattr(model, "looping", False)), compiled=use_compile, flops_per_token=fpt,
+                       mfu=mfu, peak_mem_bytes=peak_memory_bytes(device), rows=rows)

@@ -1,0 +1,241 @@
+"""The training loop on CPU: loss falls, data order, NaN handling, config checks, the `golf train` stage."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from golf.errors import GolfError
+from golf.eval.toy import ToyLM
+from golf.params import build_section
+from golf.train import ddp
+from golf.train.config import TrainConfig
+from golf.train.data import WindowLoader
+from golf.train.loop import train
+
+TRAIN = dict(
+    iterations=30, max_wallclock_s=0.0, gptq_reserve_s=0.0, warmdown_frac=0.5, min_lr=0.1, warmup_steps=2,
+    train_batch_tokens=8 * 24, train_seq_len=24, grad_accum_steps=2, val_every=10, val_batch_seqs=4,
+    val_max_tokens=0, matrix_lr=0.02, muon_momentum=0.95, muon_momentum_warmup_start=0.85,
+    muon_momentum_warmup_steps=10, muon_backend_steps=5, muon_coeffs="polar_express", muon_row_normalize=True,
+    muon_wd=0.01, tied_embed_lr=0.02, embed_wd=0.0, scalar_lr=0.01, adam_wd=0.0, beta1=0.9, beta2=0.95,
+    adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, swa_enabled=False, swa_every=5, swa_start_frac=0.5,
+    enable_looping_at=0.5, seed=3, device="cpu", compile="off", autocast_bf16=True, nproc_per_node=1,
+    peak_flops=0.0,
+)
+
+
+def tcfg(**over) -> TrainConfig:
+    return build_section(TRAIN, "train", TrainConfig, over)
+
+
+class TinyLM(ToyLM):
+    """ToyLM in fp32 plus the training contract of golf.model.GPT (param_groups, looping)."""
+
+    def __init__(self, vocab=29, seed=0):
+        super().__init__(vocab=vocab, dim=16, kv_dim=12, hidden=20, layers=2, max_len=32, seed=seed,
+                         dtype=torch.float32)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.mul_(0.3)
+        self.looping = False
+
+    def param_groups(self):
+        named = dict(self.named_parameters())
+        matrix = [p for n, p in named.items() if p.ndim == 2 and n.startswith("blocks.")]
+        embed = [named["tok.weight"], named["head.weight"], named["pos.weight"]]
+        scalar = [p for p in self.parameters() if all(p is not q for q in matrix + embed)]
+        return {"matrix": matrix, "embed": embed, "scalar": scalar}
+
+
+def corpus(n=6000, vocab=29, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A learnable stream: a repeating pattern with noise (tokens) and 1..3 bytes per token."""
+    pattern = np.random.default_rng(99).integers(1, vocab, size=11)  # the same pattern in train and val
+    rng = np.random.default_rng(seed)
+    toks = np.resize(pattern, n)
+    noise = rng.random(n) < 0.1
+    toks[noise] = rng.integers(1, vocab, size=noise.sum())
+    toks[::200] = 0  # BOS
+    by = (toks % 3 + 1).astype(np.int64)
+    by[toks == 0] = 0
+    return toks.astype(np.uint16), by
+
+
+SOLO = ddp.Dist(0, 0, 1)
+
+
+def test_loss_falls_and_rows():
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(1500, seed=2)
+    torch.manual_seed(0)
+    model = TinyLM()
+    res = train(model, tcfg(), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+    assert res.steps == 30 and res.train_tokens == 30 * 8 * 24
+    first = np.mean([r["train_loss"] for r in res.rows[:3]])
+    last = np.mean([r["train_loss"] for r in res.rows[-3:]])
+    assert last < first - 0.5, (first, last)
+    assert res.val_bpb < res.rows[9]["val_bpb"] < res.val_bpb_raw + 2.0
+    assert res.val_bpb < 1.5
+    assert [r["val_bpb"] != "" for r in res.rows].count(True) == 3  # steps 10, 20 and the end
+    assert res.rows[0]["lr_mul"] == 1.0 and res.rows[-1]["lr_mul"] == pytest.approx(max(1 / 30 / 0.5, 0.1))
+    assert set(res.rows[0]) == {"step", "train_loss", "val_bpb", "lr_mul", "tokens_per_s", "elapsed_s"}
+    assert res.mfu is None and not res.compiled
+
+
+def test_warmup_steps_are_thrown_away():
+    """With and without compile warm-up steps, the same seed gives the same weights."""
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    outs = []
+    for w in (0, 3):
+        torch.manual_seed(0)
+        m = TinyLM()
+        train(m, tcfg(iterations=5, warmup_steps=w, val_every=0), tr, va, vb, torch.device("cpu"), SOLO,
+              progress=False)
+        outs.append(m.state_dict())
+    for k in outs[0]:
+        assert torch.allclose(outs[0][k], outs[1][k], atol=1e-6), k
+
+
+def test_wallclock_mode_stops_on_time():
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    res = train(TinyLM(), tcfg(iterations=100000, max_wallclock_s=1.0, val_every=0), tr, va, vb,
+                torch.device("cpu"), SOLO, progress=False)
+    assert 0 < res.steps < 100000 and 1.0 <= res.train_s < 3.0
+    assert res.rows[-1]["lr_mul"] < 1.0
+
+
+def test_nan_loss_is_a_clear_error():
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    m = TinyLM()
+    with torch.no_grad():
+        m.head.weight.fill_(float("nan"))
+    with pytest.raises(GolfError, match="loss is nan at step 1"):
+        train(m, tcfg(warmup_steps=0), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+
+
+def test_loader_is_deterministic_and_sharded_by_rank():
+    toks = np.arange(5000, dtype=np.uint16)
+    one = WindowLoader(toks, 16, 8, 2, 0, 1, seed=5, device=torch.device("cpu"))
+    r0 = WindowLoader(toks, 16, 8, 2, 0, 2, seed=5, device=torch.device("cpu"))
+    r1 = WindowLoader(toks, 16, 8, 2, 1, 2, seed=5, device=torch.device("cpu"))
+    b = one.batch(3)
+    assert len(b) == 2 and b[0][0].shape == (4, 16)
+    assert torch.equal(b[0][1][:, :-1], b[0][0][:, 1:])  # targets are inputs shifted by one
+    whole = torch.cat([x for x, _ in b])
+    split = torch.cat([x for x, _ in r0.batch(3)] + [x for x, _ in r1.batch(3)])
+    assert torch.equal(whole, split)  # the global batch does not depend on the world size
+    assert torch.equal(whole, torch.cat([x for x, _ in one.batch(3)]))
+    assert not torch.equal(whole, torch.cat([x for x, _ in one.batch(4)]))
+    other_seed = WindowLoader(toks, 16, 8, 2, 0, 1, seed=6, device=torch.device("cpu"))
+    assert not torch.equal(whole, torch.cat([x for x, _ in other_seed.batch(3)]))
+
+
+@pytest.mark.parametrize("over,msg", [
+    (dict(train_batch_tokens=100), "divisible"),
+    (dict(warmdown_frac=1.5), "warmdown_frac"),
+    (dict(ema_decay=1.0), "ema_decay"),
+    (dict(max_wallclock_s=10.0, gptq_reserve_s=10.0), "gptq_reserve_s"),
+    (dict(muon_coeffs="cubic"), "muon_coeffs"),
+])
+def test_config_rejects(over, msg):
+    with pytest.raises(GolfError, match=msg):
+        tcfg(**over)
+
+
+def test_config_fields_have_docs():
+    from golf.params import field_docs
+
+    docs = field_docs(TrainConfig)
+    assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(TRAIN) == set(docs)
+
+
+# ---- the stage -------------------------------------------------------------------------------
+
+MODEL = dict(
+    vocab_size=32, bos_id=0, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2, mlp_mult=2.0,
+    activation="leaky_relu2", leaky_slope=0.5, tie_embeddings=True, tied_embed_init_std=0.005, logit_softcap=30.0,
+    rope_base=10000.0, rope_dims=4, ln_scale=True, qk_gain_init=5.0, xsa_last_n=3, unet_skips=True,
+    skip_gates_enabled=True, num_loops=1, loop_start=1, loop_end=1, parallel_start_layer=2,
+    smear_gate_enabled=True, gate_window=8, bigram_vocab_size=0, bigram_dim=0, ve_dim=0, ve_layers=[],
+    sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5, gated_attn_enabled=False,
+)
+
+
+def write_tokens(d: Path, vocab: int = 29) -> None:
+    from golf.data.shards import shard_name, write_shard
+
+    d.mkdir(parents=True)
+    tr, _ = corpus(8000, vocab, seed=1)
+    va, vb = corpus(1200, vocab, seed=2)
+    write_shard(d / shard_name("train", 0), tr[:5000])
+    write_shard(d / shard_name("train", 1), tr[5000:])
+    write_shard(d / shard_name("val", 0), va)
+    write_shard(d / shard_name("val_bytes", 0), vb.astype(np.uint16))
+    manifest = {"format": "golf.tokens", "version": 1, "vocab_size": vocab, "bos_id": 0, "tokenizer_sha256": "ab" * 32,
+                "splits": {"train": {"docs": 40, "tokens": 8000, "bytes": 16000, "shards": 2},
+                           "val": {"docs": 6, "tokens": 1200, "bytes": 2400, "shards": 1}}}
+    (d / "manifest.json").write_text(json.dumps(manifest))
+
+
+def write_params(path: Path, **train_over) -> None:
+    import yaml
+
+    train = {**TRAIN, "iterations": 12, "val_every": 6, **train_over}
+    path.write_text(yaml.safe_dump({"model": MODEL, "train": train}))
+
+
+def invoke(tmp_path: Path, *extra: str):
+    from typer.testing import CliRunner
+
+    from stages.cli import app
+
+    args = ["train", "--params", str(tmp_path / "params.yaml"), "--tokens", str(tmp_path / "tokens"),
+            "--out", str(tmp_path / "artifacts/train/model.safetensors"),
+            "--metrics", str(tmp_path / "metrics/train.json"), "--plots", str(tmp_path / "plots/train.csv"), *extra]
+    return CliRunner().invoke(app, args)
+
+
+def test_golf_train_stage(tmp_path):
+    from golf.model.checkpoint import load_model
+
+    write_tokens(tmp_path / "tokens")
+    write_params(tmp_path / "params.yaml")
+    r = invoke(tmp_path, "--muon-coeffs", "quintic")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "metrics/train.json").read_text())["train"]
+    assert m["steps"] == 12 and m["train_tokens"] == 12 * 8 * 24
+    assert m["val_bpb"] > 0 and m["params"] > 0 and m["peak_mem_bytes"] > 0 and m["compile"] is False
+    assert m["attention_backend"] == "sdpa" and "mfu" not in m and m["wall_s"] >= m["train_s"]
+    model, header = load_model(tmp_path / "artifacts/train/model.safetensors")
+    assert header["train"]["muon_coeffs"] == "quintic" and header["train"]["iterations"] == 12
+    assert header["looping"] is True  # switched on at half of training
+    assert header["data"] == {"tokenizer_sha256": "ab" * 32, "train_tokens": 8000, "val_tokens": 1200}
+    assert header["eval"] == {"seq_len": 24, "batch_seqs": 4, "max_tokens": 0}
+    assert header["val_bpb"] == m["val_bpb"]
+    lines = (tmp_path / "plots/train.csv").read_text().splitlines()
+    assert lines[0] == "step,train_loss,val_bpb,lr_mul,tokens_per_s,elapsed_s" and len(lines) == 13
+
+
+def test_golf_train_nan_keeps_no_checkpoint(tmp_path):
+    write_tokens(tmp_path / "tokens")
+    write_params(tmp_path / "params.yaml")
+    r = invoke(tmp_path, "--tied-embed-lr", "1e30", "--scalar-lr", "1e30", "--matrix-lr", "1e30", "--grad-clip-norm", "0")
+    assert r.exit_code == 1 and "loss is nan" in r.output, r.output
+    assert not (tmp_path / "artifacts/train/model.safetensors").exists()
+    assert not (tmp_path / "metrics/train.json").exists()
+
+
+def test_golf_train_rejects_a_bigger_vocab(tmp_path):
+    write_tokens(tmp_path / "tokens", vocab=40)
+    write_params(tmp_path / "params.yaml")
+    r = invoke(tmp_path)
+    assert r.exit_code == 1 and "model.vocab_size = 32" in r.output
