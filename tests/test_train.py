@@ -107,8 +107,9 @@ def test_wallclock_mode_stops_on_time():
     va, vb = corpus(600, seed=2)
     res = train(TinyLM(), tcfg(iterations=100000, max_wallclock_s=1.0, val_every=0), tr, va, vb,
                 torch.device("cpu"), SOLO, progress=False)
-    assert 0 < res.steps < 100000 and 1.0 <= res.train_s < 3.0
-    assert res.rows[-1]["lr_mul"] < 1.0
+    # it stopped on the clock, not the step count (the schedule's shape is test_schedule's job;
+    # no upper bound on time here: tests never assert speed)
+    assert 0 < res.steps < 100000 and res.train_s >= 1.0
 
 
 def test_nan_loss_is_a_clear_error():
