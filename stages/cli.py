@@ -25,3 +25,7 @@ def main() -> None:
 
 for _name in STAGES:
     app.command(_name.replace("_", "-"))(importlib.import_module(f"stages.{_name}").command)
+
+
+if __name__ == "__main__":  # `python -m stages.cli <stage>`: the same app without the console script
+    app()

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Run golf's GPU stages on a lent device machine (no network there): the stages named in $STAGES
+# (default: train .. ttt-eval) with the params file $PARAMS (flags for one stage in $ARGS_<stage>,
+# e.g. ARGS_train="--max-wallclock-s 120"), on tokens built on the CPU box and
+# carried in .device-data/tokens. Logs, metrics and plots come back as one tarball under $OUT, and
+# the artifact (model.golf, train_gpt.py: each under 16 MiB) beside it, so a later call can carry
+# it back in .device-data/compress and run ttt-eval alone (a device machine keeps nothing).
+#   device run: carry [".whl", ".device-data"], command "bash bench/gpu_pipeline.sh"
+set -uo pipefail
+PARAMS=${PARAMS:-presets/h100.yaml}
+STAGES=${STAGES:-"train hessian-calibrate quantize prune-to-budget compress ttt-eval"}
+OUT=${OUT:-/tmp/golf-out}
+mkdir -p "$OUT/run"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 DVC_NO_ANALYTICS=1
+if ls .whl/*.whl >/dev/null 2>&1; then     # brotli, zstandard: not in the device image
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    export PYTHONPATH=/tmp/site:$PWD
+else
+    export PYTHONPATH=$PWD
+fi
+mkdir -p data artifacts && ln -sfn "$PWD/.device-data/tokens" data/tokens
+[ -f .device-data/compress/model.golf ] && ln -sfn "$PWD/.device-data/compress" artifacts/compress
+cp "$PARAMS" params.yaml
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)'; } | tee "$OUT/run/env.txt"
+rc=0
+for stage in $STAGES; do
+    t0=$(date +%s.%N)
+    args_var="ARGS_${stage//-/_}"                   # e.g. ARGS_train="--max-wallclock-s 120"
+    python3 -m stages.cli "$stage" ${!args_var:-} > "$OUT/run/$stage.log" 2>&1
+    rc=$?
+    t1=$(date +%s.%N)
+    printf '%-18s rc=%d  %.1f s\n' "$stage" "$rc" "$(echo "$t1 - $t0" | bc)" | tee -a "$OUT/run/times.txt"
+    tail -n 25 "$OUT/run/$stage.log"
+    [ "$rc" -eq 0 ] || break
+done
+cp -r metrics plots "$OUT/run/" 2>/dev/null
+[ -f artifacts/quantize/report.json ] && cp artifacts/quantize/report.json "$OUT/run/"
+[ -L artifacts/compress ] || cp artifacts/compress/model.golf artifacts/compress/train_gpt.py "$OUT/" 2>/dev/null
+tar czf "$OUT/run.tgz" -C "$OUT" run && rm -rf "$OUT/run"
+exit $rc
