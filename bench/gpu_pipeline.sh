@@ -25,12 +25,12 @@ cp "$PARAMS" params.yaml
   python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)'; } | tee "$OUT/run/env.txt"
 rc=0
 for stage in $STAGES; do
-    t0=$(date +%s.%N)
+    t0=$(date +%s%N)
     args_var="ARGS_${stage//-/_}"                   # e.g. ARGS_train="--max-wallclock-s 120"
     python3 -m stages.cli "$stage" ${!args_var:-} > "$OUT/run/$stage.log" 2>&1
     rc=$?
-    t1=$(date +%s.%N)
-    printf '%-18s rc=%d  %.1f s\n' "$stage" "$rc" "$(echo "$t1 - $t0" | bc)" | tee -a "$OUT/run/times.txt"
+    t1=$(date +%s%N)
+    printf '%-18s rc=%d  %d ms\n' "$stage" "$rc" $(( (t1 - t0) / 1000000 )) | tee -a "$OUT/run/times.txt"
     tail -n 25 "$OUT/run/$stage.log"
     [ "$rc" -eq 0 ] || break
 done

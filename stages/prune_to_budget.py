@@ -56,19 +56,12 @@ def _eval(cfg: PruneConfig, tensors: dict, header: dict, tokens: Path) -> float:
     """Plain val BPB of the pruned, dequantized model."""
     from golf.data.tokens import TokenData
     from golf.eval.plain import evaluate
-    from golf.model import GPT, ModelConfig
-    from golf.model.attention import select_backend
-    from golf.params import build_section
+    from golf.model.checkpoint import model_from_header
     from golf.quant.hessian import prepare_eval, resolve_device
     from golf.quant.qmodel import dequantize
 
     device = resolve_device(cfg.device)
-    mcfg = build_section(header["model"], "model", ModelConfig, source="qmodel header")
-    model = GPT(mcfg)
-    model.load_state_dict(dequantize(tensors, header), strict=True)
-    model = model.to(device).eval()
-    model.looping = mcfg.num_loops > 0
-    model.set_attention_backend(select_backend(device))
+    model = model_from_header(header, dequantize(tensors, header), device, source="pruned qmodel")
     prepare_eval(model)
     data = TokenData(tokens)
     n = cfg.eval_max_tokens or len(data.val)

@@ -1,12 +1,12 @@
 """dvc.yaml, params.yaml, presets/ and stages/ must agree. Catches drift without running DVC."""
 
-import ast
 import importlib
 from pathlib import Path
 
 import pytest
 import yaml
 
+from golf.compress.bundle import closure
 from golf.params import load_section, read_params
 from stages.cli import STAGES
 
@@ -23,48 +23,6 @@ def sections(name: str) -> dict:
     return getattr(command(name), "__sections__", {})
 
 
-def module_file(module: str) -> Path | None:
-    """The source file of a golf/stages module, or None for anything else."""
-    if module.split(".")[0] not in ("golf", "stages"):
-        return None
-    base = ROOT.joinpath(*module.split("."))
-    for p in (base.with_suffix(".py"), base / "__init__.py"):
-        if p.exists():
-            return p
-    return None
-
-
-def imported_files(start: Path) -> set[Path]:
-    """Every golf/stages source file `start` imports, transitively (lazy imports included)."""
-    seen: set[Path] = set()
-    todo = [start]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        pkg = ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        if path.name == "__init__.py":
-            pkg = pkg.removesuffix(".__init__")
-        else:
-            pkg = pkg.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    base = ".".join(pkg.split(".")[: len(pkg.split(".")) - node.level + 1] + ([base] if base else []))
-                names = [base] + [f"{base}.{a.name}" for a in node.names]
-            for name in names:
-                parts = name.split(".")
-                for i in range(1, len(parts) + 1):  # parent packages' __init__ run too
-                    if (f := module_file(".".join(parts[:i]))) is not None:
-                        todo.append(f)
-    return seen
-
-
 def test_every_stage_is_in_the_pipeline_once():
     assert list(PIPELINE) == STAGES
 
@@ -77,9 +35,18 @@ def test_stage_cmd_and_params(name):
     assert sections(name), f"{name} reads no params section (not built yet?)"
 
 
+def stage_files(name: str) -> set[Path]:
+    """What the stage runs, plus the modules its code bundle carries (their bytes are its output)."""
+    modules = closure(f"stages.{name}", roots=("golf", "stages"))
+    if "golf.compress.bundle" in modules:
+        modules |= closure()
+    files = {p.resolve() for p in modules.values()}
+    return files - {ROOT / "stages" / "__init__.py", ROOT / "golf" / "__init__.py"}
+
+
 @pytest.mark.parametrize("name", STAGES)
 def test_deps_are_exactly_the_source_the_stage_runs(name):
-    files = imported_files(ROOT / "stages" / f"{name}.py") - {ROOT / "stages" / "__init__.py", ROOT / "golf" / "__init__.py"}
+    files = stage_files(name)
     source_deps = [d for d in PIPELINE[name]["deps"] if d.split("/")[0] in ("golf", "stages")]
     for f in files:
         rel = f.relative_to(ROOT).as_posix()

@@ -168,6 +168,7 @@ MODEL = dict(
     skip_gates_enabled=True, num_loops=1, loop_start=1, loop_end=1, parallel_start_layer=2,
     smear_gate_enabled=True, gate_window=8, bigram_vocab_size=0, bigram_dim=0, ve_dim=0, ve_layers=[],
     sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5, gated_attn_enabled=False,
+    moe_num_experts=0, moe_top_k=1, mtp_heads=0, embed_dim=0,
 )
 
 

@@ -47,8 +47,8 @@ def _package_of(module: str, path: Path) -> str:
     return module if path.name == "__init__.py" else module.rpartition(".")[0]
 
 
-def _golf_imports(module: str, tree: ast.AST, package: str) -> set[str]:
-    """Modules named by golf imports anywhere in `tree` (parents included: their __init__ runs)."""
+def _imports(tree: ast.AST, package: str, roots: tuple[str, ...]) -> set[str]:
+    """Modules under `roots` named by imports anywhere in `tree` (parents too: their __init__ runs)."""
     found = set()
     for node in ast.walk(tree):
         names = []
@@ -62,7 +62,7 @@ def _golf_imports(module: str, tree: ast.AST, package: str) -> set[str]:
             names = [base] + [f"{base}.{a.name}" for a in node.names]
         for name in names:
             parts = name.split(".")
-            if parts[0] != "golf":
+            if parts[0] not in roots:
                 continue
             for i in range(1, len(parts) + 1):
                 if _origin(".".join(parts[:i])) is not None:
@@ -70,8 +70,9 @@ def _golf_imports(module: str, tree: ast.AST, package: str) -> set[str]:
     return found
 
 
-def closure(entry: str = ENTRY_MODULE) -> dict[str, Path]:
-    """Every golf module `entry` reaches by import, with its source file."""
+def closure(entry: str = ENTRY_MODULE, roots: tuple[str, ...] = ("golf",)) -> dict[str, Path]:
+    """Every module under `roots` that `entry` reaches by import, lazy imports included, with its
+    source file (the bundle's contents; also what a stage runs, for the DVC wiring test)."""
     seen: dict[str, Path] = {}
     todo = [entry]
     while todo:
@@ -83,7 +84,7 @@ def closure(entry: str = ENTRY_MODULE) -> dict[str, Path]:
             raise GolfError(f"bundle: module {module} not found")
         seen[module] = path
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        todo += sorted(_golf_imports(module, tree, _package_of(module, path)) - seen.keys())
+        todo += sorted(_imports(tree, _package_of(module, path), roots) - seen.keys())
     return dict(sorted(seen.items()))
 
 

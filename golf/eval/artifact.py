@@ -18,26 +18,13 @@ from golf.errors import GolfError
 def load_artifact_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(GPT on `device` in eval mode, artifact header); GolfError for anything the loaders refuse."""
     from golf.compress.container import load_artifact
-    from golf.model.attention import select_backend
-    from golf.model.config import ModelConfig
-    from golf.model.gpt import GPT
-    from golf.params import build_section
+    from golf.model.checkpoint import model_from_header
     from golf.quant.qmodel import dequantize
 
     tensors, header = load_artifact(Path(path))
     if not isinstance(header.get("model"), dict):
         raise GolfError(f"{path}: artifact header has no 'model' section")
-    cfg = build_section(header["model"], "model", ModelConfig, source=str(path))
-    state = dequantize(tensors, header)
-    model = GPT(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise GolfError(f"{path}: weights do not match the header's model config: {' '.join(str(e).split())[:400]}") from None
-    model = model.to(device).eval()
-    model.looping = cfg.num_loops > 0
-    model.set_attention_backend(select_backend(device))
-    return model, header
+    return model_from_header(header, dequantize(tensors, header), device, source=str(path)), header
 
 
 def recorded(header: Any, key: str) -> str:

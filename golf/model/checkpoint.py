@@ -6,6 +6,7 @@ never from params.yaml, and loads the weights strictly.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +20,42 @@ from golf.params import build_section, section_dict
 FORMAT, VERSION = "golf.model", 1
 
 
-def save_model(path: Path, model: GPT, extra: dict[str, Any]) -> None:
-    """Write `model`'s state_dict with header {format, version, model: config, **extra}."""
+def save_model(path: Path, model: GPT, extra: dict[str, Any], keep_train_only: bool = False) -> None:
+    """Write `model`'s state_dict with header {format, version, model: config, **extra}.
+
+    The multi-token-prediction head is a training aid: unless `keep_train_only`, its weights are
+    left out and the header says mtp_heads = 0, so later stages never quantize or ship it.
+    """
     if clash := sorted({"format", "version", "model"} & extra.keys()):
         raise ValueError(f"extra header keys {clash} would overwrite the model header")
-    header = {"format": FORMAT, "version": VERSION, "model": section_dict(model.cfg), **extra}
-    save_tensors(Path(path), model.state_dict(), header)
+    cfg, state = model.cfg, model.state_dict()
+    if cfg.mtp_heads and not keep_train_only:
+        cfg = dataclasses.replace(cfg, mtp_heads=0)
+        state = {k: v for k, v in state.items() if not k.startswith("mtp.")}
+    header = {"format": FORMAT, "version": VERSION, "model": section_dict(cfg), **extra}
+    save_tensors(Path(path), state, header)
 
 
 def load_model(path: Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:
     """(GPT on `device` in eval mode, header). Looping is on whenever the config has loops."""
     tensors, header = load_tensors(Path(path), FORMAT, VERSION)
+    return model_from_header(header, tensors, device, source=str(path)), header
+
+
+def model_from_header(header: dict[str, Any], state: dict[str, Any], device: Any = "cpu",
+                      source: str = "header") -> GPT:
+    """The GPT the header's model config describes, with `state` loaded strictly, on `device` in
+    eval mode, looping on whenever the config has loops (the graph every later stage runs)."""
     if not isinstance(header.get("model"), dict):
-        raise GolfError(f"{path}: header has no 'model' section")
-    cfg = build_section(header["model"], "model", ModelConfig, source=str(path))
+        raise GolfError(f"{source}: header has no 'model' section")
+    cfg = build_section(header["model"], "model", ModelConfig, source=source)
     model = GPT(cfg)
     try:
-        model.load_state_dict(tensors, strict=True)
+        model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise GolfError(f"{path}: weights do not match the header's model config: "
+        raise GolfError(f"{source}: weights do not match the header's model config: "
                         f"{' '.join(str(e).split())[:500]}") from None
     model = model.to(device).eval()
     model.looping = cfg.num_loops > 0
     model.set_attention_backend(select_backend(device))
-    return model, header
+    return model

@@ -77,6 +77,15 @@ class ModelConfig:
     """The scale inside the sparse attention gate's sigmoid."""
     gated_attn_enabled: bool
     """Dense headwise output gate sigmoid(W_h . x), W (heads x model_dim), before out-proj."""
+    moe_num_experts: int
+    """Experts in every block's MLP, each a full MLP chosen per token by a linear router (0 = off: one dense MLP)."""
+    moe_top_k: int
+    """Experts each token is routed to, in [1, moe_num_experts]; outputs mixed by renormalised router probs (unused when off)."""
+    mtp_heads: int
+    """Multi-token prediction: 1 = an auxiliary head predicting token t+2 (train only, dropped from the checkpoint), 0 = off."""
+    embed_dim: int
+    """Factorized embedding width e < model_dim: tok_emb is (vocab, e), embed_proj lifts it to model_dim and the
+    tied head projects down through head_proj (0 = off: tok_emb is model_dim wide)."""
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ValueError:
@@ -104,6 +113,7 @@ class ModelConfig:
         if self.skip_gates_enabled and not self.unet_skips:
             raise bad("skip_gates_enabled", "gates U-Net skips, so needs model.unet_skips = true")
         self._check_loops(bad)
+        self._check_studies(bad)
         self._check_parallel(bad)
         if (self.smear_gate_enabled or self.sparse_attn_gate_enabled) and not 1 <= self.gate_window <= self.model_dim:
             raise bad("gate_window", f"must lie in [1, model_dim = {self.model_dim}] when a gate reads it")
@@ -129,6 +139,16 @@ class ModelConfig:
             raise bad("loop_start", f"must lie in [0, num_layers = {self.num_layers})")
         if not self.loop_start <= self.loop_end < self.num_layers:
             raise bad("loop_end", f"must lie in [loop_start = {self.loop_start}, num_layers = {self.num_layers})")
+
+    def _check_studies(self, bad) -> None:
+        if self.moe_num_experts < 0 or self.moe_num_experts == 1:
+            raise bad("moe_num_experts", "must be 0 (off) or at least 2")
+        if self.moe_num_experts and not 1 <= self.moe_top_k <= self.moe_num_experts:
+            raise bad("moe_top_k", f"must lie in [1, moe_num_experts = {self.moe_num_experts}]")
+        if self.mtp_heads not in (0, 1):
+            raise bad("mtp_heads", "must be 0 (off) or 1 (one t+2 head)")
+        if not 0 <= self.embed_dim < self.model_dim:
+            raise bad("embed_dim", f"must be 0 (off) or in [1, model_dim = {self.model_dim})")
 
     def _check_parallel(self, bad) -> None:
         psl = self.parallel_start_layer

@@ -20,7 +20,7 @@ from torch import nn
 
 from golf.model.attention import BACKENDS, Rotary, _load, init_linear
 from golf.model.config import ModelConfig
-from golf.model.layers import BigramHash, Block, RMSNorm, SmearGate, ValueEmbedding
+from golf.model.layers import BigramHash, Block, MoEMLP, RMSNorm, SmearGate, ValueEmbedding
 
 NLL_CHUNK_ELEMENTS = 1 << 26  # fp32 logits materialised at once by `nll` (256 MiB)
 
@@ -31,7 +31,11 @@ class GPT(nn.Module):
         self.cfg = cfg
         self.looping = False
         d, L = cfg.model_dim, cfg.num_layers
-        self.tok_emb = nn.Embedding(cfg.vocab_size, d)
+        e = cfg.embed_dim or d
+        self.tok_emb = nn.Embedding(cfg.vocab_size, e)
+        # factorized embedding: lift e -> d on the way in; the tied head goes d -> e first
+        self.embed_proj = nn.Linear(e, d, bias=False) if cfg.embed_dim else None
+        self.head_proj = nn.Linear(d, e, bias=False) if cfg.embed_dim and cfg.tie_embeddings else None
         self.bigram = BigramHash(cfg) if cfg.bigram_vocab_size else None
         self.smear = SmearGate(cfg) if cfg.smear_gate_enabled else None
         self.ve = ValueEmbedding(cfg) if cfg.ve_dim else None
@@ -48,6 +52,9 @@ class GPT(nn.Module):
             self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2))
         self.final_norm = RMSNorm()
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
+        # multi-token prediction (train only): h_t -> norm(h_t + W h_t) -> the same head, predicts t+2;
+        # W starts at zero, so the t+2 head starts as the t+1 head
+        self.mtp = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(cfg.mtp_heads))
         self._init_weights()
         self.attention_backend = "sdpa"
 
@@ -57,7 +64,8 @@ class GPT(nn.Module):
         nn.init.normal_(self.tok_emb.weight, std=self.cfg.tied_embed_init_std)
         for name, m in self.named_modules():
             if isinstance(m, nn.Linear) and not name.startswith("smear"):
-                zero = name.endswith("attn.proj") or name.endswith("mlp.proj") or name == "lm_head"
+                zero = (name.endswith("attn.proj") or name.endswith("mlp.proj") or name == "lm_head"
+                        or (".mlp.experts." in name and name.endswith(".proj")) or name.startswith("mtp."))
                 init_linear(m, zero)
 
     def _split(self, looping: bool) -> tuple[list[int], int, int]:
@@ -87,6 +95,8 @@ class GPT(nn.Module):
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.tok_emb(idx)
+        if self.embed_proj is not None:
+            x = self.embed_proj(x)
         if self.bigram is not None:
             x = x + self.bigram(idx)
         if self.smear is not None:
@@ -102,6 +112,8 @@ class GPT(nn.Module):
     def hidden(self, idx: torch.Tensor, adapter=None) -> torch.Tensor:
         """(B,T) token ids -> (B,T,d) final-norm output."""
         cfg = self.cfg
+        for m in self._moe_layers():
+            m.aux_losses.clear()
         x = x0 = self._embed(idx)
         rope = self.rotary(idx.size(1), idx.device)
         ve = self.ve(idx) if self.ve is not None else None
@@ -136,7 +148,10 @@ class GPT(nn.Module):
         """Softcapped fp32 logits from final-norm output h."""
         # tied: the embedding matrix itself (no duplicate parameter); untied: call the module,
         # so a hook on lm_head sees its input
-        z = F.linear(h, self.tok_emb.weight) if self.lm_head is None else self.lm_head(h)
+        if self.lm_head is not None:
+            z = self.lm_head(h)
+        else:
+            z = F.linear(h if self.head_proj is None else self.head_proj(h), self.tok_emb.weight)
         if adapter is not None:
             delta = adapter("head", h)
             if delta is not None:
@@ -159,11 +174,55 @@ class GPT(nn.Module):
         if adapter is not None:
             z = self._logits(h, adapter)
             return F.cross_entropy(z.flatten(0, 1), targets.flatten(), reduction="none").view(b, t)
+        return self._chunked_nll(h, targets)
+
+    def _chunked_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         hf, tf = h.flatten(0, 1), targets.flatten()
         rows = max(1, NLL_CHUNK_ELEMENTS // self.cfg.vocab_size)
         parts = [F.cross_entropy(self._logits(hf[s:s + rows]), tf[s:s + rows], reduction="none")
                  for s in range(0, hf.size(0), rows)]
-        return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(b, t)
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).view(targets.shape)
+
+    # ---- training-only objectives (MoE balance, multi-token prediction) ---------------------
+
+    def _moe_layers(self) -> list[MoEMLP]:
+        return [b.mlp for b in self.blocks if isinstance(b.mlp, MoEMLP)]
+
+    def aux_loss(self) -> torch.Tensor:
+        """MoE load-balancing loss of the last forward: the mean over every MoE call (looped layers
+        count once per pass) of E * sum_e f_e * P_e; 1.0 when perfectly balanced, 0.0 without MoE.
+        The train loop adds `train.moe_aux_weight * aux_loss()` to the loss after the forward."""
+        losses = [a for m in self._moe_layers() for a in m.aux_losses]
+        if not losses:
+            return torch.zeros((), device=self.tok_emb.weight.device)
+        return torch.stack(losses).mean()
+
+    def _mtp_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B, T-1) NLL of the t+2 head: position t (< T-1) predicts targets[:, t+1]."""
+        b, t = targets.shape
+        g = h[:, :-1]
+        g = self.final_norm(g + self.mtp[0](g))
+        z = self._logits(g)
+        return F.cross_entropy(z.flatten(0, 1), targets[:, 1:].flatten(), reduction="none").view(b, t - 1)
+
+    def nll_and_mtp(self, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(nll (B, T) as `nll(idx, targets)`, mtp_nll (B, T-1) or None when mtp_heads = 0), one trunk pass.
+
+        targets[:, t] is token t+1 (the usual shifted window), so targets[:, t+1] is token t+2: the
+        t+2 head is scored at positions 0..T-2 with no extra data. The train loop's loss is
+        nll.mean() + train.mtp_weight * mtp_nll.mean().
+        """
+        h = self.hidden(idx)
+        nll = self._chunked_nll(h, targets)
+        if not len(self.mtp) or idx.size(1) < 2:
+            return nll, None
+        return nll, self._mtp_nll(h, targets)
+
+    def mtp_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean NLL of the t+2 head (its own trunk pass; the loop uses `nll_and_mtp` instead)."""
+        if not len(self.mtp):
+            raise ValueError("mtp_loss: the model has no MTP head (model.mtp_heads = 0)")
+        return self._mtp_nll(self.hidden(idx), targets).mean()
 
     # ---- what other stages need ------------------------------------------------------------
 
@@ -171,17 +230,21 @@ class GPT(nn.Module):
         """{weight name: (module, "input" | "output")} whose X gives that weight's H = X^T X.
 
         Covers every 2-D matrix GPTQ quantizes: the six block linears, bigram.proj, ve.proj,
-        and the LM head (the tied tok_emb.weight via the final norm's output). Left out, as
+        the MoE routers and experts (each expert's H from the tokens routed to it), embed_proj /
+        head_proj of a factorized embedding, and the LM head (the tied tok_emb.weight via the
+        final norm's output, or head_proj's output when factorized). Left out, as
         they have no matmul input or are tiny: the lookup tables bigram.embed / ve.embed (and
         tok_emb when untied), the SmearGate's 1 x gate_window vector and the attention gates'
-        attn_gate_w (heads x gate_window / model_dim); these stay unquantized or use RTN.
+        attn_gate_w (heads x gate_window / model_dim); these stay unquantized or use RTN. The
+        train-only MTP head is left out too (it never runs in forward; save_model drops it).
         """
         sites: dict[str, tuple[nn.Module, str]] = {}
         for name, m in self.named_modules():
-            if isinstance(m, nn.Linear) and not name.startswith("smear") and name != "lm_head":
+            if (isinstance(m, nn.Linear) and not name.startswith(("smear", "mtp.")) and name != "lm_head"):
                 sites[f"{name}.weight"] = (m, "input")
         if self.lm_head is None:
-            sites["tok_emb.weight"] = (self.final_norm, "output")
+            # factorized: the tied head's input is head_proj's output
+            sites["tok_emb.weight"] = (self.final_norm, "output") if self.head_proj is None else (self.head_proj, "output")
         else:
             sites["lm_head.weight"] = (self.lm_head, "input")
         return sites

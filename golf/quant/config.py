@@ -77,10 +77,22 @@ class QuantizeConfig:
     """Val tokens evaluated (a prefix of the val split); 0 = all; -1 = the checkpoint's own eval setting."""
     device: Literal["auto", "cpu", "cuda"]
     """Where to quantize and evaluate; auto = cuda when available."""
+    codebook_k: int
+    """k-means codebook quantization instead of uniform int codes: K fp16 centroids per tensor, uint8 indices,
+    rounded by `method` (GPTQ sweep or nearest centroid); bits/clip keys are then unused. 0 = off; else 2..256."""
+    codebook_iters: int
+    """Lloyd iterations of the (H-diagonal-weighted, quantile-initialised, deterministic) codebook k-means."""
+    hadamard: bool
+    """Rotate each matrix's input dim by a block Walsh-Hadamard R before quantizing (W R against RᵀHR); undone at dequantize."""
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> None:
             raise ValueError(f"quantize.{key} = {getattr(self, key)!r}: {why}")
+
+        if self.codebook_k and not 2 <= self.codebook_k <= 256:
+            bad("codebook_k", "must be 0 (off) or in 2..256 (indices are uint8)")
+        if self.codebook_k and self.codebook_iters < 1:
+            bad("codebook_iters", "must be >= 1 when quantize.codebook_k > 0")
 
         for key in ("matrix_bits", "embed_bits"):
             if not MIN_BITS <= getattr(self, key) <= MAX_BITS:

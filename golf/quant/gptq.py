@@ -82,6 +82,26 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, scale: torch.Tensor, bits: i
     if even that fails the tensor falls back to round-to-nearest (reported too), never a crash.
     """
     R = clip_range(bits)
+    s = scale.float()
+
+    def round_col(col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = torch.clamp(torch.round(col / s), -R, R)
+        return q, q * s
+
+    Q, frac, tries = gptq_sweep(w, H, block_size, damp, round_col)
+    if Q is None:
+        res = rtn_quantize(w, scale, bits)
+        return Quantized(q=res.q, scale=scale, damp_frac=frac, damp_tries=tries, fallback="rtn")
+    return Quantized(q=Q.to(torch.int8), scale=scale, damp_frac=frac, damp_tries=tries, fallback="")
+
+
+def gptq_sweep(w: torch.Tensor, H: torch.Tensor, block_size: int, damp: float,
+               round_col) -> tuple[torch.Tensor | None, float, int]:
+    """(codes (out, in) as float, damping fraction, tries) of GPTQ with any per-column rounding.
+
+    `round_col(col (out,)) -> (codes, dequantized values)`: the grid (uniform int or a codebook).
+    Codes are None when no damping made H positive definite (the caller falls back).
+    """
     W = w.float().clone()
     H = H.float().clone()
     n = W.shape[1]
@@ -93,9 +113,7 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, scale: torch.Tensor, bits: i
     W, H = W[:, perm], H[perm][:, perm]
     U, frac, tries = _upper_inverse_factor(H, damp)
     if U is None:
-        res = rtn_quantize(w, scale, bits)
-        return Quantized(q=res.q, scale=scale, damp_frac=frac, damp_tries=tries, fallback="rtn")
-    s = scale.float()
+        return None, frac, tries
     Q = torch.zeros_like(W)
     for i1 in range(0, n, block_size):
         i2 = min(i1 + block_size, n)
@@ -104,13 +122,13 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, scale: torch.Tensor, bits: i
         U1 = U[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = W1[:, i]
-            q = torch.clamp(torch.round(col / s), -R, R)
+            q, v = round_col(col)
             Q[:, i1 + i] = q
-            err = (col - q * s) / U1[i, i]
+            err = (col - v) / U1[i, i]
             W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
             Err1[:, i] = err
         W[:, i2:] -= Err1 @ U[i1:i2, i2:]
-    return Quantized(q=Q[:, inv].to(torch.int8), scale=scale, damp_frac=frac, damp_tries=tries, fallback="")
+    return Q[:, inv], frac, tries
 
 
 def h_weighted_error(E: torch.Tensor, H: torch.Tensor) -> float:

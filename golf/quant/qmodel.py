@@ -1,5 +1,10 @@
 """The golf.qmodel v1 file: integer codes + fp16 row scales per quantized matrix, the rest as it was.
 
+Codebook tensors (kind "codebook", quantize.codebook_k > 0): `<name>.cq` (uint8 indices) and
+`<name>.cb` (fp16 centroids, (K,)) instead of `.q` / `.scale` (golf.quant.codebook). A plan entry's
+optional "hadamard" (block size b > 1) says the codes hold W R (golf.quant.hadamard): dequantize
+undoes the rotation after adding any LQER correction (which is fit in the rotated domain too).
+
 Tensors: `<name>.q` (int8 codes, (out, in)), `<name>.scale` (fp16, (out,)), optional LQER factors
 `<name>.lqA/.lqAs/.lqB/.lqBs` (golf.quant.lqer), `<name>` for a float tensor kept as fp16
 ("passthrough") or as it was ("float", too big for passthrough and not quantized, or not float).
@@ -17,12 +22,13 @@ import torch
 
 from golf.errors import GolfError
 from golf.params import section_dict
-from golf.quant import gptq, lqer
+from golf.quant import codebook, gptq, hadamard, lqer
 from golf.quant.config import QuantizeConfig
 from golf.quant.hessian import check_hessians
 
 FORMAT, VERSION = "golf.qmodel", 1
 LQER_KEYS = ("lqA", "lqAs", "lqB", "lqBs")
+QUANT_KINDS = ("gptq", "rtn", "codebook")
 
 
 def tensor_group(name: str) -> str:
@@ -43,35 +49,70 @@ def _dtype(name: str) -> torch.dtype:
     return dt
 
 
+def code_entropy_bytes(codes: torch.Tensor) -> float:
+    """numel x the empirical entropy of the codes, in bytes: what an ideal order-0 coder would need.
+
+    Unlike the bit width, it moves with the code distribution, so it shows (before compress runs)
+    how a change such as the Hadamard rotation shifts the compressed size.
+    """
+    counts = torch.bincount(codes.reshape(-1).to(torch.int64) & 0xFF, minlength=256).double()
+    p = counts[counts > 0] / codes.numel()
+    return float(-(p * p.log2()).sum()) * codes.numel() / 8
+
+
 def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
-                  cfg: QuantizeConfig, device: torch.device | str = "cpu") -> tuple[dict, dict, torch.Tensor, gptq.Quantized]:
-    """(plan entry, report entry, error E = W − Q·s, codes and scales) for one matrix."""
+                  cfg: QuantizeConfig, device: torch.device | str = "cpu",
+                  ) -> tuple[dict, dict, torch.Tensor, gptq.Quantized | codebook.Codebook]:
+    """(plan entry, report entry, error E = W' − dequant(codes), codes) for one matrix.
+
+    W' is W R with the Hadamard rotation on (H then becomes RᵀHR), else W; E lives in the same domain.
+    """
     group = tensor_group(name)
     bits, k = cfg.group_plan(group)
     W = w.detach().to(device).float()
     H = None if H is None else H.to(device).float()
-    scale = gptq.row_scales(W, k, bits)
-    if cfg.method == "gptq":
-        if H is None:
-            raise GolfError(f"quantize: no Hessian for {name} (method gptq needs one per matrix)")
-        res = gptq.gptq_quantize(W, H, scale, bits, cfg.block_size, cfg.damp)
+    hb = hadamard.block_size(W.shape[1]) if cfg.hadamard else 1
+    if hb > 1:
+        W = hadamard.rotate(W, hb)
+        H = None if H is None else hadamard.rotate_hessian(H, hb)
+    if cfg.method == "gptq" and H is None:
+        raise GolfError(f"quantize: no Hessian for {name} (method gptq needs one per matrix)")
+    if cfg.codebook_k:
+        bits, k = codebook.bits(cfg.codebook_k), 0.0
+        res = codebook.quantize(W, H, cfg.codebook_k, cfg.codebook_iters, cfg.method, cfg.block_size, cfg.damp)
+        E = W - codebook.dequantize(res.codes, res.centroids.to(W.device))
+        res = codebook.Codebook(codes=res.codes.cpu(), centroids=res.centroids.cpu(), damp_frac=res.damp_frac,
+                                damp_tries=res.damp_tries, fallback=res.fallback)
+        clipped, codes = 0.0, res.codes
     else:
-        res = gptq.rtn_quantize(W, scale, bits)
-    E = W - gptq.dequantize_rows(res.q, res.scale)
+        scale = gptq.row_scales(W, k, bits)
+        if cfg.method == "gptq":
+            res = gptq.gptq_quantize(W, H, scale, bits, cfg.block_size, cfg.damp)
+        else:
+            res = gptq.rtn_quantize(W, scale, bits)
+        E = W - gptq.dequantize_rows(res.q, res.scale)
+        clipped = float((res.q.abs() == gptq.clip_range(bits)).float().mean())
+        res = gptq.Quantized(q=res.q.cpu(), scale=res.scale.cpu(), damp_frac=res.damp_frac,
+                             damp_tries=res.damp_tries, fallback=res.fallback)
+        codes = res.q
     w_norm = W.norm().item() or 1.0
     rep: dict[str, Any] = {
         "group": group, "bits": bits, "clip_sigmas": k, "shape": list(W.shape),
         "rel_err": E.norm().item() / w_norm,
-        "clipped_frac": float((res.q.abs() == gptq.clip_range(bits)).float().mean()),
+        "clipped_frac": clipped,
         "damp_frac": res.damp_frac, "damp_tries": res.damp_tries, "fallback": res.fallback,
+        "code_bytes": math.ceil(codes.numel() * bits / 8), "code_entropy_bytes": code_entropy_bytes(codes),
+        "hadamard": hb if hb > 1 else 0,
     }
-    if H is not None:
+    if H is not None:  # both in the rotated domain: tr(E' H' E'ᵀ) = tr(E H Eᵀ)
         wh = gptq.h_weighted_error(W, H)
         rep["h_rel_err"] = gptq.h_weighted_error(E, H) / wh if wh > 0 else 0.0
-    plan = {"kind": cfg.method, "group": group, "bits": bits, "clip_sigmas": k, "lqer": "",
-            "dtype": str(w.dtype).removeprefix("torch."), "shape": list(w.shape)}
-    res = gptq.Quantized(q=res.q.cpu(), scale=res.scale.cpu(), damp_frac=res.damp_frac, damp_tries=res.damp_tries,
-                         fallback=res.fallback)
+    plan = {"kind": "codebook" if cfg.codebook_k else cfg.method, "group": group, "bits": bits,
+            "clip_sigmas": k, "lqer": "", "dtype": str(w.dtype).removeprefix("torch."), "shape": list(w.shape)}
+    if cfg.codebook_k:
+        plan["k"] = cfg.codebook_k
+    if hb > 1:
+        plan["hadamard"] = hb
     return plan, rep, E.cpu(), res
 
 
@@ -101,7 +142,10 @@ def quantize_state_dict(state_dict: dict[str, torch.Tensor], hessians: dict[str,
     errors: dict[str, torch.Tensor] = {}
     for name in tqdm([n for n in state_dict if n in todo], desc="quantize", unit="tensor", disable=not progress):
         p, rep, E, res = _quantize_one(name, state_dict[name], hessians.get(name), cfg, device)
-        tensors[f"{name}.q"], tensors[f"{name}.scale"] = res.q, res.scale
+        if isinstance(res, codebook.Codebook):
+            tensors[f"{name}.cq"], tensors[f"{name}.cb"] = res.codes, res.centroids
+        else:
+            tensors[f"{name}.q"], tensors[f"{name}.scale"] = res.q, res.scale
         plan[name], report[name], errors[name] = p, rep, E
     for name, t in state_dict.items():
         if name in todo:
@@ -139,16 +183,18 @@ def _apply_lqer(state_dict: dict[str, torch.Tensor], errors: dict[str, torch.Ten
         rep["rel_err"] = after / (W.norm().item() or 1.0)
         if name in hessians:
             wh = gptq.h_weighted_error(W, hessians[name])
-            rep["h_rel_err"] = gptq.h_weighted_error(E - corr, hessians[name]) / wh if wh > 0 else 0.0
+            resid = hadamard.unrotate(E - corr, plan[name].get("hadamard", 1))  # back to W's domain
+            rep["h_rel_err"] = gptq.h_weighted_error(resid, hessians[name]) / wh if wh > 0 else 0.0
 
 
 def summarize(tensors: dict[str, torch.Tensor], plan: dict, report: dict, cfg: QuantizeConfig) -> dict[str, Any]:
     """Flat numbers for metrics: bytes at the planned bit widths and per-group error stats."""
     code_bits = scale_bytes = other_bytes = lqer_bytes = 0
     for name, p in plan.items():
-        if p["kind"] in ("gptq", "rtn"):
-            code_bits += tensors[f"{name}.q"].numel() * p["bits"]
-            scale_bytes += 2 * tensors[f"{name}.scale"].numel()
+        if p["kind"] in QUANT_KINDS:
+            cb = p["kind"] == "codebook"
+            code_bits += tensors[f"{name}.cq" if cb else f"{name}.q"].numel() * p["bits"]
+            scale_bytes += 2 * tensors[f"{name}.cb" if cb else f"{name}.scale"].numel()
             lqer_bytes += report[name].get("lqer_bytes", 0) if p.get("lqer") else 0
         else:
             t = tensors[name]
@@ -156,7 +202,10 @@ def summarize(tensors: dict[str, torch.Tensor], plan: dict, report: dict, cfg: Q
     out: dict[str, Any] = {"code_bytes": math.ceil(code_bits / 8), "scale_bytes": scale_bytes,
                            "lqer_bytes": lqer_bytes, "other_bytes": other_bytes}
     out["raw_bytes"] = out["code_bytes"] + scale_bytes + lqer_bytes + other_bytes
-    out["quantized_tensors"] = sum(p["kind"] in ("gptq", "rtn") for p in plan.values())
+    out["code_entropy_bytes"] = round(sum(r.get("code_entropy_bytes", 0.0) for r in report.values()))
+    out["quantized_tensors"] = sum(p["kind"] in QUANT_KINDS for p in plan.values())
+    out["codebook_tensors"] = sum(p["kind"] == "codebook" for p in plan.values())
+    out["hadamard_tensors"] = sum(bool(p.get("hadamard")) for p in plan.values())
     out["passthrough_tensors"] = sum(p["kind"] == "passthrough" for p in plan.values())
     out["float_tensors"] = sum(p["kind"] == "float" for p in plan.values())
     out["damping_raised"] = sum(r["damp_tries"] > 1 for r in report.values())
@@ -188,11 +237,14 @@ def dequantize(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> dict
 
     for name, p in plan.items():
         kind = p.get("kind")
-        if kind in ("gptq", "rtn"):
-            w = gptq.dequantize_rows(get(f"{name}.q"), get(f"{name}.scale"))
+        if kind in QUANT_KINDS:
+            if kind == "codebook":
+                w = codebook.dequantize(get(f"{name}.cq"), get(f"{name}.cb"))
+            else:
+                w = gptq.dequantize_rows(get(f"{name}.q"), get(f"{name}.scale"))
             if p.get("lqer"):
                 w = w + lqer.unpack(p["lqer"], {k: get(f"{name}.{k}") for k in LQER_KEYS})
-            out[name] = w.to(_dtype(p["dtype"]))
+            out[name] = hadamard.unrotate(w, int(p.get("hadamard", 1))).to(_dtype(p["dtype"]))
         elif kind == "passthrough":
             out[name] = get(name).to(_dtype(p["dtype"]))
         elif kind == "float":
