@@ -24,10 +24,13 @@ cp "$PARAMS" params.yaml
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)'; } | tee "$OUT/run/env.txt"
 rc=0
+end=$(( $(date +%s) + ${DEADLINE_S:-575} ))        # leave time to pack the results inside one call
 for stage in $STAGES; do
+    left=$(( end - $(date +%s) ))
+    [ "$left" -gt 10 ] || { echo "$stage: skipped, out of time" | tee -a "$OUT/run/times.txt"; break; }
     t0=$(date +%s%N)
     args_var="ARGS_${stage//-/_}"                   # e.g. ARGS_train="--max-wallclock-s 120"
-    python3 -m stages.cli "$stage" ${!args_var:-} > "$OUT/run/$stage.log" 2>&1
+    timeout "$left" python3 -m stages.cli "$stage" ${!args_var:-} > "$OUT/run/$stage.log" 2>&1
     rc=$?
     t1=$(date +%s%N)
     printf '%-18s rc=%d  %d ms\n' "$stage" "$rc" $(( (t1 - t0) / 1000000 )) | tee -a "$OUT/run/times.txt"

@@ -42,7 +42,8 @@ def prune_to_budget(
     code_bytes = bundle.code_bytes(bundle.build_script())
     cache: dict = {}
     pruned, new_header, rep = fit(tensors, header, cfg, code_bytes,
-                                  lambda t, h: len(container.encode(t, h, compress_cfg, cache)), H)
+                                  lambda t, h: len(container.encode(t, h, compress_cfg, cache)), H,
+                                  log=lambda line: typer.echo(f"golf prune-to-budget: {line}", err=True))
     qm.save_qmodel(out, pruned, new_header)
     val_bpb = _eval(cfg, pruned, new_header, tokens) if cfg.eval_seq_len else float("nan")
     finish("prune_to_budget", metrics, {

@@ -36,17 +36,21 @@ class PruneReport:
     sizes: list[tuple[int, int]] = field(default_factory=list)  # (n, total bytes) per probe
 
 
-def search_min_n(fits_size: Callable[[int], int], n_max: int, target: int) -> tuple[int, int, list[tuple[int, int]]]:
+def search_min_n(fits_size: Callable[[int], int], n_max: int, target: int,
+                 log: Callable[[str], None] = lambda _: None) -> tuple[int, int, list[tuple[int, int]]]:
     """Smallest n in 0..n_max with size(n) <= target (size assumed to fall with n).
 
-    Returns (n, size(n), probes). size(0) and size(n_max) are probed first; the first midpoint is
-    the straight-line guess between them (sizes fall about linearly), then plain bisection.
+    Returns (n, size(n), probes). size(0) and size(n_max) are probed first. Sizes fall about
+    linearly in n, so odd steps aim at the target by interpolating inside the bracket and even
+    steps bisect it (which bounds the probes at twice plain bisection's); the search ends with a
+    probed n that fits next to a probed n - 1 that does not.
     """
     probes: list[tuple[int, int]] = []
 
     def size(n: int) -> int:
         s = fits_size(n)
         probes.append((n, s))
+        log(f"probe {len(probes)}: {n:,} pruned -> {s:,} bytes ({'fits' if s <= target else 'over'} {target:,})")
         return s
 
     s0 = size(0)
@@ -56,19 +60,18 @@ def search_min_n(fits_size: Callable[[int], int], n_max: int, target: int) -> tu
     if s_hi > target:
         raise GolfError(f"cannot fit the budget: even with all {n_max:,} candidates pruned the artifact is "
                         f"{s_hi:,} bytes, {s_hi - target:,} bytes over the target {target:,}")
-    lo, hi, s_best, first = 0, n_max, s_hi, True
+    lo, hi, s_lo, s_best = 0, n_max, s0, s_hi
     while hi - lo > 1:
-        if first and s0 > s_hi:  # linear guess, kept strictly inside (lo, hi)
-            mid = lo + int((s0 - target) / (s0 - s_hi) * (hi - lo))
+        if len(probes) % 2 == 0 and s_lo > s_best:  # interpolate, kept strictly inside (lo, hi)
+            mid = lo + int((s_lo - target) / (s_lo - s_best) * (hi - lo))
             mid = min(max(mid, lo + 1), hi - 1)
         else:
             mid = (lo + hi) // 2
-        first = False
         s = size(mid)
         if s <= target:
             hi, s_best = mid, s
         else:
-            lo = mid
+            lo, s_lo = mid, s
     return hi, s_best, probes
 
 
@@ -79,8 +82,9 @@ def decisions(cfg: PruneConfig, n: int, cands: rules.Candidates, rule_zeroed: in
 
 
 def prune_to_budget(tensors: dict, header: dict, cfg: PruneConfig, code_bytes: int, model_bytes: SizeFn,
-                    hessians: dict | None = None) -> tuple[dict, dict, PruneReport]:
-    """(pruned tensors, header with `prune_to_budget` decisions, report)."""
+                    hessians: dict | None = None, log: Callable[[str], None] = lambda _: None,
+                    ) -> tuple[dict, dict, PruneReport]:
+    """(pruned tensors, header with `prune_to_budget` decisions, report); `log` hears each probe."""
     target = cfg.budget_bytes - cfg.margin_bytes - code_bytes
     rep = PruneReport(target_bytes=cfg.budget_bytes - cfg.margin_bytes)
     names = rules.prunable(tensors, cfg.prune_embedding)
@@ -101,7 +105,7 @@ def prune_to_budget(tensors: dict, header: dict, cfg: PruneConfig, code_bytes: i
 
     try:
         n, size, probes = search_min_n(lambda n: model_bytes(rules.zero_first(work, cands, n), head(n)),
-                                       len(cands), target)
+                                       len(cands), target, log)
     except GolfError as e:
         raise GolfError(f"{e} (method {cfg.method}, code {code_bytes:,} bytes, budget {cfg.budget_bytes:,}, "
                         f"margin {cfg.margin_bytes:,})") from None
