@@ -41,9 +41,10 @@ def search_min_n(fits_size: Callable[[int], int], n_max: int, target: int,
     """Smallest n in 0..n_max with size(n) <= target (size assumed to fall with n).
 
     Returns (n, size(n), probes). size(0) and size(n_max) are probed first. Sizes fall about
-    linearly in n, so odd steps aim at the target by interpolating inside the bracket and even
-    steps bisect it (which bounds the probes at twice plain bisection's); the search ends with a
-    probed n that fits next to a probed n - 1 that does not.
+    linearly in n, so each next probe interpolates toward the target inside the bracket (the
+    Illinois rule: an end kept twice in a row has its excess halved, so the bracket closes from
+    both sides instead of creeping in from one); the search ends with a probed n that fits next
+    to a probed n - 1 that does not.
     """
     probes: list[tuple[int, int]] = []
 
@@ -60,18 +61,18 @@ def search_min_n(fits_size: Callable[[int], int], n_max: int, target: int,
     if s_hi > target:
         raise GolfError(f"cannot fit the budget: even with all {n_max:,} candidates pruned the artifact is "
                         f"{s_hi:,} bytes, {s_hi - target:,} bytes over the target {target:,}")
-    lo, hi, s_lo, s_best = 0, n_max, s0, s_hi
+    lo, hi, s_best = 0, n_max, s_hi
+    f_lo, f_hi, kept = float(s0 - target), float(s_hi - target), ""  # f > 0: over; f <= 0: fits
     while hi - lo > 1:
-        if len(probes) % 2 == 0 and s_lo > s_best:  # interpolate, kept strictly inside (lo, hi)
-            mid = lo + int((s_lo - target) / (s_lo - s_best) * (hi - lo))
-            mid = min(max(mid, lo + 1), hi - 1)
-        else:
-            mid = (lo + hi) // 2
+        mid = lo + int(f_lo / (f_lo - f_hi) * (hi - lo)) if f_lo > f_hi else (lo + hi) // 2
+        mid = min(max(mid, lo + 1), hi - 1)
         s = size(mid)
         if s <= target:
-            hi, s_best = mid, s
+            hi, s_best, f_hi = mid, s, float(s - target)
+            f_lo, kept = (f_lo / 2, "hi") if kept == "hi" else (f_lo, "hi")
         else:
-            lo, s_lo = mid, s
+            lo, f_lo = mid, float(s - target)
+            f_hi, kept = (f_hi / 2, "lo") if kept == "lo" else (f_hi, "lo")
     return hi, s_best, probes
 
 
