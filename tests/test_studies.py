@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from golf.model import GPT
 from golf.model.checkpoint import load_model, save_model
 from golf.model.layers import MoEMLP
+from test_model import B, T, make, tokens  # the same perturbed tiny GPT and token batches
 
 ROOT = Path(__file__).resolve().parent.parent
-B, T = 3, 16
 
 STUDIES = {
     "moe": dict(moe_num_experts=3, moe_top_k=2),
@@ -31,19 +31,6 @@ CASES = [(name, looping) for name in STUDIES for looping in (False, True)
          if not (looping and STUDIES[name].get("num_loops") == 0)]
 
 
-def make(cfg, seed: int = 0, **overrides) -> GPT:
-    """A GPT whose zero-initialised parts are perturbed, so every path carries signal."""
-    torch.manual_seed(seed)
-    model = GPT(dataclasses.replace(cfg, **overrides))
-    gen = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.2 * torch.randn(p.shape, generator=gen))
-    return model
-
-
-def tokens(seed: int = 0, vocab: int = 96) -> torch.Tensor:
-    return torch.randint(2, vocab, (B, T), generator=torch.Generator().manual_seed(seed))
 
 
 # ---- model: config, forward/backward, causality ------------------------------------------
