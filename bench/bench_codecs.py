@@ -5,6 +5,8 @@ weights with k=12.85 std clipping, plus an 8192x512 int7 embedding with k=14).
 
     python bench/bench_codecs.py            # record size (slow on CPU: brotli-11 ~1 MB/s)
     python bench/bench_codecs.py --quick    # d=256, 2 layers, vocab 1024 (~1.7M codes)
+    python bench/bench_codecs.py --workers 16 --chunked   # record size: the per-group layout only,
+                                            # one stream per section vs 4 MiB chunks, each codec
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--chunked", action="store_true", help="per-group only: whole sections vs 4 MiB chunks")
     a = ap.parse_args()
     dim, layers, vocab = (256, 2, 1024) if a.quick else (512, 11, 8192)
     t = model(dim, layers, vocab)
@@ -53,11 +56,11 @@ def main() -> None:
     codes = sum(v.numel() for k, v in t.items() if k.endswith(".q"))
     base = CompressConfig(codec="brotli", brotli_quality=11, brotli_lgwin=24, zstd_level=22, lzma_preset=9,
                           lzma_extreme=False, byte_shuffle_stride=2, transpose=True, per_group=True,
-                          workers=a.workers)
+                          workers=a.workers, chunk_bytes=0)
     print(f"synthetic model: {codes:,} int8 codes ({'quick' if a.quick else 'record size'}), "
           f"workers={a.workers}\n")
-    print("| layout | codec | shuffle | transpose | bytes | bits/code | vs plain | encode s | decode s |")
-    print("|---|---|---|---|---:|---:|---:|---:|---:|")
+    print("| layout | codec | shuffle | transpose | chunk | bytes | bits/code | vs plain | encode s | decode s |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     buf = io.BytesIO()
     torch.save({"w": t, "m": header}, buf)
     t0 = time.perf_counter()
@@ -66,23 +69,25 @@ def main() -> None:
     t0 = time.perf_counter()
     brotli.decompress(plain)
     dec = time.perf_counter() - t0
-    print(f"| torch.save | brotli-11 | - | - | {len(plain):,} | {8 * len(plain) / codes:.3f} | 1.0000 | {enc:.2f} | {dec:.2f} |")
-    for per_group in (False, True):
-        for codec in ("brotli", "zstd", "lzma", "auto"):
-            for stride in (1, 2):
-                for tr in ((False, True) if per_group and stride == 2 else (per_group,)):
-                    cfg = dataclasses.replace(base, codec=codec, per_group=per_group, byte_shuffle_stride=stride,
-                                              transpose=tr)
-                    t0 = time.perf_counter()
-                    blob = container.encode(t, header, cfg)
-                    enc = time.perf_counter() - t0
-                    t0 = time.perf_counter()
-                    back, _ = container.decode(blob, a.workers)
-                    dec = time.perf_counter() - t0
-                    assert all(torch.equal(back[k], v) for k, v in t.items())
-                    print(f"| {'per-group' if per_group else 'whole'} | {codec} | {stride} | {tr} | {len(blob):,} | "
-                          f"{8 * len(blob) / codes:.3f} | {len(blob) / len(plain):.4f} | {enc:.2f} | {dec:.2f} |",
-                          flush=True)
+    print(f"| torch.save | brotli-11 | - | - | - | {len(plain):,} | {8 * len(plain) / codes:.3f} | 1.0000 | {enc:.2f} | {dec:.2f} |")
+    if a.chunked:
+        grid = [(True, codec, 2, True, chunk) for codec in ("brotli", "zstd", "lzma") for chunk in (0, 4 << 20)]
+    else:
+        grid = [(per_group, codec, stride, tr, 0) for per_group in (False, True)
+                for codec in ("brotli", "zstd", "lzma", "auto") for stride in (1, 2)
+                for tr in ((False, True) if per_group and stride == 2 else (per_group,))]
+    for per_group, codec, stride, tr, chunk in grid:
+        cfg = dataclasses.replace(base, codec=codec, per_group=per_group, byte_shuffle_stride=stride,
+                                  transpose=tr, chunk_bytes=chunk)
+        t0 = time.perf_counter()
+        blob = container.encode(t, header, cfg)
+        enc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        back, _ = container.decode(blob, a.workers)
+        dec = time.perf_counter() - t0
+        assert all(torch.equal(back[k], v) for k, v in t.items())
+        print(f"| {'per-group' if per_group else 'whole'} | {codec} | {stride} | {tr} | {chunk:,} | {len(blob):,} | "
+              f"{8 * len(blob) / codes:.3f} | {len(blob) / len(plain):.4f} | {enc:.2f} | {dec:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from golf.errors import GolfError
 from golf.params import build_section
 
 CFG = CompressConfig(codec="auto", brotli_quality=11, brotli_lgwin=22, zstd_level=19, lzma_preset=6,
-                     lzma_extreme=False, byte_shuffle_stride=2, transpose=True, per_group=True, workers=2)
+                     lzma_extreme=False, byte_shuffle_stride=2, transpose=True, per_group=True, workers=2, chunk_bytes=0)
 DATA = bytes(range(256)) * 37 + os.urandom(1000) + b"golf" * 500
 
 

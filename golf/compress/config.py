@@ -29,10 +29,13 @@ class CompressConfig:
     """Bucket int8 codes by role (tok_emb, attn.c_q/c_k/c_v/proj, mlp.fc/proj) over layers, scales and floats in their own sections; off = one section for everything."""
     workers: int
     """Threads coding sections in parallel (1 = serial)."""
+    chunk_bytes: int
+    """Largest stream, bytes (0 = one stream per section): a bigger section is cut into chunks coded independently, so they run in parallel on `workers` threads (a little larger output, much less wall time)."""
 
     def __post_init__(self) -> None:
         checks = [("brotli_quality", 0, 11), ("brotli_lgwin", 10, 24), ("zstd_level", 1, 22),
-                  ("lzma_preset", 0, 9), ("byte_shuffle_stride", 1, 255), ("workers", 1, 256)]
+                  ("lzma_preset", 0, 9), ("byte_shuffle_stride", 1, 255), ("workers", 1, 256),
+                  ("chunk_bytes", 0, 2**40)]
         for key, lo, hi in checks:
             v = getattr(self, key)
             if not lo <= v <= hi:

@@ -8,6 +8,9 @@
     crc32 of everything above u32
     payloads, in table order (the file ends exactly at the last one)
 
+A section bigger than `chunk_bytes` is stored as consecutive streams "<name>@0", "<name>@1", ...,
+each coded on its own (in parallel) and joined back in order on decoding.
+
 Section "meta" (always first) is JSON {"header": <the qmodel header>, "tensors": <manifest>}, so the
 header is compressed too. decode(encode(t, h, cfg)) == (t, h) bit for bit. Every way a damaged file
 can fail (magic, version, truncated table or payload, table or section crc, decoder error, a
@@ -31,7 +34,7 @@ from golf.compress.shuffle import shuffle, unshuffle
 from golf.errors import GolfError
 
 MAGIC = b"GOLF"
-VERSION = 1
+VERSION = 2  # 2: sections may be chunked ("<name>@<k>")
 FLAG_TRANSPOSED = 1  # informational: the section holds transposed tensors (the manifest says which)
 _ENTRY = struct.Struct("<BBBQQI")  # codec, flags, stride, raw_len, comp_len, crc32
 
@@ -77,20 +80,47 @@ def _code(name: str, raw: bytes, stride: int, cfg: Any, cache: dict | None) -> t
     return best
 
 
+def _chunks(raw: dict[str, bytes], chunk_bytes: int) -> list[tuple[str, bytes]]:
+    """(stream name, bytes): sections up to `chunk_bytes` whole, bigger ones as name@0, name@1, ..."""
+    out = []
+    for name, data in raw.items():
+        if chunk_bytes and len(data) > chunk_bytes:
+            out += [(f"{name}@{k}", data[i:i + chunk_bytes]) for k, i in enumerate(range(0, len(data), chunk_bytes))]
+        else:
+            out.append((name, data))
+    return out
+
+
+def _unchunk(streams: list[tuple[str, bytes]]) -> dict[str, bytes]:
+    """The inverse of _chunks; a duplicated, missing or out-of-order chunk is corruption."""
+    parts: dict[str, list[tuple[str, bytes]]] = {}
+    for name, data in streams:
+        base, sep, k = name.partition("@")
+        parts.setdefault(base, []).append((k if sep else "", data))
+    out = {}
+    for base, chunks in parts.items():
+        ks = [k for k, _ in chunks]
+        if ks != ([""] if len(ks) == 1 and ks[0] == "" else [str(i) for i in range(len(ks))]):
+            raise GolfError(f"corrupted golf artifact: section {base!r} has streams {ks}")
+        out[base] = b"".join(d for _, d in chunks)
+    return out
+
+
 def encode_sections(tensors: dict, header: dict, cfg: Any, cache: dict | None = None) -> list[Section]:
     raw, manifest = split(tensors, cfg.per_group, cfg.transpose)
     try:
         meta = json.dumps({"header": header, "tensors": manifest}, sort_keys=True, separators=(",", ":"))
     except TypeError as e:
         raise GolfError(f"container: the header is not JSON-serialisable ({e})") from None
-    items = [("meta", meta.encode("utf-8"))] + list(raw.items())
+    items = [("meta", meta.encode("utf-8"))] + _chunks(raw, cfg.chunk_bytes)
     transposed = {e["section"] for e in manifest if e["transposed"]}
 
     def one(item: tuple[str, bytes]) -> Section:
         name, data = item
-        stride = _stride(name, cfg.per_group, cfg)
-        codec, payload = _code(name, data, stride, cfg, cache)
-        return Section(name, codec, FLAG_TRANSPOSED if name in transposed else 0, stride, len(data),
+        base = name.partition("@")[0]
+        stride = _stride(base, cfg.per_group, cfg)
+        codec, payload = _code(base, data, stride, cfg, cache)
+        return Section(name, codec, FLAG_TRANSPOSED if base in transposed else 0, stride, len(data),
                        zlib.crc32(data), payload)
 
     if cfg.workers > 1 and len(items) > 1:
@@ -174,9 +204,9 @@ def decode(blob: bytes, workers: int = 4) -> tuple[dict, dict]:
             raws = list(pool.map(one, sections))
     else:
         raws = [one(s) for s in sections]
-    named = {s.name: r for s, r in zip(sections, raws)}
-    if len(named) != len(sections) or sections[0].name != "meta":
+    if sections[0].name != "meta" or len({s.name for s in sections}) != len(sections):
         raise GolfError("corrupted golf artifact: section names are duplicated or 'meta' is not first")
+    named = _unchunk([(s.name, r) for s, r in zip(sections, raws)])
     try:
         meta = json.loads(named.pop("meta").decode("utf-8"))
         header, manifest = meta["header"], meta["tensors"]
