@@ -12,7 +12,7 @@ from golf.errors import GolfError
 from golf.eval import plain, sliding
 from golf.eval.accounting import Totals, check_sidecar
 from golf.eval.sliding import window_plan
-from golf.eval.toy import ToyLM
+from toy_model import ToyLM
 
 
 def stream(n: int, vocab: int = 37, seed: int = 1, bos: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import torch
 from golf.eval import lora_ttt, plain, sliding, ttt
 from golf.eval.accounting import Totals
 from golf.eval.sliding import score_windows, window_plan
-from golf.eval.toy import ToyLM
+from toy_model import ToyLM
 
 BOS = 0
 N = 160

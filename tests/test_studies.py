@@ -251,6 +251,99 @@ def test_factorized_embedding_shapes_and_tying(tiny_model_config, tied):
     assert sum(p.numel() for p in model.parameters()) - plain == 96 * 12 - 96 * 32 + 32 * 12 * (2 if tied else 1)
 
 
+# ---- train: the toggles in the loop (golf/train/loop.py, golf/train/cat.py) -------------------
+
+def test_micro_objective_adds_the_moe_aux_loss_with_its_weight(tiny_model_config):
+    from golf.train.loop import micro_objective
+
+    model = make(tiny_model_config, moe_num_experts=3, moe_top_k=2)
+    idx, tgt = tokens(), tokens(1)
+    nll0, aux0 = micro_objective(model, model.nll, idx, tgt, 0.0, 0.0)
+    assert aux0.item() == 0.0
+    nll, aux = micro_objective(model, model.nll, idx, tgt, 0.37, 0.0)
+    torch.testing.assert_close(nll, nll0)
+    torch.testing.assert_close(nll, model.nll(idx, tgt).mean())
+    balance = model.aux_loss()  # the forward just run
+    assert balance.item() > 1.0
+    torch.testing.assert_close((nll + aux) - (nll0 + aux0), 0.37 * balance)
+    (nll + aux).backward()  # the router learns from both terms
+    assert model.blocks[0].mlp.router.weight.grad.abs().sum() > 0
+
+
+def test_micro_objective_adds_the_mtp_loss_with_its_weight(tiny_model_config):
+    from golf.train.loop import micro_objective
+
+    model = make(tiny_model_config, mtp_heads=1)
+    idx, tgt = tokens(), tokens(1)
+    nll, aux = micro_objective(model, model.nll_and_mtp, idx, tgt, 0.0, 0.6)
+    torch.testing.assert_close(nll, model.nll(idx, tgt).mean())
+    torch.testing.assert_close(aux, 0.6 * model.mtp_loss(idx, tgt))
+    both, extra = micro_objective(model, model.nll_and_mtp, idx, tgt, 0.2, 0.6)  # no MoE: aux_loss() is 0
+    torch.testing.assert_close(both + extra, nll + aux)
+
+
+def test_cat_matrices_are_the_quantized_block_matrices(tiny_model_config):
+    from golf.train.cat import cat_matrices
+
+    model = make(tiny_model_config, mtp_heads=1, moe_num_experts=3, moe_top_k=2)
+    names = {n for n, p in model.named_parameters() if any(p is q for q in cat_matrices(model))}
+    assert "blocks.0.attn.c_q.weight" in names and "blocks.1.mlp.experts.2.fc.weight" in names
+    assert "blocks.1.mlp.router.weight" in names
+    assert not any(n.startswith(("mtp.", "tok_emb")) for n in names)
+    assert names <= set(model.hessian_sites())  # every CAT matrix is one quantize sees
+
+
+TOGGLES = {
+    "moe_aux": (dict(moe_num_experts=3, moe_top_k=2), dict(moe_aux_weight=0.05)),
+    "mtp": (dict(mtp_heads=1), dict(mtp_weight=0.3)),
+    "cat": ({}, dict(cat_every=2, cat_weight=1000.0)),
+    "all": (dict(moe_num_experts=3, moe_top_k=1, mtp_heads=1),
+            dict(moe_aux_weight=0.05, mtp_weight=0.3, cat_every=3, cat_weight=1000.0)),
+}
+
+
+def _tiny_train(model, **over):
+    from test_train import SOLO, corpus, tcfg
+
+    from golf.train.loop import train
+
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    cfg = tcfg(**{"iterations": 6, "val_every": 3, "warmup_steps": 1, **over})
+    return train(model, cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+
+
+@pytest.mark.parametrize("name", TOGGLES)
+def test_tiny_train_with_each_toggle(tiny_model_config, name):
+    model_over, train_over = TOGGLES[name]
+    model = make(tiny_model_config, randomize=False, **model_over)
+    res = _tiny_train(model, **train_over)
+    assert res.steps == 6 and all(torch.isfinite(torch.tensor(r["train_loss"])) for r in res.rows)
+    assert 0 < res.val_bpb < 20
+    if model.cfg.mtp_heads:  # the zero-initialised t+2 head learned: its loss reached it
+        assert model.mtp[0].weight.abs().sum() > 0
+
+
+def test_mtp_head_untouched_without_its_weight(tiny_model_config):
+    model = make(tiny_model_config, randomize=False, mtp_heads=1)
+    _tiny_train(model, mtp_weight=0.0)
+    assert model.mtp[0].weight.abs().sum() == 0
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.1])
+def test_moe_aux_loss_reaches_the_loop_only_with_a_weight(tiny_model_config, weight):
+    """A non-finite balance loss stops training when its weight is on, and is never read when off."""
+    from golf.errors import GolfError
+
+    model = make(tiny_model_config, randomize=False, moe_num_experts=3, moe_top_k=2)
+    model.aux_loss = lambda: torch.tensor(float("nan"))
+    if weight:
+        with pytest.raises(GolfError, match="loss is nan at step 1"):
+            _tiny_train(model, moe_aux_weight=weight, warmup_steps=0)
+    else:
+        assert _tiny_train(model, moe_aux_weight=weight).steps == 6
+
+
 # ---- quantize: codebook and Hadamard ------------------------------------------------------
 
 def toy_state(seed: int = 0):
@@ -291,6 +384,8 @@ def test_quant_keys_off_by_default():
         assert p["quantize"]["codebook_k"] == 0 and p["quantize"]["hadamard"] is False, f
         m = p["model"]
         assert (m["moe_num_experts"], m["mtp_heads"], m["embed_dim"]) == (0, 0, 0), f
+        t = p["train"]
+        assert (t["moe_aux_weight"], t["mtp_weight"], t["cat_every"]) == (0.0, 0.0, 0), f
 
 
 @pytest.mark.parametrize("method", ["gptq", "rtn"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from golf.errors import GolfError
-from golf.eval.toy import ToyLM
+from toy_model import ToyLM
 from golf.params import build_section
 from golf.train import ddp
 from golf.train.config import TrainConfig
@@ -26,7 +27,8 @@ TRAIN = dict(
     muon_wd=0.01, tied_embed_lr=0.02, embed_wd=0.0, scalar_lr=0.01, adam_wd=0.0, beta1=0.9, beta2=0.95,
     adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, swa_enabled=False, swa_every=5, swa_start_frac=0.5,
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", autocast_bf16=True, nproc_per_node=1,
-    peak_flops=0.0,
+    peak_flops=0.0, moe_aux_weight=0.0, mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
+    cat_clip_sigmas=12.85,
 )
 
 
@@ -145,6 +147,12 @@ def test_loader_is_deterministic_and_sharded_by_rank():
     (dict(ema_decay=1.0), "ema_decay"),
     (dict(max_wallclock_s=10.0, gptq_reserve_s=10.0), "gptq_reserve_s"),
     (dict(muon_coeffs="cubic"), "muon_coeffs"),
+    (dict(moe_aux_weight=-0.1), "moe_aux_weight"),
+    (dict(mtp_weight=-1.0), "mtp_weight"),
+    (dict(cat_every=-1), "cat_every"),
+    (dict(cat_bits=9), "cat_bits"),
+    (dict(cat_clip_sigmas=0.0), "cat_clip_sigmas"),
+    (dict(cat_every=5, cat_weight=0.0), "cat_weight"),
 ])
 def test_config_rejects(over, msg):
     with pytest.raises(GolfError, match=msg):
@@ -157,6 +165,122 @@ def test_config_fields_have_docs():
     docs = field_docs(TrainConfig)
     assert set(docs) == {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(TRAIN) == set(docs)
+
+
+# ---- small-batch training: the schedule is by step fraction ------------------------------------
+
+def test_schedule_does_not_depend_on_batch_tokens_or_accumulation():
+    """Halving train_batch_tokens (or splitting the batch into micro-batches) with the same iterations
+    leaves the step count and the per-step schedule (lr multiplier) unchanged; only tokens scale."""
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    runs = {}
+    for bt, acc in ((8 * 24, 2), (4 * 24, 1), (4 * 24, 2), (2 * 24, 1)):
+        res = train(TinyLM(), tcfg(iterations=10, train_batch_tokens=bt, grad_accum_steps=acc, val_every=0,
+                                   warmup_steps=0), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+        assert res.steps == 10 and res.train_tokens == 10 * bt
+        runs[bt, acc] = [r["lr_mul"] for r in res.rows]
+    ref = runs[8 * 24, 2]
+    assert ref[0] == 1.0 and ref[-1] == pytest.approx(max(1 / 10 / 0.5, 0.1)) and len(set(ref)) > 2
+    assert all(v == ref for v in runs.values())
+
+
+def test_grad_accumulation_is_the_same_global_batch():
+    """The loader draws each step's global batch by (seed, step); accumulating over 1, 2 or 4
+    micro-batches computes the same mean gradient, so training ends at the same weights."""
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    outs = []
+    for acc in (1, 2, 4):
+        torch.manual_seed(0)
+        m = TinyLM()
+        train(m, tcfg(iterations=4, grad_accum_steps=acc, val_every=0, warmup_steps=0, ema_decay=0.0), tr, va, vb,
+              torch.device("cpu"), SOLO, progress=False)
+        outs.append(m.state_dict())
+    for other in outs[1:]:
+        for k in outs[0]:
+            torch.testing.assert_close(other[k], outs[0][k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+# ---- compressor-aware training (golf/train/cat.py) ----------------------------------------------
+
+def _on_grid(rows: int, cols: int, bits: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:
+    """(w, k): rows that are permutations of one integer code vector q times a per-row step c_i, and the
+    clip k = R / std(q), so the CAT step k * std(w_i) / R is exactly c_i and w / s = q: on the grid."""
+    from golf.train.cat import clip_range
+
+    R = clip_range(bits)
+    q = torch.randint(-R, R + 1, (cols,), generator=gen).double()
+    q[0], q[1] = R, -R
+    perm = torch.stack([q[torch.randperm(cols, generator=gen)] for _ in range(rows)])
+    c = 2.0 ** torch.randint(-8, -3, (rows, 1), generator=gen).double()  # powers of two: w / c is exact
+    return perm * c, R / q.std().item()
+
+
+def test_cat_penalty_is_zero_on_grid_points_and_positive_off_them():
+    from golf.train.cat import cat_penalty, grid_residual, grid_step
+
+    gen = torch.Generator().manual_seed(11)
+    w, k = _on_grid(5, 37, 6, gen)
+    s = grid_step(w, 6, k)
+    torch.testing.assert_close(s.double(), w.abs().amax(1, keepdim=True) / 31, rtol=1e-6, atol=0)
+    assert cat_penalty([w.float()], 6, k).item() < 1e-12 * s.square().mean().item()
+    # with an explicit step, grid points give exactly zero
+    assert grid_residual(torch.tensor([[-3.0, 0.0, 5.0, 31.0]]) * 0.25, torch.tensor([[0.25]]), 6).abs().max() == 0
+    # off the grid: positive, and at most (s/2)^2 per element inside the clip range
+    off = w.float() + 0.3 * s * torch.rand(w.shape, generator=gen)
+    pen = cat_penalty([off], 6, k).item()
+    s_off = grid_step(off, 6, k)
+    assert 0 < pen <= (s_off.square() / 4).max().item()
+    # the grid is quantize's: same codes as golf.quant.gptq's RTN (which keeps an fp16 step)
+    from golf.quant.gptq import round_codes, row_scales
+
+    g = torch.randn(6, 40, generator=gen)
+    torch.testing.assert_close(grid_step(g, 5, 9.0).squeeze(1), row_scales(g, 9.0, 5).float(), rtol=1e-3, atol=0)
+    r = torch.clamp(torch.round(g / grid_step(g, 5, 9.0)), -15, 15)
+    assert (r == round_codes(g, row_scales(g, 9.0, 5), 15)).float().mean() > 0.95
+
+
+def test_cat_penalty_gradient_is_the_residual_and_skips_the_step():
+    """d pen / d w = 2 (w - r s) / N over all penalised elements: no term through s (a detached step)."""
+    from golf.train.cat import cat_penalty, grid_step
+
+    gen = torch.Generator().manual_seed(12)
+    ws = [torch.randn(4, 9, generator=gen).mul_(0.1).requires_grad_(),
+          torch.randn(7, 30, generator=gen).mul_(2.0).requires_grad_()]
+    ws[1].data[2, 1] = 50.0  # beyond the clip range: pulled toward the outermost code R * s
+    pen = cat_penalty(ws, 4, 2.5)
+    pen.backward()
+    n = sum(w.numel() for w in ws)
+    manual = 0.0
+    for w in ws:
+        s = grid_step(w, 4, 2.5)
+        r = torch.clamp(torch.round(w.detach() / s), -7, 7)
+        ref = (w.detach() / s - r).square() * s.square()
+        manual += ref.sum().item()
+        torch.testing.assert_close(w.grad, 2 * (w.detach() - r * s) / n)
+    assert pen.item() == pytest.approx(manual / n, rel=1e-5)
+    s1 = grid_step(ws[1], 4, 2.5)[2].item()
+    assert 50.0 > 7 * s1 and ws[1].grad[2, 1].item() == pytest.approx(2 * (50.0 - 7 * s1) / n, rel=1e-5)
+
+
+def test_cat_in_the_loop_pulls_weights_to_the_grid():
+    """A tiny run with CAT on every step ends closer to the 4-bit grid than the same run without it."""
+    from golf.train.cat import cat_matrices, cat_penalty
+
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    pens = {}
+    for every in (0, 1):
+        torch.manual_seed(0)
+        m = TinyLM()
+        res = train(m, tcfg(iterations=12, val_every=0, warmup_steps=0, ema_decay=0.0, cat_every=every,
+                            cat_weight=3000.0, cat_bits=4, cat_clip_sigmas=3.0),
+                    tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+        assert math.isfinite(res.val_bpb)
+        with torch.no_grad():
+            pens[every] = cat_penalty(cat_matrices(m), 4, 3.0).item()
+    assert pens[1] < 0.8 * pens[0], pens
 
 
 # ---- the stage -------------------------------------------------------------------------------

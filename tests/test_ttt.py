@@ -14,7 +14,7 @@ import torch
 from golf.errors import GolfError
 from golf.eval import lora_ttt, sliding, ttt
 from golf.eval.accounting import Totals
-from golf.eval.toy import ToyLM
+from toy_model import ToyLM
 
 LORA = dict(seq_len=24, chunk_size=5, batch_docs=3, lora_rank=3, lora_alpha=6.0, lora_lr=0.05, beta1=0.0,
             beta2=0.99, eps=1e-10, weight_decay=0.5, phased_prefix_docs=0, phased_num_phases=0, global_lr=0.01,

@@ -86,6 +86,18 @@ class TrainConfig:
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float
     """Peak FLOP/s of one device for MFU (798e12 = H100 dense bf16 as in the records); 0 = no MFU."""
+    moe_aux_weight: float
+    """Weight of the MoE load-balancing loss (model.aux_loss()) in the loss; 0 = off; unused if model.moe_num_experts = 0."""
+    mtp_weight: float
+    """Weight of the multi-token-prediction (t+2 head) mean NLL in the loss; 0 = off; unused if model.mtp_heads = 0."""
+    cat_every: int
+    """Compressor-aware training: add the grid penalty on every cat_every-th step; 0 = off (golf/train/cat.py)."""
+    cat_weight: float
+    """Weight of the CAT penalty: mean squared distance (weight units) of the block matrices to their grid."""
+    cat_bits: int
+    """Bits of the grid CAT pulls toward (R = 2^(bits-1) - 1 codes each side), as quantize.matrix_bits."""
+    cat_clip_sigmas: float
+    """Row clip in standard deviations of the CAT grid (step = k * std(row) / R), as quantize.clip_sigmas."""
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> None:
@@ -112,6 +124,15 @@ class TrainConfig:
         if self.train_batch_tokens % per_step:
             bad("train_batch_tokens", f"must be divisible by train_seq_len x grad_accum_steps x nproc_per_node "
                                       f"= {self.train_seq_len} x {self.grad_accum_steps} x {self.nproc_per_node}")
+        for key in ("moe_aux_weight", "mtp_weight", "cat_every", "cat_weight"):
+            if getattr(self, key) < 0:
+                bad(key, "must be >= 0")
+        if not 2 <= self.cat_bits <= 8:
+            bad("cat_bits", "must be in [2, 8] (int8 codes, as quantize)")
+        if self.cat_clip_sigmas <= 0:
+            bad("cat_clip_sigmas", "must be > 0")
+        if self.cat_every > 0 and self.cat_weight <= 0:
+            bad("cat_weight", f"must be > 0 when train.cat_every = {self.cat_every} (CAT on)")
         if self.swa_enabled and self.swa_every < 1:
             bad("swa_every", "must be >= 1 when train.swa_enabled")
 

@@ -5,6 +5,19 @@ optimizer steps: the compile warm-up before it (whose weights and optimizer stat
 and every val eval are outside it, as in the records (golf-techniques §2.4). In wall-clock mode the
 ranks all-reduce (MAX) their clocks every step, so the schedule and the stop decision are identical
 on all ranks and the slowest rank's clock decides; a non-finite loss on any rank stops them all.
+
+The objective of one step (each micro-batch's terms divided by grad_accum_steps, so the gradient is
+that of the whole global batch):
+
+    mean NLL + train.mtp_weight * mean t+2 NLL     (model.mtp_heads > 0; GPT.nll_and_mtp)
+             + train.moe_aux_weight * aux_loss()   (model.moe_num_experts > 0; of each micro-batch)
+             + train.cat_weight * CAT penalty      (every train.cat_every-th step, once; golf/train/cat.py)
+
+`train_loss` in the rows is the mean NLL alone, comparable across these toggles. The schedule
+(lr multiplier, Muon momentum, looping switch, SWA start) depends only on the step fraction
+(or the train clock), never on train_batch_tokens or grad_accum_steps: small-batch training
+with the same iterations has the same schedule, and grad accumulation only changes how the
+same global batch is split (tests/test_train.py checks both).
 """
 
 from __future__ import annotations
@@ -25,6 +38,7 @@ from golf.optim.ema import EMA, SWA, load_average
 from golf.optim.muon import Muon
 from golf.optim.schedule import lr_multiplier, muon_momentum, train_frac
 from golf.train import ddp
+from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
 
@@ -119,6 +133,25 @@ def peak_memory_bytes(device: torch.device) -> int:
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
+def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, y: torch.Tensor,
+                    moe_weight: float, mtp_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean NLL, the weighted auxiliary terms) of one micro-batch; its loss is their sum.
+
+    `forward` is `model.nll_and_mtp` when mtp_weight > 0 (one trunk pass for both heads), else
+    `model.nll`, either possibly compiled. The MoE balance loss is that of the forward just run.
+    """
+    aux = torch.zeros((), device=x.device)
+    if mtp_weight > 0:
+        nll, mtp = forward(x, y)
+        if mtp is not None:
+            aux = aux + mtp_weight * mtp.mean()
+    else:
+        nll = forward(x, y)
+    if moe_weight > 0:
+        aux = aux + moe_weight * model.aux_loss()
+    return nll.mean(), aux
+
+
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
           val_bytes: np.ndarray, device: torch.device, dctx: ddp.Dist, progress: bool = True,
           evaluate: Callable | None = None) -> TrainResult:
@@ -135,12 +168,17 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     model.to(device).train()
     muon, adam = build_optimizers(model, cfg, device)
     params = [p for p in model.parameters() if p.requires_grad]
-    nll = model.nll
+    mcfg = getattr(model, "cfg", None)
+    # study toggles (issue 9): each term only where the model has the part it trains
+    moe_w = cfg.moe_aux_weight if getattr(mcfg, "moe_num_experts", 0) > 0 else 0.0
+    mtp_w = cfg.mtp_weight if getattr(mcfg, "mtp_heads", 0) > 0 else 0.0
+    cat_ws = cat_matrices(model) if cfg.cat_every > 0 else []
+    forward = model.nll_and_mtp if mtp_w > 0 else model.nll
     if use_compile:
         import torch._dynamo as dynamo
 
         dynamo.config.cache_size_limit = 64
-        nll = torch.compile(model.nll, dynamic=False)
+        forward = torch.compile(forward, dynamic=False)
     global_seqs = cfg.train_batch_tokens // cfg.train_seq_len
     loader = WindowLoader(train_tokens, cfg.train_seq_len, global_seqs, cfg.grad_accum_steps, dctx.rank, world,
                           cfg.seed, device)
@@ -153,19 +191,28 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                 g["lr"] = g["base_lr"] * lr_mul
         for g in muon.param_groups:
             g["momentum"] = momentum
-        total = torch.zeros((), device=device)
+        total = torch.zeros((), device=device)  # the LM NLL only: train_loss stays comparable across toggles
+        extra = torch.zeros((), device=device)  # the auxiliary terms, so a NaN in them stops training too
         for x, y in loader.batch(step):
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss = nll(x, y).mean()
-            (loss / cfg.grad_accum_steps).backward()
+                loss, aux = micro_objective(model, forward, x, y, moe_w, mtp_w)
+            ((loss + aux) / cfg.grad_accum_steps).backward()
             total += loss.detach()
+            extra += aux.detach()
+        if cat_ws and (step + 1) % cfg.cat_every == 0:
+            # once per step, not per micro-batch: the penalty does not depend on the data (and is the
+            # same on every rank, so the gradient average below leaves its share unchanged)
+            pen = cfg.cat_weight * cat_penalty(cat_ws, cfg.cat_bits, cfg.cat_clip_sigmas)
+            pen.backward()
+            extra += pen.detach()
         ddp.all_reduce_grads(params, world)
         if cfg.grad_clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
         muon.step()
         adam.step()
         model.zero_grad(set_to_none=True)
-        return (total / cfg.grad_accum_steps).item()
+        lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
+        return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
     def run_eval() -> Any:
         was = model.training

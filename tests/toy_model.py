@@ -1,8 +1,8 @@
-"""A tiny causal LM that follows the golf.model contract, for tests and CPU benches.
+"""A tiny causal LM that follows the golf.model contract, for the tests (kept out of the library).
 
 `nll(idx, targets, adapter=None) -> (B, T)` per-token NLL with the full-vocabulary softmax,
 `forward(idx, adapter=None) -> (B, T, V)` logits, adapter sites `"{slot}.attn.c_q|c_k|c_v|proj"`,
-`"{slot}.mlp"` and `"head"` (docs/contracts.md), strictly causal. Not used by any stage.
+`"{slot}.mlp"` and `"head"` (docs/contracts.md), strictly causal.
 """
 
 from __future__ import annotations
