@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from golf.model import GPT
 from golf.model.checkpoint import load_model, save_model
-from golf.model.layers import MoEMLP
+from golf.model.moe import MoEMLP
 from test_model import B, T, make, tokens  # the same perturbed tiny GPT and token batches
 
 ROOT = Path(__file__).resolve().parent.parent

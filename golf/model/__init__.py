@@ -1,9 +1,17 @@
 """The model: `ModelConfig` (params section `model`), the configurable `GPT`, and its checkpoint file.
 
-Importing this package imports torch but never touches CUDA.
+`GPT` is imported on first use, so reading a config (every stage's CLI does) costs no torch import.
+Importing the GPT imports torch but never touches CUDA.
 """
 
 from golf.model.config import ModelConfig
-from golf.model.gpt import GPT
 
 __all__ = ["GPT", "ModelConfig"]
+
+
+def __getattr__(name: str):
+    if name == "GPT":
+        from golf.model.gpt import GPT
+
+        return GPT
+    raise AttributeError(f"module 'golf.model' has no attribute {name!r}")
