@@ -45,8 +45,10 @@ def quantize(
         raise GolfError(f"{hessians}: collected from another checkpoint than {checkpoint} (rerun hessian-calibrate)")
     ev, same_as_train = eval_settings(cfg, header)  # fails early when the header has no eval settings
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    t_quant = Timer()
     tensors, q_header, rep = qmodel.quantize_state_dict(state, H, cfg, header, names=model.hessian_sites(),
                                                         progress=True, device=device)
+    quantize_s = t_quant.s
     qmodel.save_qmodel(out, tensors, q_header)
     atomic_write_text(report, json.dumps(rep, indent=1, sort_keys=True) + "\n")
 
@@ -62,13 +64,16 @@ def quantize(
         typer.echo(f"golf quantize: eval {ev} differs from the checkpoint's; evaluating the float model too", err=True)
     float_bpb = float(header["val_bpb"]) if same_as_train else score()
     model.load_state_dict({k: v.to(device) for k, v in qmodel.dequantize(tensors, q_header).items()}, strict=True)
+    t_eval = Timer()
     val_bpb = score()
+    eval_s = t_eval.s
     s = rep["summary"]
     finish("quantize", metrics, {
         "val_bpb": val_bpb, "float_val_bpb": float_bpb, "quant_gap_bpb": val_bpb - float_bpb,
         "float_reevaluated": not same_as_train,
         "eval_seq_len": ev["seq_len"], "eval_tokens": int(n), **s,
-        "hessian_tokens": int(h_header.get("tokens", 0)), "wall_s": timer.s})
+        "hessian_tokens": int(h_header.get("tokens", 0)), "quantize_s": quantize_s, "eval_s": eval_s,
+        "wall_s": timer.s})
 
 
 command = quantize

@@ -114,3 +114,22 @@ def test_non_positive_definite_hessian_raises_damping_and_reports_it():
     assert int(res.q.abs().max()) <= 31
     ok = gptq.gptq_quantize(w, torch.eye(7), gptq.row_scales(w, 3.0, 6), 6, 4, 0.01)
     assert ok.damp_tries == 1 and ok.damp_frac == 0.01
+
+
+def test_batched_gptq_equals_one_at_a_time():
+    """Same-shape matrices quantized together give each matrix's own result: codes, damping and
+    the RTN fallback of a matrix whose H no damping can fix stay per matrix."""
+    ws = torch.randn(4, 9, 16, generator=gen(11))
+    Hs = torch.stack([correlated_h(16, 80, seed) for seed in range(4)])
+    Hs[1, 5, :] = Hs[1, :, 5] = 0.0  # a dead input
+    Hs[2, 3, 3] = float("nan")  # no damping makes this factorizable -> RTN for this matrix only
+    Hs[3] = torch.diag(torch.linspace(-1.0, 2.0, 16))  # indefinite: more damping, for this one only
+    scales = torch.stack([gptq.row_scales(w, 3.0, 5) for w in ws])
+    many = gptq.gptq_quantize_many(ws, Hs, scales, 5, block_size=6, damp=0.01)
+    for b in range(4):
+        one = gptq.gptq_quantize(ws[b], Hs[b], scales[b], 5, block_size=6, damp=0.01)
+        assert torch.equal(many[b].q, one.q), b
+        assert (many[b].damp_frac, many[b].damp_tries, many[b].fallback) == (one.damp_frac, one.damp_tries, one.fallback)
+    assert many[2].fallback == "rtn" and not many[0].fallback
+    assert many[3].damp_tries > 1 and many[0].damp_tries == 1
+    assert torch.equal(many[2].q, gptq.rtn_quantize(ws[2], scales[2], 5).q)

@@ -140,3 +140,23 @@ def test_mismatched_hessians_name_the_tensor():
         hessian.check_hessians({**H, "blocks.9.mlp.fc.weight": torch.eye(6)}, sd, names)
     with pytest.raises(GolfError, match="nope.weight"):
         hessian.check_hessians(H, sd, names + ["nope.weight"])
+
+
+def test_hessian_sums_stay_fp32_under_autocast():
+    """The forward may run under bf16 autocast; XᵀX must not (a bf16 matmul would round the sums)."""
+    lin = torch.nn.Linear(8, 4, bias=False)
+    x = torch.randn(2, 16, 8, dtype=torch.float32) * 3 + 1
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = lin
+
+        def forward(self, idx):
+            return self.lin(x)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        H, _ = hessian.collect_hessians(Net(), [torch.zeros(1)], sites={"lin.weight": (lin, "input")})
+    xf = x.reshape(-1, 8)
+    assert H["lin.weight"].dtype == torch.float32
+    torch.testing.assert_close(H["lin.weight"], xf.T @ xf, rtol=1e-6, atol=1e-5)

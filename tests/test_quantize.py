@@ -235,3 +235,20 @@ def test_stage_commands(tmp_path, tiny_model_config):
                              "eval": {"seq_len": 32, "batch_seqs": 4, "max_tokens": 0}})
     r = run_quantize()
     assert r.exit_code == 1 and "another checkpoint" in r.output
+
+
+def test_same_shape_matrices_are_swept_together_with_their_own_results():
+    """Two same-shape attn matrices share one batched GPTQ sweep; each keeps exactly the codes it
+    gets alone, and the mlp matrix (another bit group) is not mixed in."""
+    sd, H, names = toy_state(3)
+    g = torch.Generator().manual_seed(9)
+    sd["blocks.0.attn.proj.weight"] = torch.randn(24, 24, generator=g) * 0.1
+    X = torch.randn(100, 24, generator=g)
+    H["blocks.0.attn.proj.weight"] = X.T @ X
+    names = [*names, "blocks.0.attn.proj.weight"]
+    cfg = qcfg()
+    tensors, _, _ = qmodel.quantize_state_dict(sd, H, cfg, {}, names=names)
+    for n in names:
+        bits, k = cfg.group_plan(qmodel.tensor_group(n))
+        alone = gptq.gptq_quantize(sd[n], H[n], gptq.row_scales(sd[n], k, bits), bits, cfg.block_size, cfg.damp)
+        assert torch.equal(tensors[f"{n}.q"], alone.q), n

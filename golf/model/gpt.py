@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.model.attention import BACKENDS, Rotary, _load, init_linear
+from golf.model.attention import BACKENDS, Rotary, _load, init_linear, set_sdpa_kernels
 from golf.model.config import ModelConfig
-from golf.model.layers import BigramHash, Block, MoEMLP, RMSNorm, SmearGate, ValueEmbedding
+from golf.model.layers import BigramHash, Block, RMSNorm, SmearGate, ValueEmbedding
 
 NLL_CHUNK_ELEMENTS = 1 << 26  # fp32 logits materialised at once by `nll` (256 MiB)
 
@@ -87,9 +87,23 @@ class GPT(nn.Module):
             raise ValueError(f"unknown attention backend {backend!r}; known: {', '.join(BACKENDS)}")
         if backend != "sdpa" and _load(backend) is None:
             raise RuntimeError(f"attention backend {backend!r} is not importable here")
+        set_sdpa_kernels(backend)
         self.attention_backend = backend
         for block in self.blocks:
             block.attn.backend = backend
+
+    def compile_blocks(self, **compile_kwargs) -> None:
+        """Regional compilation: torch.compile each block's two forms and the loss head, not the loop.
+
+        Blocks of the same structure share one graph (their weights are graph inputs; the per-layer
+        LN scale is a buffer, the slot is not passed without an adapter), so the record model
+        compiles a few small graphs instead of two whole unrolled ones, and switching depth
+        recurrence on recompiles nothing. The glue between blocks (embedding, skips) runs eagerly.
+        """
+        for block in self.blocks:
+            block.forward = torch.compile(block.forward, **compile_kwargs)
+            block.forward_parallel = torch.compile(block.forward_parallel, **compile_kwargs)
+        self._chunked_nll = torch.compile(self._chunked_nll, **compile_kwargs)
 
     # ---- forward ---------------------------------------------------------------------------
 
@@ -122,6 +136,9 @@ class GPT(nn.Module):
         skips: list[torch.Tensor] = []
         lane0 = lane1 = None
         for slot, layer in enumerate(seq):
+            # the slot is only for the adapter: passing it always would make a compiled block
+            # specialize on it (one graph per virtual layer)
+            tail = (adapter, slot) if adapter is not None else ()
             block = self.blocks[layer]
             ve_l = ve * self.ve.layer_scales[self.ve_index[layer]] if layer in self.ve_index else None
             dec = slot - n_enc  # decoder position (negative in the encoder)
@@ -133,11 +150,11 @@ class GPT(nn.Module):
                     lane0 = self._skip(lane0, skips.pop(), dec)
                 lane0, lane1 = block.forward_parallel(
                     lane0, lane1, x0, rope, self.parallel_resid_lambdas[layer],
-                    self.parallel_post_lambdas[layer], ve_l, adapter, slot)
+                    self.parallel_post_lambdas[layer], ve_l, *tail)
                 continue
             if 0 <= dec < n_skips:
                 x = self._skip(x, skips.pop(), dec)
-            x = block(x, x0, rope, ve_l, adapter, slot)
+            x = block(x, x0, rope, ve_l, *tail)
             if slot < n_enc:
                 skips.append(x)
         if lane0 is not None:
@@ -185,8 +202,8 @@ class GPT(nn.Module):
 
     # ---- training-only objectives (MoE balance, multi-token prediction) ---------------------
 
-    def _moe_layers(self) -> list[MoEMLP]:
-        return [b.mlp for b in self.blocks if isinstance(b.mlp, MoEMLP)]
+    def _moe_layers(self) -> list[nn.Module]:
+        return [b.mlp for b in self.blocks if hasattr(b.mlp, "aux_losses")]  # golf.model.moe.MoEMLP
 
     def aux_loss(self) -> torch.Tensor:
         """MoE load-balancing loss of the last forward: the mean over every MoE call (looped layers

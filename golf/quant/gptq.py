@@ -81,18 +81,32 @@ def gptq_quantize(w: torch.Tensor, H: torch.Tensor, scale: torch.Tensor, bits: i
     A non-positive-definite H gets progressively more damping (reported in the result);
     if even that fails the tensor falls back to round-to-nearest (reported too), never a crash.
     """
+    return gptq_quantize_many(w[None], H[None], scale[None], bits, block_size, damp)[0]
+
+
+def gptq_quantize_many(ws: torch.Tensor, Hs: torch.Tensor, scales: torch.Tensor, bits: int,
+                       block_size: int, damp: float) -> list[Quantized]:
+    """`gptq_quantize` of B same-shape matrices at once: ws (B, out, in), Hs (B, in, in), scales (B, out).
+
+    Each result equals what `gptq_quantize` gives for that matrix alone (the sweep is the same
+    arithmetic with a leading batch dim); batching divides the column loop's Python and kernel-launch
+    cost, which dominates GPTQ on a GPU, by B.
+    """
     R = clip_range(bits)
-    s = scale.float()
+    s = scales.float()
 
-    def round_col(col: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q = torch.clamp(torch.round(col / s), -R, R)
-        return q, q * s
+    def round_col(col: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q = torch.clamp(torch.round(col / s[rows]), -R, R)
+        return q, q * s[rows]
 
-    Q, frac, tries = gptq_sweep(w, H, block_size, damp, round_col)
-    if Q is None:
-        res = rtn_quantize(w, scale, bits)
-        return Quantized(q=res.q, scale=scale, damp_frac=frac, damp_tries=tries, fallback="rtn")
-    return Quantized(q=Q.to(torch.int8), scale=scale, damp_frac=frac, damp_tries=tries, fallback="")
+    out = []
+    for b, (Q, frac, tries) in enumerate(gptq_sweep_many(ws, Hs, block_size, damp, round_col)):
+        if Q is None:
+            res = rtn_quantize(ws[b], scales[b], bits)
+            out.append(Quantized(q=res.q, scale=scales[b], damp_frac=frac, damp_tries=tries, fallback="rtn"))
+        else:
+            out.append(Quantized(q=Q.to(torch.int8), scale=scales[b], damp_frac=frac, damp_tries=tries, fallback=""))
+    return out
 
 
 def gptq_sweep(w: torch.Tensor, H: torch.Tensor, block_size: int, damp: float,
@@ -102,33 +116,52 @@ def gptq_sweep(w: torch.Tensor, H: torch.Tensor, block_size: int, damp: float,
     `round_col(col (out,)) -> (codes, dequantized values)`: the grid (uniform int or a codebook).
     Codes are None when no damping made H positive definite (the caller falls back).
     """
-    W = w.float().clone()
-    H = H.float().clone()
-    n = W.shape[1]
-    dead = H.diagonal() == 0  # inputs that never fire: nothing to compensate, the column is zeroed
-    H[dead, dead] = 1.0
-    W[:, dead] = 0.0
-    perm = torch.argsort(H.diagonal(), descending=True, stable=True)
-    inv = torch.argsort(perm)
-    W, H = W[:, perm], H[perm][:, perm]
-    U, frac, tries = _upper_inverse_factor(H, damp)
-    if U is None:
-        return None, frac, tries
+    return gptq_sweep_many(w[None], H[None], block_size, damp, lambda col, rows: round_col(col[0]))[0]
+
+
+def gptq_sweep_many(ws: torch.Tensor, Hs: torch.Tensor, block_size: int, damp: float,
+                    round_col) -> list[tuple[torch.Tensor | None, float, int]]:
+    """`gptq_sweep` of B same-shape matrices ws (B, out, in) with Hs (B, in, in), one column loop for all.
+
+    `round_col(cols (b, out), rows (b,)) -> (codes, dequantized values)`, where rows are the indices
+    into the batch of the matrices being swept (those whose H could be factorized).
+    """
+    B, _, n = ws.shape
+    W = ws.float().clone()
+    H = Hs.float().clone()
+    dead = H.diagonal(dim1=-2, dim2=-1) == 0  # inputs that never fire: nothing to compensate, column zeroed
+    H.diagonal(dim1=-2, dim2=-1).masked_fill_(dead, 1.0)
+    W.masked_fill_(dead[:, None, :], 0.0)
+    perm = torch.argsort(H.diagonal(dim1=-2, dim2=-1), dim=-1, descending=True, stable=True)  # act-order
+    inv = torch.argsort(perm, dim=-1)
+    W = W.gather(2, perm[:, None, :].expand_as(W))
+    H = H.gather(1, perm[:, :, None].expand_as(H)).gather(2, perm[:, None, :].expand_as(H))
+    factors = [_upper_inverse_factor(H[b], damp) for b in range(B)]
+    rows = [b for b in range(B) if factors[b][0] is not None]
+    results: list[tuple[torch.Tensor | None, float, int]] = [(None, f, t) for _, f, t in factors]
+    if not rows:
+        return results
+    idx = torch.tensor(rows, device=W.device)
+    U = torch.stack([factors[b][0] for b in rows])
+    W = W[idx]
     Q = torch.zeros_like(W)
     for i1 in range(0, n, block_size):
         i2 = min(i1 + block_size, n)
-        W1 = W[:, i1:i2].clone()
+        W1 = W[:, :, i1:i2].clone()
         Err1 = torch.zeros_like(W1)
-        U1 = U[i1:i2, i1:i2]
+        U1 = U[:, i1:i2, i1:i2]
         for i in range(i2 - i1):
-            col = W1[:, i]
-            q, v = round_col(col)
-            Q[:, i1 + i] = q
-            err = (col - v) / U1[i, i]
-            W1[:, i:] -= err[:, None] * U1[i, i:][None, :]
-            Err1[:, i] = err
-        W[:, i2:] -= Err1 @ U[i1:i2, i2:]
-    return Q[:, inv], frac, tries
+            col = W1[:, :, i]
+            q, v = round_col(col, idx)
+            Q[:, :, i1 + i] = q
+            err = (col - v) / U1[:, i, i, None]
+            W1[:, :, i:] -= err[:, :, None] * U1[:, None, i, i:]
+            Err1[:, :, i] = err
+        W[:, :, i2:] -= Err1 @ U[:, i1:i2, i2:]
+    Q = Q.gather(2, inv[idx][:, None, :].expand_as(Q))
+    for j, b in enumerate(rows):
+        results[b] = (Q[j], factors[b][1], factors[b][2])
+    return results
 
 
 def h_weighted_error(E: torch.Tensor, H: torch.Tensor) -> float:

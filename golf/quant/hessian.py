@@ -70,7 +70,8 @@ def collect_hessians(model: torch.nn.Module, batches: Iterable[torch.Tensor],
             x = output if where == "output" else args[0]
             if last[0] is not x:
                 xf = x.detach().reshape(-1, x.shape[-1]).float()
-                last[0], last[1] = x, (xf.T @ xf)
+                with torch.autocast(xf.device.type, enabled=False):  # the forward's autocast: not for H
+                    last[0], last[1] = x, (xf.T @ xf)
             for n in names:
                 if n in sums:
                     sums[n] += last[1]
@@ -85,8 +86,10 @@ def collect_hessians(model: torch.nn.Module, batches: Iterable[torch.Tensor],
         for key, names in by_module.items():
             handles.append(modules[key].register_forward_hook(make_hook(names, key[1])))
         model.eval()
-        with torch.no_grad():
-            for idx in tqdm(batches, total=total, desc="hessians", unit="batch", disable=not progress):
+        for idx in tqdm(batches, total=total, desc="hessians", unit="batch", disable=not progress):
+            # bf16 autocast on CUDA: the graph eval runs (and the records calibrate in); X stays what
+            # each module receives, and XᵀX is summed in fp32
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=idx.is_cuda):
                 model(idx)
                 last[0] = last[1] = None
                 n_batches += 1

@@ -61,11 +61,12 @@ def code_entropy_bytes(codes: torch.Tensor) -> float:
 
 
 def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
-                  cfg: QuantizeConfig, device: torch.device | str = "cpu",
+                  cfg: QuantizeConfig, device: torch.device | str = "cpu", done: gptq.Quantized | None = None,
                   ) -> tuple[dict, dict, torch.Tensor, gptq.Quantized | codebook.Codebook]:
     """(plan entry, report entry, error E = W' − dequant(codes), codes) for one matrix.
 
     W' is W R with the Hadamard rotation on (H then becomes RᵀHR), else W; E lives in the same domain.
+    done: this matrix's GPTQ result when `_gptq_batched` already computed it.
     """
     group = tensor_group(name)
     bits, k = cfg.group_plan(group)
@@ -86,7 +87,9 @@ def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
         clipped, codes = 0.0, res.codes
     else:
         scale = gptq.row_scales(W, k, bits)
-        if cfg.method == "gptq":
+        if done is not None:
+            res = done
+        elif cfg.method == "gptq":
             res = gptq.gptq_quantize(W, H, scale, bits, cfg.block_size, cfg.damp)
         else:
             res = gptq.rtn_quantize(W, scale, bits)
@@ -140,8 +143,10 @@ def quantize_state_dict(state_dict: dict[str, torch.Tensor], hessians: dict[str,
     plan: dict[str, dict] = {}
     report: dict[str, dict] = {}
     errors: dict[str, torch.Tensor] = {}
-    for name in tqdm([n for n in state_dict if n in todo], desc="quantize", unit="tensor", disable=not progress):
-        p, rep, E, res = _quantize_one(name, state_dict[name], hessians.get(name), cfg, device)
+    ordered = [n for n in state_dict if n in todo]
+    done = _gptq_batched(state_dict, hessians, ordered, cfg, device, progress)
+    for name in tqdm(ordered, desc="quantize", unit="tensor", disable=not progress):
+        p, rep, E, res = _quantize_one(name, state_dict[name], hessians.get(name), cfg, device, done.get(name))
         if isinstance(res, codebook.Codebook):
             tensors[f"{name}.cq"], tensors[f"{name}.cb"] = res.codes, res.centroids
         else:
@@ -159,6 +164,26 @@ def quantize_state_dict(state_dict: dict[str, torch.Tensor], hessians: dict[str,
     header = {"format": FORMAT, "version": VERSION, "model": model_header.get("model", {}), "plan": plan,
               "quantize": section_dict(cfg)}
     return tensors, header, {"tensors": report, "summary": summarize(tensors, plan, report, cfg)}
+
+
+def _gptq_batched(state_dict: dict[str, torch.Tensor], hessians: dict[str, torch.Tensor], names: list[str],
+                  cfg: QuantizeConfig, device: torch.device | str, progress: bool) -> dict[str, gptq.Quantized]:
+    """Plain GPTQ of `names`, same-shape matrices of one bit group in one batched sweep (the record's
+    67 matrices in 7 sweeps). Empty for RTN, codebooks and the Hadamard rotation (one at a time)."""
+    from tqdm import tqdm
+
+    if cfg.method != "gptq" or cfg.codebook_k or cfg.hadamard:
+        return {}
+    groups: dict[tuple, list[str]] = {}
+    for n in names:
+        groups.setdefault((tuple(state_dict[n].shape), *cfg.group_plan(tensor_group(n))), []).append(n)
+    done: dict[str, gptq.Quantized] = {}
+    for (_, bits, k), members in tqdm(groups.items(), desc="gptq", unit="sweep", disable=not progress):
+        W = torch.stack([state_dict[n].detach().to(device).float() for n in members])
+        H = torch.stack([hessians[n].to(device).float() for n in members])
+        scales = torch.stack([gptq.row_scales(w, k, bits) for w in W])
+        done.update(zip(members, gptq.gptq_quantize_many(W, H, scales, bits, cfg.block_size, cfg.damp)))
+    return done
 
 
 def _apply_lqer(state_dict: dict[str, torch.Tensor], errors: dict[str, torch.Tensor],
