@@ -11,18 +11,8 @@ PARAMS=${PARAMS:-presets/h100.yaml}
 STAGES=${STAGES:-"train hessian-calibrate quantize prune-to-budget compress ttt-eval"}
 OUT=${OUT:-/tmp/golf-out}
 mkdir -p "$OUT/run"
-export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 DVC_NO_ANALYTICS=1
-if ls .whl/*.whl >/dev/null 2>&1; then     # brotli, zstandard: not in the device image
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD
-else
-    export PYTHONPATH=$PWD
-fi
-mkdir -p data artifacts && ln -sfn "$PWD/.device-data/tokens" data/tokens
-[ -f .device-data/compress/model.golf ] && ln -sfn "$PWD/.device-data/compress" artifacts/compress
+. bench/device_env.sh > "$OUT/run/env.txt"
 cp "$PARAMS" params.yaml
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)'; } | tee "$OUT/run/env.txt"
 rc=0
 end=$(( $(date +%s) + ${DEADLINE_S:-575} ))        # leave time to pack the results inside one call
 for stage in $STAGES; do

@@ -56,9 +56,13 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)
     model = GPT(model_cfg)
-    model.set_attention_backend(select_backend(device))
+    backend = select_backend(device) if cfg.attention_backend == "auto" else cfg.attention_backend
     try:
-        res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx)
+        model.set_attention_backend(backend)
+    except RuntimeError as e:
+        raise GolfError(f"train.attention_backend = {backend!r}: {e}") from None
+    try:
+        res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=timer.t0)
     finally:
         if dctx.enabled:
             ddp.shutdown()
@@ -76,7 +80,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
               "train_tokens": res.train_tokens, "tokens_per_s": round(res.tokens_per_s, 1),
               "params": sum(p.numel() for p in model.parameters()), "peak_mem_bytes": res.peak_mem_bytes,
               "attention_backend": str(getattr(model, "attention_backend", "sdpa")), "compile": res.compiled,
-              "train_s": round(res.train_s, 3), "world_size": dctx.world_size}
+              "train_s": round(res.train_s, 3), "first_step_s": round(res.first_step_s, 3),
+              "world_size": dctx.world_size}
     if res.mfu is not None:
         values["mfu"] = round(res.mfu, 4)
     values["wall_s"] = timer.s

@@ -336,3 +336,28 @@ def test_checkpoint_refuses_unknown(tiny_model_config, tmp_path):
     save_tensors(bad, tensors, header)
     with pytest.raises(GolfError, match="do not match"):
         load_model(bad)
+
+
+def test_compile_blocks_shares_graphs(tiny_model_config):
+    """Regional compile: one graph per distinct block form, none more when looping switches on,
+    and the same NLL as the eager model."""
+    import torch._dynamo as dynamo
+    from torch._dynamo.testing import CompileCounter
+
+    model = make(tiny_model_config)
+    eager = make(tiny_model_config)
+    eager.load_state_dict(model.state_dict())
+    counter = CompileCounter()
+    dynamo.reset()
+    model.compile_blocks(backend=counter, dynamic=False)
+    idx = tokens()
+    y = torch.roll(idx, -1, dims=1)
+    model.looping = eager.looping = False
+    torch.testing.assert_close(model.nll(idx, y), eager.nll(idx, y))
+    before = counter.frame_count
+    # serial blocks, two-lane blocks and the head: a few graphs, not one per layer
+    assert before <= 4 < len(model.blocks) + 1
+    model.looping = eager.looping = True
+    torch.testing.assert_close(model.nll(idx, y), eager.nll(idx, y))
+    assert counter.frame_count == before
+    dynamo.reset()

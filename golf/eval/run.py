@@ -89,4 +89,6 @@ def metrics_of(run: dict[str, Any]) -> dict[str, Any]:
               "val_tokens_total": run["val_tokens_total"], "val_tokens_used": run["val_tokens_used"]})
     for name, r in modes.items():
         m[f"eval_s_{name}"] = r["eval_s"]
+        # scored val tokens per second of this mode (sliding runs more tokens through the model)
+        m[f"tokens_per_s_{name}"] = round(r["result"].tokens / r["eval_s"], 1) if r["eval_s"] > 0 else 0.0
     return m

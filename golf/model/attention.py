@@ -2,7 +2,8 @@
 
 Tensors keep the FlashAttention layout (B, T, H, D). The kernel is picked once per device by
 `select_backend` (FA3 on Hopper, FA4, FA2, else torch SDPA); every import is guarded so this
-module never needs a GPU or a flash-attn wheel to import, and CPU always runs SDPA.
+module never needs a GPU or a flash-attn wheel to import, and CPU always runs SDPA. "cudnn" is
+SDPA restricted to the cuDNN kernel (never auto-selected: pick it with train.attention_backend).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from torch import nn
 
 from golf.model.config import ModelConfig
 
-BACKENDS = ("fa3", "fa4", "fa2", "sdpa")
+BACKENDS = ("fa3", "fa4", "fa2", "sdpa", "cudnn")
 DENSE_GATE_INIT_STD = 0.01  # CGATE's dense GatedAttn init (records used 0.005-0.01)
 
 # name -> (module, attribute) of each FlashAttention entry point
@@ -27,11 +28,24 @@ _FA_ENTRY = {"fa3": ("flash_attn_interface", "flash_attn_func"),
 
 def _load(backend: str) -> Callable | None:
     """The flash-attn function of `backend`, or None when its package is not importable."""
+    if backend == "cudnn":
+        return F.scaled_dot_product_attention if torch.backends.cudnn.is_available() else None
     mod, attr = _FA_ENTRY[backend]
     try:
         return getattr(importlib.import_module(mod), attr)
     except Exception:  # ImportError, or a wheel built for another torch/CUDA
         return None
+
+
+def set_sdpa_kernels(backend: str) -> None:
+    """Process-wide SDPA kernels: only cuDNN for "cudnn" (so a shape it cannot run fails loudly
+    instead of falling back to the slow math kernel), torch's defaults for every other backend.
+    Flags rather than a context manager around the call: torch.compile reads them when it traces."""
+    only_cudnn = backend == "cudnn"
+    torch.backends.cuda.enable_flash_sdp(not only_cudnn)
+    torch.backends.cuda.enable_mem_efficient_sdp(not only_cudnn)
+    torch.backends.cuda.enable_math_sdp(not only_cudnn)
+    torch.backends.cuda.enable_cudnn_sdp(True)
 
 
 def select_backend(device: torch.device | str) -> str:
@@ -55,7 +69,7 @@ def select_backend(device: torch.device | str) -> str:
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str) -> torch.Tensor:
     """Causal attention, (B,T,H,D) q and (B,T,Hkv,D) k/v -> (B,T,H,D); GQA without copies."""
-    if backend == "sdpa":
+    if backend in ("sdpa", "cudnn"):  # cudnn: SDPA with only the cuDNN kernel on (set_sdpa_kernels)
         y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                            is_causal=True, enable_gqa=q.size(2) != k.size(2))
         return y.transpose(1, 2)

@@ -80,6 +80,11 @@ class TrainConfig:
     """Where to train; auto = cuda when available."""
     compile: Literal["auto", "on", "off"]
     """torch.compile the model; auto = on for CUDA, off for CPU."""
+    compile_scope: Literal["model", "blocks"]
+    """What one compiled graph holds: the whole loss ("model"), or one block and the loss head
+    ("blocks": each distinct block compiles once, the looped graph reuses them; faster start)."""
+    attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
+    """Attention kernel; auto = the fastest importable (fa3 > fa4 > fa2 > sdpa); cudnn = SDPA's cuDNN kernel."""
     autocast_bf16: bool
     """bf16 autocast for the forward on CUDA (ignored on CPU)."""
     nproc_per_node: int

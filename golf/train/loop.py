@@ -59,6 +59,9 @@ class TrainResult:
     flops_per_token: float
     mfu: float | None
     peak_mem_bytes: int
+    first_step_s: float
+    """Seconds from `started` (the stage's start) to the end of the first real optimizer step:
+    imports, data, compile and warm-up included."""
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -154,8 +157,13 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
 
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
           val_bytes: np.ndarray, device: torch.device, dctx: ddp.Dist, progress: bool = True,
-          evaluate: Callable | None = None) -> TrainResult:
-    """Train `model` in place; on return it holds the averaged (EMA/SWA) weights that were evaluated."""
+          evaluate: Callable | None = None, started: float | None = None) -> TrainResult:
+    """Train `model` in place; on return it holds the averaged (EMA/SWA) weights that were evaluated.
+
+    started: time.perf_counter() at the stage's start (default: now), for `first_step_s`.
+    """
+    started = time.perf_counter() if started is None else started
+    first_step_at = started
     if evaluate is None:
         from golf.eval.plain import evaluate
     world = dctx.world_size
@@ -178,7 +186,10 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         import torch._dynamo as dynamo
 
         dynamo.config.cache_size_limit = 64
-        forward = torch.compile(forward, dynamic=False)
+        if cfg.compile_scope == "blocks" and hasattr(model, "compile_blocks"):
+            model.compile_blocks(dynamic=False)
+        else:
+            forward = torch.compile(forward, dynamic=False)
     global_seqs = cfg.train_batch_tokens // cfg.train_seq_len
     loader = WindowLoader(train_tokens, cfg.train_seq_len, global_seqs, cfg.grad_accum_steps, dctx.rank, world,
                           cfg.seed, device)
@@ -217,7 +228,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     def run_eval() -> Any:
         was = model.training
         model.eval()
-        with torch.no_grad():
+        # eager: compiling the eval shapes would cost more than the few evals it would speed up
+        with torch.no_grad(), torch.compiler.set_stance("force_eager"):
             r = evaluate(model, val_tokens, val_bytes, cfg.train_seq_len, cfg.val_batch_seqs, device)
         model.train(was)
         return r
@@ -276,6 +288,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
             # MAX over ranks: one shared clock, so the schedule and the stop are the same on every rank.
             elapsed = ddp.all_reduce_max(elapsed + dt, device, world)
             loss, step = loss_sum / world, step + 1
+            if step == 1:
+                first_step_at = time.perf_counter()
             frac = frac_of(step, elapsed)
             if ema is not None:
                 ema.update(model)
@@ -312,4 +326,5 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     return TrainResult(steps=step, train_tokens=train_tokens_seen, train_s=elapsed, tokens_per_s=tps,
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, flops_per_token=fpt,
-                       mfu=mfu, peak_mem_bytes=peak_memory_bytes(device), rows=rows)
+                       mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
+                       first_step_s=first_step_at - started, rows=rows)

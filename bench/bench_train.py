@@ -1,0 +1,103 @@
+"""Training speed of `golf train` at a preset's model: start-to-first-step, tokens/s before and after
+depth recurrence switches on, MFU, peak memory; several variants in one run, so ratios are fair.
+
+    python bench/bench_train.py                      # presets/h100.yaml, 3 variants, 40 steps each
+    python bench/bench_train.py --quick              # 16 steps each
+    python bench/bench_train.py --variant "cudnn=--attention-backend cudnn" --variant "base="
+
+Each variant is a separate `golf train` process with a fresh inductor cache (cold compile;
+--warm-cache reuses the machine's), in step mode: looping switches on at half the steps. tokens/s
+is the median over the steps of each phase after its first two. MFU: golf.train.loop's FLOPs per
+token of each phase's graph x its tokens/s, over 798 TFLOP/s. `avg` is what a wall-clock run that
+loops from 35% of its time would get (0.35 x before + 0.65 x after), the record's own schedule.
+The reference row is issue 8's: the record script on one H100.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import tempfile
+from pathlib import Path
+
+from trainrun import ROOT, median, train
+
+RECORD = {"first_step_s": 278.0, "pre": 0.852e6, "post": 0.574e6, "avg": 0.672e6}
+LOOP_TIME_FRAC = 0.35
+PEAK_FLOPS = 798e12  # the bf16 8192^3 matmul issue 8 measured on this H100
+DEFAULT_VARIANTS = ["model=--compile-scope model", "blocks=--compile-scope blocks",
+                    "blocks_cudnn=--compile-scope blocks --attention-backend cudnn"]
+
+
+def flops_per_token(params: Path, seq_len: int) -> tuple[float, float]:
+    """Training FLOPs per token before and after looping (golf.train.loop.model_flops_per_token)."""
+    from golf.model import GPT, ModelConfig
+    from golf.params import load_section
+    from golf.train.loop import model_flops_per_token
+
+    model = GPT(load_section(params, "model", ModelConfig))
+    out = []
+    for looping in (False, True):
+        model.looping = looping
+        out.append(model_flops_per_token(model, seq_len))
+    return out[0], out[1]
+
+
+def phase_rates(rows: list[dict], switch: int) -> tuple[float, float]:
+    """Median tokens/s of the steps before looping (1..switch) and after, skipping 2 at each start."""
+    rate = {int(r["step"]): float(r["tokens_per_s"]) for r in rows}
+    pre = [v for s, v in rate.items() if 2 < s <= switch]
+    post = [v for s, v in rate.items() if s > switch + 2]
+    return median(pre), median(post)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml")
+    ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens")
+    ap.add_argument("--steps", type=int, default=40, help="optimizer steps per variant (half before looping)")
+    ap.add_argument("--warmup-steps", type=int, default=3, help="compile warm-up steps per graph")
+    ap.add_argument("--quick", action="store_true", help="16 steps per variant")
+    ap.add_argument("--variant", action="append", metavar="NAME=FLAGS",
+                    help="a name and `golf train` flags (repeatable); default: " + "; ".join(DEFAULT_VARIANTS))
+    ap.add_argument("--warm-cache", action="store_true", help="share the machine's inductor cache (warm start)")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep each run's files here (default: a temp dir)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    a = ap.parse_args()
+    steps = 16 if a.quick else a.steps
+    base = ["--max-wallclock-s", "0", "--iterations", str(steps), "--enable-looping-at", "0.5",
+            "--warmup-steps", str(a.warmup_steps), "--val-every", "0"]
+    work = a.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
+    from golf.params import read_params
+
+    fpt = flops_per_token(a.params, int(read_params(a.params)["train"]["train_seq_len"]))
+    results = []
+    for spec in a.variant or DEFAULT_VARIANTS:
+        name, _, flags = spec.partition("=")
+        r = train(work / name, a.params, a.tokens, base + shlex.split(flags), a.warm_cache)
+        m = r["metrics"]
+        pre, post = phase_rates(r["rows"], steps // 2)
+        res = {"variant": name, "flags": flags, "first_step_s": m["first_step_s"], "pre": pre, "post": post,
+               "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
+               "mfu_pre": fpt[0] * pre / PEAK_FLOPS, "mfu_post": fpt[1] * post / PEAK_FLOPS,
+               "peak_gib": m["peak_mem_bytes"] / 2**30, "attention": m["attention_backend"],
+               "process_s": r["process_s"], "val_bpb": m["val_bpb"]}
+        results.append(res)
+        print(json.dumps(res), flush=True)
+    print(f"\n{steps} steps per variant ({a.params.name}); ratios: vs the record script | vs the first variant")
+    print("| variant | start to 1st step s | tok/s before loop | after | avg (35% pre) | MFU before / after | peak GiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    first = results[0]
+    for r in results:
+        cells = [f"{r['first_step_s']:.1f}"]
+        for k in ("pre", "post", "avg"):
+            cells.append(f"{r[k] / 1e6:.3f} M ({r[k] / RECORD[k]:.2f} \\| {r[k] / first[k]:.2f})")
+        cells += [f"{r['mfu_pre'] * 100:.1f}% / {r['mfu_post'] * 100:.1f}%", f"{r['peak_gib']:.1f}"]
+        print(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""Run `golf train` as its own process (as a user would) and read back what it wrote.
+
+Shared by bench_train.py, bench_parity.py and bench_quant.py. Each run gets its own folder and,
+unless told otherwise, its own empty inductor cache, so compile times are cold-start times.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> float:
+    """Run `python -m stages.cli <stage> <args>`, its output to `log`; the process's wall seconds."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.call([sys.executable, "-m", "stages.cli", stage, *args], cwd=ROOT, stdout=f,
+                             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    wall = time.perf_counter() - t0
+    if rc:
+        tail = log.read_text(errors="replace").splitlines()[-15:]
+        raise SystemExit(f"golf {stage} failed (exit {rc}); {log} ends:\n" + "\n".join(tail))
+    return wall
+
+
+def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cache: bool = False) -> dict:
+    """Train once into `workdir`; {"metrics": train metrics, "rows": per-step rows, "process_s": wall}."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {} if warm_cache else {"TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache")}
+    args = ["--params", str(params), "--tokens", str(tokens), "--out", str(workdir / "model.safetensors"),
+            "--metrics", str(workdir / "train.json"), "--plots", str(workdir / "train.csv"), *flags]
+    wall = golf("train", args, workdir / "train.log", env)
+    metrics = json.loads((workdir / "train.json").read_text())["train"]
+    with open(workdir / "train.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return {"metrics": metrics, "rows": rows, "process_s": wall}
+
+
+def median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    n = len(xs)
+    return float("nan") if not n else xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
