@@ -11,6 +11,7 @@ FLOPs: causal attention forward = 2 matmuls x 2 x B x H x T^2 x D / 2; backward 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 
 import torch
@@ -18,12 +19,12 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 
-def sdpa(kernel: SDPBackend, expand: bool):
+def sdpa(kernel: SDPBackend | None, expand: bool):
     def run(q, k, v):
         if expand:
             g = q.size(2) // k.size(2)
             k, v = k.repeat_interleave(g, dim=2), v.repeat_interleave(g, dim=2)
-        with sdpa_kernel(kernel):
+        with sdpa_kernel(kernel) if kernel is not None else contextlib.nullcontext():
             y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
                                                is_causal=True, enable_gqa=q.size(2) != k.size(2))
         return y.transpose(1, 2)
@@ -64,7 +65,8 @@ def main() -> None:
     mk = lambda n: torch.randn(b, t, n, d, device="cuda", dtype=torch.bfloat16, generator=g).requires_grad_()  # noqa: E731
     q, k, v = mk(h), mk(hk), mk(hk)
     flops = 3.5 * 2 * 2 * b * h * t * t * d / 2
-    variants = {"sdpa flash (gqa)": sdpa(SDPBackend.FLASH_ATTENTION, False),
+    variants = {"sdpa default (gqa)": sdpa(None, False),  # torch's own pick: what golf's "sdpa" backend gets
+                "sdpa flash (gqa)": sdpa(SDPBackend.FLASH_ATTENTION, False),
                 "sdpa efficient (gqa)": sdpa(SDPBackend.EFFICIENT_ATTENTION, False),
                 "sdpa cudnn (gqa)": sdpa(SDPBackend.CUDNN_ATTENTION, False),
                 "sdpa cudnn (K/V expanded)": sdpa(SDPBackend.CUDNN_ATTENTION, True),

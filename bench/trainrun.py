@@ -31,10 +31,16 @@ def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = No
     return wall
 
 
-def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cache: bool = False) -> dict:
-    """Train once into `workdir`; {"metrics": train metrics, "rows": per-step rows, "process_s": wall}."""
+def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cache: bool = False,
+          cache_dir: Path | None = None) -> dict:
+    """Train once into `workdir`; {"metrics": train metrics, "rows": per-step rows, "process_s": wall}.
+
+    The inductor cache: `cache_dir` if given (runs that pass the same one share it), else the
+    machine's with warm_cache, else a fresh one in `workdir`.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    env = {} if warm_cache else {"TORCHINDUCTOR_CACHE_DIR": str(workdir / "inductor-cache")}
+    cache = cache_dir or (None if warm_cache else workdir / "inductor-cache")
+    env = {"TORCHINDUCTOR_CACHE_DIR": str(cache)} if cache else {}
     args = ["--params", str(params), "--tokens", str(tokens), "--out", str(workdir / "model.safetensors"),
             "--metrics", str(workdir / "train.json"), "--plots", str(workdir / "train.csv"), *flags]
     wall = golf("train", args, workdir / "train.log", env)
