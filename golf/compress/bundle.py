@@ -36,11 +36,26 @@ if __name__=='__main__':
 
 
 def _origin(module: str) -> Path | None:
+    """The source file of a dotted module name, found on disk without running any module below
+    the top package: find_spec("a.b.c") would import a.b (and "golf.model.moe.MoEMLP" would run
+    moe.py, whose torch.compiler use imports torch._dynamo: seconds at every compress)."""
+    top, *rest = module.split(".")
     try:
-        spec = importlib.util.find_spec(module)
+        spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return None
-    return Path(spec.origin) if spec is not None and spec.origin else None
+    if spec is None or not spec.origin:
+        return None
+    origin = Path(spec.origin)
+    if not rest:
+        return origin
+    if origin.name != "__init__.py":
+        return None  # a plain module has no submodules
+    path = origin.parent.joinpath(*rest)
+    for candidate in (path / "__init__.py", path.with_suffix(".py")):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _package_of(module: str, path: Path) -> str:
