@@ -17,7 +17,7 @@ from golf.prune.config import PruneConfig
 sys.path.insert(0, str(Path(__file__).parent))
 from test_container import BASE, HEADER, synthetic_model  # noqa: E402
 
-CFG = PruneConfig(budget_bytes=16_000_000, margin_bytes=0, method="selective", hessian_weighted=False,
+CFG = PruneConfig(budget_bytes=16_000_000, margin_bytes=0, tolerance_bytes=0, method="selective", hessian_weighted=False,
                   magnitude_fraction=0.0, prune_embedding=False, eval_seq_len=0, eval_batch_seqs=1,
                   eval_max_tokens=0, device="cpu")
 
@@ -51,6 +51,22 @@ def test_minimal_n_known_answer(over):
     assert head["prune_to_budget"]["selective_zeroed"] == over
     assert sum(head["prune_to_budget"]["per_tensor"].values()) == over
     assert zeros(t) == zeros(synthetic_model(layers=1, dim=32, vocab=40))  # the input is untouched
+
+
+def test_search_stops_within_tolerance():
+    size = lambda n: 100_000 - 10 * n  # noqa: E731
+    target = 50_005
+    n_exact, s_exact, exact = search_min_n(size, 10_000, target)
+    n, s, probes = search_min_n(size, 10_000, target, tolerance=2_000)
+    assert (n_exact, s_exact) == (5_000, 50_000)
+    assert target - 2_000 <= s == size(n) <= target and n >= n_exact
+    assert len(probes) <= len(exact)
+    with pytest.raises(ValueError, match="tolerance_bytes"):
+        dataclasses.replace(CFG, tolerance_bytes=-1)
+    # a tolerance never accepts an over-budget probe
+    for tol in (0, 1, 10, 10**9):
+        n, s, _ = search_min_n(lambda n: 1000 - 3 * (n // 7), 500, 901, tolerance=tol)
+        assert s <= 901
 
 
 def test_search_is_minimal_on_a_staircase():

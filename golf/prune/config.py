@@ -12,6 +12,8 @@ class PruneConfig:
     """The cap on code bytes + compressed model bytes, decimal bytes (the challenge: 16000000)."""
     margin_bytes: int
     """Safety margin kept below the budget, bytes: the search targets budget_bytes - margin_bytes."""
+    tolerance_bytes: int
+    """Stop the search at the first probe that fits at most this many bytes under the target, bytes; 0 = exact (the fewest prunes: n fits, n - 1 does not). Each probe is a full compress."""
     method: Literal["selective", "magnitude", "two_four", "hessian_two_four", "none"]
     """selective: only zero the cheapest ±1 codes until it fits; magnitude / two_four / hessian_two_four: apply that rule to the codes first, then selective if still over; none: prune nothing, fail if over."""
     hessian_weighted: bool
@@ -34,6 +36,8 @@ class PruneConfig:
             raise ValueError(f"prune_to_budget.budget_bytes = {self.budget_bytes}: must be >= 1")
         if not 0 <= self.margin_bytes < self.budget_bytes:
             raise ValueError(f"prune_to_budget.margin_bytes = {self.margin_bytes}: must be in 0..budget_bytes-1")
+        if self.tolerance_bytes < 0:
+            raise ValueError(f"prune_to_budget.tolerance_bytes = {self.tolerance_bytes}: must be >= 0")
         if not 0.0 <= self.magnitude_fraction <= 1.0:
             raise ValueError(f"prune_to_budget.magnitude_fraction = {self.magnitude_fraction}: must be in 0..1")
         for key in ("eval_seq_len", "eval_max_tokens"):
