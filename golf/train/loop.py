@@ -157,10 +157,12 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
 
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
           val_bytes: np.ndarray, device: torch.device, dctx: ddp.Dist, progress: bool = True,
-          evaluate: Callable | None = None, started: float | None = None) -> TrainResult:
+          evaluate: Callable | None = None, started: float | None = None,
+          on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Train `model` in place; on return it holds the averaged (EMA/SWA) weights that were evaluated.
 
     started: time.perf_counter() at the stage's start (default: now), for `first_step_s`.
+    on_step: called with the step number after each real step (a profiler's `step`, in bench/).
     """
     started = time.perf_counter() if started is None else started
     first_step_at = started
@@ -301,6 +303,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
             if cfg.val_every and step % cfg.val_every == 0 and not last:
                 row["val_bpb"] = round(run_eval().bpb, 6)  # outside the clock: dt was taken above
             rows.append(row)
+            if on_step is not None:
+                on_step(step)
             if bar is not None:
                 left = (cfg.max_wallclock_s - cfg.gptq_reserve_s - elapsed) if wallclock else \
                     elapsed / step * (cfg.iterations - step)

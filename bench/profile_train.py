@@ -1,0 +1,122 @@
+"""Where a training step's GPU time goes: golf's own train loop under the CUDA profiler (kernels only,
+so the CPU side runs at full speed), before and after depth recurrence switches on.
+
+    python bench/profile_train.py                    # presets/h100.yaml, 8 steps per phase
+    python bench/profile_train.py --quick            # 3 steps per phase
+    python bench/profile_train.py --flags "compile_scope=blocks attention_backend=cudnn"
+
+Each phase is one call of golf.train.loop.train (no warm-up steps, no evals) with looping off,
+then on: step 1 compiles (and autotunes), step 2 warms the profiler, the next --steps are
+recorded. Kernel times are binned: matmul (cuBLAS/CUTLASS), attention (flash/cuDNN/efficient), fused
+(inductor's Triton kernels: norms, softcap + cross-entropy, rotary, gates...), optimizer (foreach
+/ fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/memset) and other (eager ATen).
+`busy` is the kernel time over the wall time of those steps; 1 - busy is the GPU left idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from trainrun import ROOT
+
+BINS = [("attention", r"flash|fmha|cudnn|attention|sdpa"),
+        ("matmul", r"gemm|nvjet|cutlass|xmma|wgmma|sm90_|ampere_|cublas"),
+        ("optimizer", r"multi_tensor|foreach|adam"),
+        ("fused", r"^triton_"),
+        ("copy", r"memcpy|memset|copy_kernel|Memcpy|Memset")]
+
+
+def bin_of(name: str) -> str:
+    for label, pattern in BINS:
+        if re.search(pattern, name, re.IGNORECASE):
+            return label
+    return "other"
+
+
+def scalar(text: str):
+    """A flag value as params.yaml would hold it (int, float, true/false, else the string: `off` stays)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text, text)
+
+
+class NoEval:
+    loss, bpb = float("nan"), float("nan")
+
+
+def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int) -> None:
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from golf.data.tokens import TokenData
+    from golf.model import GPT, ModelConfig
+    from golf.model.attention import select_backend
+    from golf.params import load_section
+    from golf.train import ddp
+    from golf.train.config import TrainConfig
+    from golf.train.loop import model_flops_per_token, seed_everything, train
+
+    cfg = load_section(params, "train", TrainConfig, flags)
+    cfg = dataclasses.replace(cfg, iterations=steps + 2, max_wallclock_s=0.0, warmup_steps=0, val_every=0,
+                              enable_looping_at=0.0 if looping else 1.0)
+    data = TokenData(tokens)
+    device = torch.device("cuda")
+    seed_everything(cfg.seed)
+    model = GPT(load_section(params, "model", ModelConfig))
+    model.set_attention_backend(select_backend(device) if cfg.attention_backend == "auto" else cfg.attention_backend)
+    with profile(activities=[ProfilerActivity.CUDA], schedule=schedule(wait=1, warmup=1, active=steps)) as prof:
+        res = train(model, cfg, data.train, data.val, data.val_bytes, device, ddp.init("cuda"), progress=False,
+                    evaluate=lambda *a, **k: NoEval(), on_step=lambda _: prof.step())
+    timed = res.rows[2:]
+    n = len(timed)
+    step_ms = sum(cfg.train_batch_tokens / float(r["tokens_per_s"]) for r in timed) * 1e3 / n
+    kernels: dict[str, float] = {}
+    for e in prof.key_averages():
+        if e.self_device_time_total > 0:
+            kernels[e.key] = kernels.get(e.key, 0.0) + e.self_device_time_total / 1e3 / n
+    busy = sum(kernels.values())
+    bins: dict[str, float] = {}
+    for k, v in kernels.items():
+        bins[bin_of(k)] = bins.get(bin_of(k), 0.0) + v
+    fpt = model_flops_per_token(model, cfg.train_seq_len)
+    tps = cfg.train_batch_tokens / (step_ms / 1e3)
+    print(f"\n## {'after' if looping else 'before'} looping: {n} timed steps, {step_ms:.1f} ms/step, "
+          f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / 798e12:.1%}, kernels {busy:.1f} ms/step "
+          f"(busy {busy / step_ms:.1%})\n")
+    print("| bin | ms/step | share of step |\n|---|---:|---:|")
+    for label, ms in sorted(bins.items(), key=lambda kv: -kv[1]):
+        print(f"| {label} | {ms:.1f} | {ms / step_ms:.1%} |")
+    print(f"| idle | {max(step_ms - busy, 0):.1f} | {max(step_ms - busy, 0) / step_ms:.1%} |")
+    print(f"\n| top kernels | bin | ms/step | share |\n|---|---|---:|---:|")
+    for k, v in sorted(kernels.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"| `{k[:90]}` | {bin_of(k)} | {v:.2f} | {v / step_ms:.1%} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml")
+    ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens")
+    ap.add_argument("--steps", type=int, default=8, help="timed steps per phase (one more compiles)")
+    ap.add_argument("--quick", action="store_true", help="3 timed steps per phase")
+    ap.add_argument("--flags", default="", help='train keys as KEY=VALUE, e.g. "compile_scope=blocks"')
+    ap.add_argument("--top", type=int, default=25)
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("profile_train.py needs a CUDA GPU")
+    flags = {k: scalar(v) for k, v in (kv.split("=", 1) for kv in a.flags.split())}
+    t0 = time.perf_counter()
+    for looping in (False, True):
+        profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top)
+    print(f"\n(profile run {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
