@@ -7,6 +7,10 @@ weights with k=12.85 std clipping, plus an 8192x512 int7 embedding with k=14).
     python bench/bench_codecs.py --quick    # d=256, 2 layers, vocab 1024 (~1.7M codes)
     python bench/bench_codecs.py --workers 16 --chunked   # record size: the per-group layout only,
                                             # one stream per section vs 4 MiB chunks, each codec
+    python bench/bench_codecs.py --qmodel artifacts/prune_to_budget/qmodel.safetensors --workers 16
+                                            # a real quantized model (or a model.golf artifact):
+                                            # plain brotli-11 vs the compress stage's settings
+                                            # (params.yaml), at each --chunks size
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import dataclasses
 import io
 import time
+from pathlib import Path
 
 import brotli
 import torch
@@ -49,28 +54,52 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunked", action="store_true", help="per-group only: whole sections vs 4 MiB chunks")
+    ap.add_argument("--qmodel", help="a golf.qmodel file (quantize/prune output) or a model.golf artifact instead "
+                                     "of the synthetic model; compares plain brotli-11 with params.yaml's compress "
+                                     "settings only")
+    ap.add_argument("--chunks", default="", help="with --qmodel: comma-separated chunk_bytes to try "
+                                                 "(default: params.yaml's)")
+    ap.add_argument("--params", default="params.yaml", help="with --qmodel: whose `compress` section to use")
+    ap.add_argument("--no-plain", action="store_true", help="skip plain brotli-11 over torch.save (slow)")
     a = ap.parse_args()
-    dim, layers, vocab = (256, 2, 1024) if a.quick else (512, 11, 8192)
-    t = model(dim, layers, vocab)
-    header = {"format": "golf.qmodel", "version": 1, "model": {"dim": dim, "layers": layers}}
-    codes = sum(v.numel() for k, v in t.items() if k.endswith(".q"))
     base = CompressConfig(codec="brotli", brotli_quality=11, brotli_lgwin=24, zstd_level=22, lzma_preset=9,
                           lzma_extreme=False, byte_shuffle_stride=2, transpose=True, per_group=True,
                           workers=a.workers, chunk_bytes=0)
-    print(f"synthetic model: {codes:,} int8 codes ({'quick' if a.quick else 'record size'}), "
-          f"workers={a.workers}\n")
+    if a.qmodel:
+        from golf.params import load_section
+        from golf.quant.qmodel import load_qmodel
+
+        if a.qmodel.endswith(".golf"):
+            t, header = container.decode(Path(a.qmodel).read_bytes(), a.workers)
+        else:
+            t, header = load_qmodel(a.qmodel)
+        base = dataclasses.replace(load_section(Path(a.params), "compress", CompressConfig), workers=a.workers)
+        what = a.qmodel
+    else:
+        dim, layers, vocab = (256, 2, 1024) if a.quick else (512, 11, 8192)
+        t = model(dim, layers, vocab)
+        header = {"format": "golf.qmodel", "version": 1, "model": {"dim": dim, "layers": layers}}
+        what = f"synthetic model ({'quick' if a.quick else 'record size'})"
+    codes = sum(v.numel() for k, v in t.items() if k.endswith(".q"))
+    print(f"{what}: {codes:,} int8 codes, workers={a.workers}\n")
     print("| layout | codec | shuffle | transpose | chunk | bytes | bits/code | vs plain | encode s | decode s |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
-    buf = io.BytesIO()
-    torch.save({"w": t, "m": header}, buf)
-    t0 = time.perf_counter()
-    plain = brotli.compress(buf.getvalue(), quality=11, lgwin=24)
-    enc = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    brotli.decompress(plain)
-    dec = time.perf_counter() - t0
-    print(f"| torch.save | brotli-11 | - | - | - | {len(plain):,} | {8 * len(plain) / codes:.3f} | 1.0000 | {enc:.2f} | {dec:.2f} |")
-    if a.chunked:
+    plain = b""
+    if not a.no_plain:
+        buf = io.BytesIO()
+        torch.save({"w": t, "m": header}, buf)
+        t0 = time.perf_counter()
+        plain = brotli.compress(buf.getvalue(), quality=11, lgwin=24)
+        enc = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        brotli.decompress(plain)
+        dec = time.perf_counter() - t0
+        print(f"| torch.save | brotli-11 | - | - | - | {len(plain):,} | {8 * len(plain) / codes:.3f} | 1.0000 | "
+              f"{enc:.2f} | {dec:.2f} |")
+    if a.qmodel:
+        chunks = [int(c) for c in a.chunks.split(",")] if a.chunks else [base.chunk_bytes]
+        grid = [(base.per_group, base.codec, base.byte_shuffle_stride, base.transpose, c) for c in chunks]
+    elif a.chunked:
         grid = [(True, codec, 2, True, chunk) for codec in ("brotli", "zstd", "lzma") for chunk in (0, 4 << 20)]
     else:
         grid = [(per_group, codec, stride, tr, 0) for per_group in (False, True)
@@ -86,8 +115,9 @@ def main() -> None:
         back, _ = container.decode(blob, a.workers)
         dec = time.perf_counter() - t0
         assert all(torch.equal(back[k], v) for k, v in t.items())
+        vs_plain = len(blob) / len(plain) if plain else float("nan")
         print(f"| {'per-group' if per_group else 'whole'} | {codec} | {stride} | {tr} | {chunk:,} | {len(blob):,} | "
-              f"{8 * len(blob) / codes:.3f} | {len(blob) / len(plain):.4f} | {enc:.2f} | {dec:.2f} |", flush=True)
+              f"{8 * len(blob) / codes:.3f} | {vs_plain:.4f} | {enc:.2f} | {dec:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
