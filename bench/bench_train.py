@@ -4,7 +4,9 @@ depth recurrence switches on, MFU, peak memory; several variants in one run, so 
     python bench/bench_train.py                      # presets/h100.yaml, 3 variants, 40 steps each
     python bench/bench_train.py --quick              # 16 steps each
     python bench/bench_train.py --variant "cudnn=--attention-backend cudnn" --variant "base="
+    python bench/bench_train.py --variant "base=" --variant "cdt=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
 
+A variant's leading NAME=VALUE words are environment variables of its process (inductor knobs).
 Each variant is a separate `golf train` process with a fresh inductor cache (cold compile;
 --warm-cache reuses the machine's), in step mode: looping switches on at half the steps. tokens/s
 is the median over the steps of each phase after its first two. MFU: golf.train.loop's FLOPs per
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import tempfile
 from pathlib import Path
 
 from trainrun import ROOT, median, train
 
+ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")  # an environment variable in a variant's words
 RECORD = {"first_step_s": 278.0, "pre": 0.852e6, "post": 0.574e6, "avg": 0.672e6}
 LOOP_TIME_FRAC = 0.35
 PEAK_FLOPS = 798e12  # the bf16 8192^3 matmul issue 8 measured on this H100
@@ -75,7 +79,10 @@ def main() -> None:
     results = []
     for spec in a.variant or DEFAULT_VARIANTS:
         name, _, flags = spec.partition("=")
-        r = train(work / name, a.params, a.tokens, base + shlex.split(flags), a.warm_cache)
+        words = shlex.split(flags)
+        env = dict(w.split("=", 1) for w in words if ENV_WORD.match(w))
+        r = train(work / name, a.params, a.tokens, base + [w for w in words if not ENV_WORD.match(w)],
+                  a.warm_cache, env=env)
         m = r["metrics"]
         pre, post = phase_rates(r["rows"], steps // 2)
         res = {"variant": name, "flags": flags, "first_step_s": m["first_step_s"], "pre": pre, "post": post,

@@ -32,7 +32,7 @@ def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = No
 
 
 def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cache: bool = False,
-          cache_dir: Path | None = None) -> dict:
+          cache_dir: Path | None = None, env: dict[str, str] | None = None) -> dict:
     """Train once into `workdir`; {"metrics": train metrics, "rows": per-step rows, "process_s": wall}.
 
     The inductor cache: `cache_dir` if given (runs that pass the same one share it), else the
@@ -40,7 +40,7 @@ def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cach
     """
     workdir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or (None if warm_cache else workdir / "inductor-cache")
-    env = {"TORCHINDUCTOR_CACHE_DIR": str(cache)} if cache else {}
+    env = {**(env or {}), **({"TORCHINDUCTOR_CACHE_DIR": str(cache)} if cache else {})}
     args = ["--params", str(params), "--tokens", str(tokens), "--out", str(workdir / "model.safetensors"),
             "--metrics", str(workdir / "train.json"), "--plots", str(workdir / "train.csv"), *flags]
     wall = golf("train", args, workdir / "train.log", env)

@@ -34,12 +34,6 @@ def hessian_calibrate(
 
     timer = Timer()
     device = hessian.resolve_device(cfg.device)
-    if device.type == "cuda":
-        import torch
-
-        # TF32 for XᵀX: bf16 activations lose nothing, fp32 ones keep 10 mantissa bits, and the
-        # sums stay fp32 (the records calibrate with TF32 on too)
-        torch.backends.cuda.matmul.allow_tf32 = True
     model, header = load_model(checkpoint, str(device))
     hessian.prepare_eval(model)
     data = TokenData(tokens)

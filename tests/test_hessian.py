@@ -160,3 +160,15 @@ def test_hessian_sums_stay_fp32_under_autocast():
     xf = x.reshape(-1, 8)
     assert H["lin.weight"].dtype == torch.float32
     torch.testing.assert_close(H["lin.weight"], xf.T @ xf, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gram_under_cuda_bf16_autocast_is_bf16_x_summed_in_fp32():
+    """On CUDA under bf16 autocast H is built from bf16(X), the operand the Linear multiplies."""
+    x = torch.randn(8192, 64, device="cuda") * 3 + 1
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        h = hessian.gram(x)
+    xb = x.to(torch.bfloat16).double()
+    assert h.dtype == torch.float32
+    torch.testing.assert_close(h.double(), xb.T @ xb, rtol=1e-5, atol=1e-2)

@@ -37,6 +37,7 @@ from golf.errors import GolfError
 from golf.eval.accounting import (EvalResult, Totals, as_numpy, autocast, check_inputs, eval_mode, progress_bar,
                                   rank_world)
 from golf.eval.ttt import cosine_lr, train_span
+from golf.model.attention import varying_shape_kernels
 
 
 def find_docs(tokens: np.ndarray, bos_id: int) -> np.ndarray:
@@ -130,15 +131,27 @@ class BatchedLoRA(nn.Module):
         return hook
 
 
+def _to(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on `device` without making the CPU wait for the GPU (pinned memory, async copy)."""
+    t = torch.from_numpy(a)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+
 def _run_batch(model: nn.Module, lora: BatchedLoRA, tokens: np.ndarray, docs: np.ndarray, totals: Totals,
                seq_len: int, chunk_size: int, make_opt: Callable[[], torch.optim.Optimizer],
                device: torch.device) -> int:
-    """Score-then-step every chunk of a batch of docs; returns the optimizer steps taken."""
+    """Score-then-step every chunk of a batch of docs; returns the optimizer steps taken.
+
+    Everything that depends only on the doc layout (windows, score masks, which docs go on) is
+    built on the host, and the scores are read back once at the end of the batch: no step makes
+    the CPU wait for the GPU, so it queues chunk ci+1 while the GPU still runs chunk ci.
+    """
     lora.zero_b()  # A stays warm
     opt = make_opt()  # fresh state
     n_t = docs[:, 1] - docs[:, 0]
     n_chunks = -(-n_t // chunk_size)
     steps = 0
+    scored: list[tuple[np.ndarray, torch.Tensor]] = []
     for ci in range(int(n_chunks.max())):
         active = np.flatnonzero(n_chunks > ci)
         ts = docs[active, 0] + ci * chunk_size  # first scored input position (absolute)
@@ -148,23 +161,23 @@ def _run_batch(model: nn.Module, lora: BatchedLoRA, tokens: np.ndarray, docs: np
         x = np.zeros((len(active), width + 1), dtype=np.int64)
         for j, (s, e) in enumerate(zip(ws, te)):
             x[j, : e - s + 1] = tokens[s: e + 1]
-        xy = torch.from_numpy(x).to(device)
-        rows = torch.from_numpy(active).to(device)
+        offs = np.arange(width)[None]
+        mask = (offs >= (ts - ws)[:, None]) & (offs < (te - ws)[:, None])  # this chunk's targets
+        flat = np.flatnonzero(mask)  # row-major, as nll[mask] would order them
+        xy = _to(x, device)
         with autocast(device):
-            nll = model.nll(xy[:, :-1], xy[:, 1:], lora.adapter(rows))
-        offs = torch.arange(width, device=device)[None]
-        lo = torch.from_numpy(ts - ws).to(device)[:, None]
-        hi = torch.from_numpy(te - ws).to(device)[:, None]
-        mask = (offs >= lo) & (offs < hi)
-        pos = torch.from_numpy(ws).to(device)[:, None] + 1 + offs
-        totals.add(pos[mask], nll[mask].detach())  # 1. score
-        more = torch.from_numpy(n_chunks[active] > ci + 1).to(device)
-        if bool(more.any()):  # 2. then one step on what was just scored
-            per_doc = (nll.float() * mask).sum(1) / mask.sum(1)
+            nll = model.nll(xy[:, :-1], xy[:, 1:], lora.adapter(_to(active, device)))
+        # 1. score: kept on the GPU (computed before any step below), read back after the batch
+        scored.append(((ws[:, None] + 1 + offs).reshape(-1)[flat], nll.detach().reshape(-1)[_to(flat, device)]))
+        more = n_chunks[active] > ci + 1
+        if more.any():  # 2. then one step on what was just scored: sum over going-on docs of their mean NLL
+            weight = mask * (more / mask.sum(1))[:, None]
             opt.zero_grad(set_to_none=True)
-            per_doc[more].sum().backward()
+            (nll.float() * _to(weight.astype(np.float32), device)).sum().backward()
             opt.step()
             steps += 1
+    for pos, nll_sel in scored:
+        totals.add(torch.from_numpy(pos), nll_sel)
     return steps
 
 
@@ -209,8 +222,9 @@ def evaluate(model: nn.Module, val_tokens: Any, val_bytes: Any, *, bos_id: int, 
     with eval_mode(model):
         for r0 in progress_bar(range(0, len(batches), world), "lora ttt batches", progress):  # ranks take one batch each per round, in lockstep
             if r0 + rank < len(batches):
-                lora_steps += _run_batch(model, lora, tokens, batches[r0 + rank], totals, seq_len, chunk_size,
-                                         make_opt, device)
+                with varying_shape_kernels(device):
+                    lora_steps += _run_batch(model, lora, tokens, batches[r0 + rank], totals, seq_len, chunk_size,
+                                             make_opt, device)
             done = min((r0 + world) * batch_docs, len(docs))
             while bounds and done >= bounds[0]:  # every doc of the prefix is fully scored
                 end = int(docs[bounds.pop(0) - 1, 1])  # input positions [0, end): targets up to that BOS

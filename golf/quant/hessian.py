@@ -45,6 +45,22 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def gram(x: torch.Tensor) -> torch.Tensor:
+    """XᵀX (d, d) in fp32 of a (n, d) module input, as the module's matmul sees X.
+
+    Under CUDA bf16 autocast a Linear multiplies bf16(X) whatever X's dtype, so H is built from
+    bf16(X) with fp32 accumulation: one tensor-core matmul, no fp32 copy of X. Elsewhere X is
+    used as it is, in fp32.
+    """
+    bf16 = x.is_cuda and torch.is_autocast_enabled("cuda") and torch.get_autocast_dtype("cuda") == torch.bfloat16
+    with torch.autocast(x.device.type, enabled=False):  # the forward's autocast: not for H
+        if bf16:
+            xb = x.to(torch.bfloat16)
+            return torch.mm(xb.T, xb, out_dtype=torch.float32)
+        xf = x.float()
+        return xf.T @ xf
+
+
 def collect_hessians(model: torch.nn.Module, batches: Iterable[torch.Tensor],
                      sites: dict[str, tuple[torch.nn.Module, str]] | None = None,
                      progress: bool = False, total: int | None = None) -> tuple[dict[str, torch.Tensor], int]:
@@ -69,9 +85,7 @@ def collect_hessians(model: torch.nn.Module, batches: Iterable[torch.Tensor],
         def hook(_module, args, output):
             x = output if where == "output" else args[0]
             if last[0] is not x:
-                xf = x.detach().reshape(-1, x.shape[-1]).float()
-                with torch.autocast(xf.device.type, enabled=False):  # the forward's autocast: not for H
-                    last[0], last[1] = x, (xf.T @ xf)
+                last[0], last[1] = x, gram(x.detach().reshape(-1, x.shape[-1]))
             for n in names:
                 if n in sums:
                     sums[n] += last[1]
@@ -87,8 +101,8 @@ def collect_hessians(model: torch.nn.Module, batches: Iterable[torch.Tensor],
             handles.append(modules[key].register_forward_hook(make_hook(names, key[1])))
         model.eval()
         for idx in tqdm(batches, total=total, desc="hessians", unit="batch", disable=not progress):
-            # bf16 autocast on CUDA: the graph eval runs (and the records calibrate in); X stays what
-            # each module receives, and XᵀX is summed in fp32
+            # bf16 autocast on CUDA: the graph eval runs (and the records calibrate in); H is built
+            # from X as each module's matmul sees it, summed in fp32 (gram)
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=idx.is_cuda):
                 model(idx)
                 last[0] = last[1] = None
