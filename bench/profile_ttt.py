@@ -4,6 +4,7 @@ SDPA kernel choice, then once under the CUDA profiler (kernels only).
     python bench/profile_ttt.py                          # presets/h100.yaml, 64 docs, random weights
     python bench/profile_ttt.py --artifact artifacts/compress/model.golf --docs 128
     python bench/profile_ttt.py --kernels golf,cudnn     # SDPA kernels to time (golf: lora_ttt's own pick)
+    python bench/profile_ttt.py --quick                  # 16 docs, golf's pick only
 
 The weights do not change the work (every doc is read in the same chunks), so a fresh model of the
 preset serves when no artifact is given. `busy` is the kernel time over the wall time; 1 - busy is
@@ -68,8 +69,11 @@ def main() -> None:
     ap.add_argument("--docs", type=int, default=64, help="val documents from the start of the stream")
     ap.add_argument("--kernels", default="golf,cudnn", help=f"SDPA kernels to time: {', '.join(KERNELS)}")
     ap.add_argument("--top", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="16 docs, golf's kernel choice only")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel profile)")
     a = ap.parse_args()
+    if a.quick:
+        a.docs, a.kernels = min(a.docs, 16), "golf"
     if a.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("profile_ttt.py needs a CUDA GPU")
     from torch.profiler import ProfilerActivity, profile

@@ -25,6 +25,7 @@ records use cu_seqlens; the golf.model contract has no varlen attention).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from typing import Any, Callable
@@ -37,7 +38,6 @@ from golf.errors import GolfError
 from golf.eval.accounting import (EvalResult, Totals, as_numpy, autocast, check_inputs, eval_mode, progress_bar,
                                   rank_world)
 from golf.eval.ttt import cosine_lr, train_span
-from golf.model.attention import varying_shape_kernels
 
 
 def find_docs(tokens: np.ndarray, bos_id: int) -> np.ndarray:
@@ -129,6 +129,17 @@ class BatchedLoRA(nn.Module):
             return (x @ a.transpose(1, 2).to(x.dtype)) @ b.transpose(1, 2).to(x.dtype) * self.scale
 
         return hook
+
+
+def varying_shape_kernels(device: torch.device) -> contextlib.AbstractContextManager:
+    """SDPA kernels for chunk windows that grow at every step: cuDNN left out, since it builds an
+    execution plan for each new shape (363 ms a LoRA step with it, 258 ms with flash:
+    bench/profile_ttt.py); math stays for what flash cannot run (the fp32 probe forward)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def _to(a: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -8,7 +8,6 @@ SDPA restricted to the cuDNN kernel (never auto-selected: pick it with train.att
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 from typing import Callable
 
@@ -47,17 +46,6 @@ def set_sdpa_kernels(backend: str) -> None:
     torch.backends.cuda.enable_mem_efficient_sdp(not only_cudnn)
     torch.backends.cuda.enable_math_sdp(not only_cudnn)
     torch.backends.cuda.enable_cudnn_sdp(True)
-
-
-def varying_shape_kernels(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """SDPA kernels for a loop whose shapes change at every call (LoRA TTT's growing chunks): cuDNN
-    left out, since it builds an execution plan for each new shape (LoRA TTT ran 363 ms a step with
-    it, 258 ms with flash: bench/profile_ttt.py); math stays for what flash cannot run (fp32)."""
-    if torch.device(device).type != "cuda":
-        return contextlib.nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def select_backend(device: torch.device | str) -> str:
