@@ -57,10 +57,10 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from golf.data.tokens import TokenData
-    from golf.model import GPT, ModelConfig
-    from golf.model.attention import select_backend
+    from golf.artifact.model import GPT, ModelConfig
+    from golf.artifact.model.attention import select_backend
     from golf.params import load_section
-    from golf.train import ddp
+    from golf.artifact.runtime import init_dist
     from golf.train.config import TrainConfig
     from golf.train.loop import model_flops_per_token, seed_everything, train
 
@@ -73,7 +73,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     model = GPT(load_section(params, "model", ModelConfig))
     model.set_attention_backend(select_backend(device) if cfg.attention_backend == "auto" else cfg.attention_backend)
     with profile(activities=[ProfilerActivity.CUDA], schedule=schedule(wait=1, warmup=1, active=steps)) as prof:
-        res = train(model, cfg, data.train, data.val, data.val_bytes, device, ddp.init("cuda"), progress=False,
+        res = train(model, cfg, data.train, data.val, data.val_bytes, device, init_dist(device)[0], progress=False,
                     evaluate=lambda *a, **k: NoEval(), on_step=lambda _: prof.step())
     timed = res.rows[2:]
     n = len(timed)
