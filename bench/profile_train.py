@@ -95,7 +95,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     for label, ms in sorted(bins.items(), key=lambda kv: -kv[1]):
         print(f"| {label} | {ms:.1f} | {ms / step_ms:.1%} |")
     print(f"| idle | {max(step_ms - busy, 0):.1f} | {max(step_ms - busy, 0) / step_ms:.1%} |")
-    print(f"\n| top kernels | bin | ms/step | share |\n|---|---|---:|---:|")
+    print("\n| top kernels | bin | ms/step | share |\n|---|---|---:|---:|")
     for k, v in sorted(kernels.items(), key=lambda kv: -kv[1])[:top]:
         print(f"| `{k[:90]}` | {bin_of(k)} | {v:.2f} | {v / step_ms:.1%} |")
 

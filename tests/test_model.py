@@ -69,7 +69,7 @@ def test_every_field_documented(tiny_model_config):
     ("gate_window", 0), ("logit_softcap", 0.0), ("mlp_mult", 0.0),
 ])
 def test_config_rejects_impossible(tiny_model_config, key, value):
-    with pytest.raises(ValueError, match=rf"^model\.\w+ = "):
+    with pytest.raises(ValueError, match=r"^model\.\w+ = "):
         dataclasses.replace(tiny_model_config, **{key: value})
 
 

@@ -391,7 +391,7 @@ def test_quant_keys_off_by_default():
 
 @pytest.mark.parametrize("method", ["gptq", "rtn"])
 def test_codebook_round_trip_is_its_centroids(method):
-    from golf.quant import codebook, qmodel
+    from golf.quant import qmodel
 
     sd, H, names = toy_state()
     K = 12

@@ -15,7 +15,6 @@ from golf.errors import GolfError
 from toy_model import ToyLM
 from golf.artifact.typed import build_section
 from golf.artifact.runtime import Dist
-from golf.train import ddp
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
 from golf.train.loop import train

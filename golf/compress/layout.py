@@ -11,7 +11,6 @@ The manifest lists, per tensor, its dtype, shape, section, offset and whether it
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import torch
 

@@ -10,16 +10,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import re
 import sys
 import zipfile
-from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
 
 from golf.corpus.config import CorpusConfig
-from golf.corpus.docs import write_corpus
+from golf.corpus.docs import read_docs, write_corpus
 from golf.corpus.fsutil import run_tool
 from golf.errors import GolfError
 from golf.io.atomic import staged_dir

@@ -17,7 +17,7 @@ from golf.errors import GolfError
 
 def load_artifact_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(GPT on `device` in eval mode, artifact header); GolfError for anything the loaders refuse."""
-    from golf.compress.container import load_artifact
+    from golf.artifact.container import load_artifact
     from golf.artifact.model.load import model_from_header
     from golf.artifact.dequant import dequantize
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from golf.artifact.dequant import lqer_unpack
 from golf.quant.gptq import FP16_TINY, clip_range
 
 
@@ -54,4 +55,4 @@ def correct(E: torch.Tensor, rank: int, group: int, factor_bits: int) -> tuple[s
     """(packing, factor tensors, dequantized correction) for the error E."""
     A, B = svd_factors(E, rank)
     kind, t = pack(A, B, group, factor_bits)
-    return kind, t, unpack(kind, t)
+    return kind, t, lqer_unpack(kind, t)
