@@ -209,8 +209,39 @@ def test_a_missing_or_reordered_chunk_is_corruption():
     tensors = synthetic_model(layers=2)
     sections = container.encode_sections(tensors, HEADER, dataclasses.replace(BASE, codec="zstd", chunk_bytes=5000))
     i = next(i for i, s in enumerate(sections) if s.name.endswith("@1"))
-    with pytest.raises(GolfError, match="streams"):
+    with pytest.raises(GolfError, match="past the end of section"):  # the manifest no longer fits
         decode(container.pack(sections[:i] + sections[i + 1:]))
     swapped = sections[:i - 1] + [sections[i], sections[i - 1]] + sections[i + 1:]
     with pytest.raises(GolfError, match="streams"):
         decode(container.pack(swapped))
+
+
+def test_an_old_version_says_to_rewrite_it(blob):
+    with pytest.raises(GolfError, match="version 2; this golf reads version 3 .*golf compress"):
+        decode(blob[:4] + struct.pack("<H", 2) + blob[6:])
+
+
+def test_zero_sections_is_a_golf_error():
+    with pytest.raises(GolfError, match="need 'meta' first"):
+        decode(container.pack([]))
+
+
+def test_an_edited_manifest_with_valid_crcs_fails_on_the_digest():
+    """Flip one square int8 matrix's transposed flag and re-encode the meta section (crc32 recomputed):
+    every size still fits, so only the digest can tell the weights would come out transposed."""
+    import json
+    import zlib
+
+    import zstandard
+
+    tensors = {"a.q": torch.arange(36, dtype=torch.int8).reshape(6, 6), "b": torch.ones(3),
+               "c.q": torch.ones(4, 5, dtype=torch.int8)}  # keeps the section flagged transposed
+    cfg = dataclasses.replace(BASE, codec="zstd", per_group=False, transpose=True)
+    sections = container.encode_sections(tensors, HEADER, cfg)
+    same_bits(tensors, decode(container.pack(sections))[0])
+    meta = json.loads(zstandard.ZstdDecompressor().decompress(sections[0].payload))
+    meta["tensors"][0]["transposed"] = not meta["tensors"][0]["transposed"]
+    raw = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    sections[0] = container.Section("meta", "store", 0, 1, len(raw), zlib.crc32(raw), raw)
+    with pytest.raises(GolfError, match="digest does not match"):
+        decode(container.pack(sections))

@@ -66,11 +66,43 @@ def test_every_field_documented(tiny_model_config):
     ("num_kv_heads", 3), ("model_dim", 30), ("rope_dims", 10), ("rope_dims", 3), ("loop_end", 5),
     ("loop_start", 3), ("parallel_start_layer", 1), ("parallel_start_layer", 2), ("bos_id", 96),
     ("xsa_last_n", 6), ("gated_attn_enabled", True), ("ve_layers", (7,)), ("bigram_vocab_size", 1),
-    ("gate_window", 0), ("logit_softcap", 0.0), ("mlp_mult", 0.0),
+    ("gate_window", 0), ("logit_softcap", 0.0), ("mlp_mult", 0.0), ("num_loops", 17),
 ])
 def test_config_rejects_impossible(tiny_model_config, key, value):
     with pytest.raises(ValueError, match=r"^model\.\w+ = "):
         dataclasses.replace(tiny_model_config, **{key: value})
+
+
+@pytest.mark.parametrize("name", [*OPTIONS, "moe", "factorized"])
+def test_weights_floor_bounds_the_real_count(tiny_model_config, name):
+    """The loader refuses a header by this floor before building, so it must never exceed the real
+    count (a false refusal), and stays close to it (a crafted header gains little room)."""
+    over = {"moe": dict(moe_num_experts=3, moe_top_k=2), "factorized": dict(embed_dim=16)}.get(name, OPTIONS.get(name))
+    cfg = dataclasses.replace(tiny_model_config, **over)
+    real = sum(t.numel() for t in GPT(cfg).state_dict().values())
+    assert cfg.weights_floor() <= real <= 1.1 * cfg.weights_floor()
+
+
+def test_a_header_asking_for_more_weights_than_the_file_holds_fails_before_building(tiny_model_config, tmp_path):
+    from golf.artifact.model.load import model_from_header
+    from golf.params import section_dict
+
+    state = GPT(tiny_model_config).state_dict()
+    for key, value in (("model_dim", 2**20), ("vocab_size", 2**40), ("mlp_mult", 1e9)):
+        header = {"model": {**section_dict(tiny_model_config), key: value}}
+        with pytest.raises(GolfError, match="needs at least .* weights, the file holds 45,"):
+            model_from_header(header, state, source="m.golf")
+
+
+@pytest.mark.parametrize("text, why", [("{not json", "not JSON"), ("[1, 2]", "JSON list, not an object"),
+                                       ('"golf"', "JSON str, not an object")])
+def test_a_checkpoint_header_that_is_not_a_json_object_is_one_golf_error(tmp_path, text, why):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "m.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"golf": text})
+    with pytest.raises(GolfError, match=f"m.safetensors: the golf header is (a )?{why}"):
+        load_model(path)
 
 
 def test_skip_gates_need_unet(tiny_model_config):

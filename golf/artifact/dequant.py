@@ -22,7 +22,7 @@ QUANT_KINDS = ("gptq", "rtn", "codebook")
 def _dtype(name: str) -> torch.dtype:
     dt = getattr(torch, name.removeprefix("torch."), None)
     if not isinstance(dt, torch.dtype):
-        raise GolfError(f"qmodel: unknown dtype {name!r}")
+        raise ValueError(f"unknown dtype {name!r}")
     return dt
 
 
@@ -35,16 +35,6 @@ def codebook_values(codes: torch.Tensor, centroids: torch.Tensor) -> torch.Tenso
     return centroids.float()[codes.long()]
 
 
-def hadamard_matrix(b: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Sylvester's normalised Hadamard matrix H_b / sqrt(b) (b a power of two): symmetric, orthogonal."""
-    if b < 1 or b & (b - 1):
-        raise ValueError(f"hadamard block {b} is not a power of two")
-    h = torch.ones(1, 1, dtype=torch.float64)
-    while h.shape[0] < b:
-        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
-    return (h / h.shape[0] ** 0.5).to(dtype)
-
-
 def signs(n: int) -> torch.Tensor:
     """Deterministic ±1 per column: parity of a multiplicative hash of the index (no RNG)."""
     i = torch.arange(n, dtype=torch.int64)
@@ -54,12 +44,19 @@ def signs(n: int) -> torch.Tensor:
 
 
 def unrotate(w: torch.Tensor, b: int) -> torch.Tensor:
-    """W Rᵀ: the exact inverse of `rotate` (H_b is symmetric and its own inverse)."""
+    """W Rᵀ: the inverse of golf/quant/hadamard.py's `rotate` (H_b is symmetric and its own inverse),
+    as a fast Walsh-Hadamard transform: log2(b) butterfly passes, so memory stays that of W
+    whatever block size a plan names (no b x b matrix)."""
     n = w.shape[-1]
     if b <= 1:
         return w
-    x = w.float().reshape(*w.shape[:-1], n // b, b) @ hadamard_matrix(b).to(w.device)
-    return x.reshape(w.shape) * signs(n).to(w.device)
+    if b & (b - 1) or n % b:
+        raise ValueError(f"hadamard block {b} is not a power of two dividing {n} columns")
+    x, h = w.float().reshape(-1, b), b // 2
+    while h:  # H_2h = [[H_h, H_h], [H_h, -H_h]]: (x1, x2) -> (x1 + x2, x1 - x2), then each half by H_h
+        x = x.reshape(-1, 2, h)
+        x, h = torch.stack((x[:, 0] + x[:, 1], x[:, 0] - x[:, 1]), 1), h // 2
+    return x.reshape(w.shape) / b ** 0.5 * signs(n).to(w.device)
 
 
 def lqer_unpack(kind: str, t: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -76,38 +73,70 @@ def lqer_unpack(kind: str, t: dict[str, torch.Tensor]) -> torch.Tensor:
     return A @ B
 
 
+def _lqer_fits(kind: str, t: dict[str, torch.Tensor], rows: int, cols: int) -> bool:
+    """A (rows, r), B (r, cols) and scales that broadcast onto them, nothing larger."""
+    A, As, B, Bs = (t[k] for k in LQER_KEYS)
+    if A.dim() != 2 or A.shape[0] != rows or tuple(B.shape) != (A.shape[1], cols):
+        return False
+    if kind == "asym":
+        return tuple(As.shape) == (1,) and Bs.dim() == 1 and Bs.numel() > 0 and B.numel() % Bs.numel() == 0
+    return tuple(As.shape) == (rows,) and tuple(Bs.shape) == (A.shape[1],)
+
+
+def _one(p: Any, get: Any) -> torch.Tensor:
+    """One plan entry -> its float tensor; shapes are checked before any arithmetic that could broadcast."""
+    if not isinstance(p, dict):
+        raise TypeError(f"the plan entry is a {type(p).__name__}, not a mapping")
+    kind = p["kind"]
+    if kind in QUANT_KINDS:
+        if kind == "codebook":
+            codes, centroids = get("cq"), get("cb")
+            if centroids.dim() != 1:
+                raise ValueError(f"centroids of shape {tuple(centroids.shape)}, not a vector")
+            w = codebook_values(codes, centroids)
+        else:
+            q, scale = get("q"), get("scale")
+            if q.dim() != 2 or tuple(scale.shape) != (q.shape[0],):
+                raise ValueError(f"codes {tuple(q.shape)} with scales {tuple(scale.shape)}")
+            w = dequantize_rows(q, scale)
+        if p.get("lqer"):
+            t = {k: get(k) for k in LQER_KEYS}
+            if w.dim() != 2 or not _lqer_fits(p["lqer"], t, *w.shape):
+                raise ValueError(f"LQER factors {[tuple(v.shape) for v in t.values()]} do not fit {tuple(w.shape)}")
+            w = w + lqer_unpack(p["lqer"], t)
+        w = unrotate(w, int(p.get("hadamard", 1))).to(_dtype(p["dtype"]))
+    elif kind == "passthrough":
+        w = get("").to(_dtype(p["dtype"]))
+    elif kind == "float":
+        w = get("")
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    if list(w.shape) != list(p["shape"]):
+        raise ValueError(f"shape {list(w.shape)}, the plan says {p['shape']}")
+    return w
+
+
 def dequantize(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The float state_dict the plan describes (each tensor in its original dtype)."""
-    plan = header.get("plan")
+    """The float state_dict the plan describes (each tensor in its original dtype). A plan entry that
+    is malformed, or names tensors of the wrong shapes, is a GolfError naming it."""
+    plan = header.get("plan") if isinstance(header, dict) else None
     if not isinstance(plan, dict):
         raise GolfError("qmodel: header has no plan")
     out: dict[str, torch.Tensor] = {}
     used: set[str] = set()
 
-    def get(key: str) -> torch.Tensor:
-        if key not in tensors:
+    def get(name: str, part: str) -> torch.Tensor:
+        key = f"{name}.{part}" if part else name
+        if not isinstance(tensors.get(key), torch.Tensor):
             raise GolfError(f"qmodel: tensor {key} is missing (the plan needs it)")
         used.add(key)
         return tensors[key]
 
     for name, p in plan.items():
-        kind = p.get("kind")
-        if kind in QUANT_KINDS:
-            if kind == "codebook":
-                w = codebook_values(get(f"{name}.cq"), get(f"{name}.cb"))
-            else:
-                w = dequantize_rows(get(f"{name}.q"), get(f"{name}.scale"))
-            if p.get("lqer"):
-                w = w + lqer_unpack(p["lqer"], {k: get(f"{name}.{k}") for k in LQER_KEYS})
-            out[name] = unrotate(w, int(p.get("hadamard", 1))).to(_dtype(p["dtype"]))
-        elif kind == "passthrough":
-            out[name] = get(name).to(_dtype(p["dtype"]))
-        elif kind == "float":
-            out[name] = get(name)
-        else:
-            raise GolfError(f"qmodel: {name} has unknown kind {kind!r}")
-        if list(out[name].shape) != list(p["shape"]):
-            raise GolfError(f"qmodel: {name} has shape {list(out[name].shape)}, the plan says {p['shape']}")
+        try:
+            out[name] = _one(p, lambda part: get(name, part))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError, ZeroDivisionError) as e:
+            raise GolfError(f"qmodel: plan entry {name!r}: {type(e).__name__}: {e}"[:400]) from None
     if extra := sorted(set(tensors) - used):
         raise GolfError(f"qmodel: tensor {extra[0]} is not in the plan ({len(extra)} unplanned)")
     return out

@@ -2,7 +2,8 @@
 from the header's model config, and score val with the sliding-window eval.
 
 It runs the same library code as `golf ttt-eval` (golf.compress.bundle carries the modules), so
-the script reproduces the stage's sliding-window BPB.
+the script reproduces the stage's sliding-window BPB. A damaged artifact or missing shards end it
+with one line on stderr and exit status 1, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,14 +11,27 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from golf.artifact.container import decode
+from golf.artifact.container import load_artifact
+from golf.artifact.dequant import dequantize
+from golf.artifact.model.load import model_from_header
 from golf.artifact.shards import load_split
 from golf.artifact.sliding import evaluate
-from golf.artifact.model.load import model_from_header
-from golf.artifact.dequant import dequantize
+from golf.errors import GolfError
+
+
+def load_model(path: Path, device: Any) -> tuple[torch.nn.Module, dict]:
+    """(GPT on `device` in eval mode, header) from the artifact alone; GolfError naming `path`."""
+    tensors, header = load_artifact(Path(path))
+    try:
+        state = dequantize(tensors, header)
+    except GolfError as e:
+        raise GolfError(f"{path}: {e}") from None
+    return model_from_header(header, state, device, source=str(path)), header
 
 
 def run_artifact(argv: list[str] | None = None) -> dict:
@@ -30,9 +44,7 @@ def run_artifact(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-tokens", type=int, default=0, help="0 = whole val split")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = p.parse_args(argv)
-    with open(a.artifact, "rb") as f:
-        tensors, header = decode(f.read())
-    model = model_from_header(header, dequantize(tensors, header), a.device, source=a.artifact)
+    model, _ = load_model(a.artifact, a.device)
     val, vb = load_split(a.tokens, "val"), load_split(a.tokens, "val_bytes")
     if a.max_tokens:
         val, vb = val[:a.max_tokens], vb[:a.max_tokens]
@@ -40,3 +52,11 @@ def run_artifact(argv: list[str] | None = None) -> dict:
     out = {"val_loss": res.loss, "val_bpb": res.bpb, "tokens": res.tokens, "bytes": res.bytes}
     print(" ".join(f"{k}:{v}" for k, v in out.items()), file=sys.stdout)
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        run_artifact(argv)
+    except (GolfError, OSError) as e:
+        print(f"train_gpt.py: error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

@@ -30,8 +30,8 @@ class _GolfImporter(importlib.abc.MetaPathFinder,importlib.abc.Loader):
  def exec_module(self,m):exec(compile(S[m.__name__],'<'+m.__name__+'>','exec'),m.__dict__)
 sys.meta_path.insert(0,_GolfImporter())
 if __name__=='__main__':
- from {entry} import run_artifact
- run_artifact()
+ from {entry} import main
+ main()
 """
 
 

@@ -9,7 +9,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from golf.artifact.container import ENTRY, FLAG_TRANSPOSED, MAGIC, VERSION, Section
+from golf.artifact.container import ENTRY, FLAG_TRANSPOSED, MAGIC, VERSION, Section, digest
 from golf.artifact.shuffle import shuffle
 from golf.compress import codecs
 from golf.compress.layout import split
@@ -59,8 +59,9 @@ def _chunks(raw: dict[str, bytes], chunk_bytes: int) -> list[tuple[str, bytes]]:
 def encode_sections(tensors: dict, header: dict, cfg: Any, cache: dict | None = None) -> list[Section]:
     raw, manifest = split(tensors, cfg.per_group, cfg.transpose)
     try:
-        meta = json.dumps({"header": header, "tensors": manifest}, sort_keys=True, separators=(",", ":"))
-    except TypeError as e:
+        meta = json.dumps({"digest": digest(header, manifest, tensors), "header": header, "tensors": manifest},
+                          sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
         raise GolfError(f"container: the header is not JSON-serialisable ({e})") from None
     items = [("meta", meta.encode("utf-8"))] + _chunks(raw, cfg.chunk_bytes)
     transposed = {e["section"] for e in manifest if e["transposed"]}

@@ -17,14 +17,9 @@ from golf.errors import GolfError
 
 def load_artifact_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(GPT on `device` in eval mode, artifact header); GolfError for anything the loaders refuse."""
-    from golf.artifact.container import load_artifact
-    from golf.artifact.model.load import model_from_header
-    from golf.artifact.dequant import dequantize
+    from golf.artifact.runner import load_model
 
-    tensors, header = load_artifact(Path(path))
-    if not isinstance(header.get("model"), dict):
-        raise GolfError(f"{path}: artifact header has no 'model' section")
-    return model_from_header(header, dequantize(tensors, header), device, source=str(path)), header
+    return load_model(Path(path), device)
 
 
 def recorded(header: Any, key: str) -> str:

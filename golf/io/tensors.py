@@ -41,7 +41,12 @@ def read_header(path: Path, fmt: str, version: int) -> dict[str, Any]:
         raise GolfError(f"{path}: not a readable safetensors file ({e})") from None
     if _KEY not in meta:
         raise GolfError(f"{path}: no golf header; expected format {fmt!r} v{version}")
-    header = json.loads(meta[_KEY])
+    try:
+        header = json.loads(meta[_KEY])
+    except (ValueError, RecursionError) as e:
+        raise GolfError(f"{path}: the golf header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise GolfError(f"{path}: the golf header is a JSON {type(header).__name__}, not an object")
     found = (header.get("format"), header.get("version"))
     if found != (fmt, version):
         raise GolfError(f"{path}: format {found[0]!r} v{found[1]}; this golf reads {fmt!r} v{version}")
@@ -53,4 +58,7 @@ def load_tensors(path: Path, fmt: str, version: int) -> tuple[dict[str, Any], di
     from safetensors.torch import load_file
 
     header = read_header(path, fmt, version)
-    return load_file(str(path)), header
+    try:
+        return load_file(str(path)), header
+    except Exception as e:  # safetensors raises its own error types for a damaged file
+        raise GolfError(f"{path}: unreadable tensors ({type(e).__name__}: {e})") from None

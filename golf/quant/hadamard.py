@@ -12,7 +12,17 @@ from __future__ import annotations
 
 import torch
 
-from golf.artifact.dequant import hadamard_matrix, signs
+from golf.artifact.dequant import signs
+
+
+def hadamard_matrix(b: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Sylvester's normalised Hadamard matrix H_b / sqrt(b) (b a power of two): symmetric, orthogonal."""
+    if b < 1 or b & (b - 1):
+        raise ValueError(f"hadamard block {b} is not a power of two")
+    h = torch.ones(1, 1, dtype=torch.float64)
+    while h.shape[0] < b:
+        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
+    return (h / h.shape[0] ** 0.5).to(dtype)
 
 
 def block_size(n: int) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+MAX_LOOPS = 16  # the records loop 2-3 times; a header asking for billions would hang the loader building the layer list
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
@@ -131,8 +133,8 @@ class ModelConfig:
             raise bad("gated_attn_enabled", "pick one attention output gate; sparse_attn_gate_enabled is on too")
 
     def _check_loops(self, bad) -> None:
-        if self.num_loops < 0:
-            raise bad("num_loops", "must be 0 (off) or positive")
+        if not 0 <= self.num_loops <= MAX_LOOPS:
+            raise bad("num_loops", f"must lie in [0, {MAX_LOOPS}] (0 = off)")
         if self.num_loops == 0:
             return
         if not 0 <= self.loop_start < self.num_layers:
@@ -170,6 +172,18 @@ class ModelConfig:
     @property
     def mlp_hidden(self) -> int:
         return int(self.mlp_mult * self.model_dim)
+
+    def weights_floor(self) -> int:
+        """At most the number of weights this config builds (embeddings, each block's attention and
+        MLP matrices, U-Net skips), in Python ints without building anything: golf/artifact/model/load.py
+        refuses a header that asks for more than its file holds before allocating (tests/test_model.py
+        checks it never exceeds the real count)."""
+        d, e, v, hd = self.model_dim, self.embed_dim or self.model_dim, self.vocab_size, self.head_dim
+        attn = 2 * d * hd * (self.num_heads + self.num_kv_heads)
+        mlp = 2 * d * self.mlp_hidden * max(1, self.moe_num_experts)
+        virtual = self.num_layers + self.num_loops * (self.loop_end - self.loop_start + 1)
+        return (v * e + self.num_layers * (attn + mlp) + (virtual // 2 * d if self.unet_skips else 0)
+                + self.bigram_vocab_size * self.bigram_dim + v * self.ve_dim + (0 if self.tie_embeddings else v * d))
 
     def layer_sequence(self, looping: bool) -> list[int]:
         """Physical layer of each virtual layer: with looping, loop_start..loop_end run num_loops+1 times."""

@@ -18,6 +18,10 @@ def model_from_header(header: dict[str, Any], state: dict[str, Any], device: Any
     if not isinstance(header.get("model"), dict):
         raise GolfError(f"{source}: header has no 'model' section")
     cfg = build_section(header["model"], "model", ModelConfig, source=source)
+    held = sum(int(t.numel()) for t in state.values())
+    if cfg.weights_floor() > held:  # refused before GPT(cfg) allocates what a crafted header asks for
+        raise GolfError(f"{source}: the header's model config needs at least {cfg.weights_floor():,} weights, "
+                        f"the file holds {held:,}")
     model = GPT(cfg)
     try:
         model.load_state_dict(state, strict=True)
