@@ -204,7 +204,9 @@ def test_stage_commands(tmp_path, tiny_model_config):
                                  "--metrics", str(tmp_path / "metrics/hessian_calibrate.json")])
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "metrics/hessian_calibrate.json").read_text())["hessian_calibrate"]
-    assert m["hessians"] == len(model.hessian_sites()) and m["tokens"] == 2 * 2 * 16 and m["wall_s"] >= 0
+    assert m["hessians"] == len(model.hessian_sites()) and m["tokens"] == 2 * 2 * 16 and "wall_s" not in m
+    t = json.loads((tmp_path / "metrics/timings/hessian_calibrate.json").read_text())["hessian_calibrate"]
+    assert t["wall_s"] >= t["collect_s"] >= 0  # timings live beside the metrics, out of DVC's sight
 
     def run_quantize(*extra):
         return CliRunner().invoke(app, ["quantize", *common, "--hessians", str(hess),
