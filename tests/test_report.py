@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from golf.errors import GolfError
-from golf.eval import compliance
+from golf import compliance
 from golf.report import exps, render, stats, table, timings
 
 # ---- a `dvc exp show --json` fixture ----------------------------------------------------------

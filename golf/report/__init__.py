@@ -2,5 +2,5 @@
 
 exps.py reads the experiments, timings.py their own stage times (metrics/timings/ at each git
 rev), table.py groups them over `train.seed` (mean ± std, the leaderboard's Welch test from
-stats.py, compliance from golf/eval/compliance.py), render.py writes markdown, CSV and the PNG.
+stats.py, compliance from golf/compliance.py), render.py writes markdown, CSV and the PNG.
 """

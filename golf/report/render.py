@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from golf.eval.compliance import CAP_BYTES, EVAL_LIMIT_S, TRAIN_LIMIT_S
+from golf.compliance import CAP_BYTES, EVAL_LIMIT_S, TRAIN_LIMIT_S
 from golf.report import stats
 from golf.report.table import BASELINE_COLUMNS, COLUMNS, LOSS_KEY, SEED_KEY
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from golf.errors import GolfError
-from golf.eval.compliance import Compliance, from_stages
+from golf.compliance import Compliance, from_stages
 from golf.report import stats
 from golf.report.exps import Experiment
 from golf.report.timings import Records, own_stages, records_from_metrics, stage_order, wall_s

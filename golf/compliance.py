@@ -1,13 +1,13 @@
 """Would this run be accepted? Training time, eval time and artifact bytes against the challenge's limits.
 
 The challenge allows 600 s of training and 600 s of evaluation (on 8xH100) and 16,000,000 bytes
-(decimal) of code + compressed model (README.md, "What makes the score honest"). Hessian
+(decimal) of code + compressed model (docs/ablation.md, "Wall time and compliance"). Hessian
 calibration on training data counts as training, so with `hessian_calibrate.source = train`
 its collection time is added to the training time; with `self_generated` (the model's own
 samples) it is not.
 
 The times are what golf measured at the world size it ran on; the verdict says whether they fit
-there, not what they would be on another machine. Which numbers go in (docs/ablation.md):
+there, not what they would be on another machine. Which numbers go in:
 
 - training: `train.train_s` (the optimizer steps only, as in the records: golf/train/loop.py)
   plus `hessian_calibrate.collect_s` when calibration reads train data;
