@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from golf.errors import GolfError
 from golf.compliance import Compliance, from_stages
+from golf.errors import GolfError
 from golf.report import stats
 from golf.report.exps import Experiment
 from golf.report.timings import Records, own_stages, records_from_metrics, stage_order, wall_s
@@ -33,12 +33,11 @@ class Run:
     """One measured experiment: its stage records and the part of its time it spent itself."""
 
     exp: Experiment
-    records: Records
-    """Metrics and timings merged per stage (for compliance: the artifact's whole recipe)."""
     own_wall_s: float | None
     reused: list[str]
     """Stages whose timings equal the baseline commit's: not rerun, not counted in own_wall_s."""
     compliance: Compliance
+    """Of the artifact's whole recipe: reused stages count (an experiment's artifact needed them)."""
 
 
 @dataclass
@@ -47,10 +46,6 @@ class Group:
     runs: list[Run] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     """Names of runs dropped because their seed was already in the group."""
-
-    @property
-    def name(self) -> str:
-        return self.members[0].name
 
     def values(self, key: str) -> list[float]:
         return [v for r in self.runs if (v := _num(r.exp.metrics.get(key))) is not None]
@@ -78,7 +73,7 @@ def make_run(e: Experiment, timings: dict[str, Records | None], by_rev: dict[str
     merged = records_from_metrics(e.metrics)
     for stage, values in mine.items():
         merged[stage] = {**merged.get(stage, {}), **values}
-    return Run(exp=e, records=merged, own_wall_s=wall_s(own), reused=reused,
+    return Run(exp=e, own_wall_s=wall_s(own), reused=reused,
                compliance=from_stages(merged, e.params.get(HESSIAN_SOURCE_KEY)))
 
 
