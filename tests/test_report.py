@@ -318,3 +318,67 @@ def test_scatter_draws_error_bars(tmp_path, monkeypatch):
     main, one = rows[0], rows[2]
     assert drawn[(main["total_bytes"], main["val_bpb"])] == (pytest.approx(10.0), pytest.approx(0.1))
     assert drawn[(one["total_bytes"], one["val_bpb"])] == (0.0, 0.0)  # one seed: no bar
+
+
+# ---- the documented commands, on a real DVC repo of toy stages ---------------------------------
+
+TOY_TRAIN = """import json, os, random, sys, time
+seed = int(open("params.yaml").read().split("seed:")[1].split()[0])
+r = random.Random(seed)
+os.makedirs("art", exist_ok=True); os.makedirs("metrics/timings", exist_ok=True)
+loss = 3.3 + r.gauss(0, 0.01)
+open("art/model.txt", "w").write(repr(loss))
+json.dump({"train": {"val_bpb": loss / 1.7, "world_size": 1}}, open("metrics/train.json", "w"))
+json.dump({"train": {"train_s": 400 + r.random(), "wall_s": 450 + r.random()}}, open("metrics/timings/train.json", "w"))
+"""
+TOY_EVAL = """import json, random
+loss = float(open("art/model.txt").read())
+json.dump({"ttt_eval": {"val_bpb": loss / 1.7, "val_loss": loss, "world_size": 1}}, open("metrics/ttt_eval.json", "w"))
+json.dump({"compress": {"total_bytes": 15000000 + int(loss * 1000)}}, open("metrics/compress.json", "w"))
+json.dump({"ttt_eval": {"wall_s": 30 + random.random()}}, open("metrics/timings/ttt_eval.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_queued_seeds_become_one_row(tmp_path, monkeypatch):
+    """README's `dvc exp run --queue -S 'train.seed=1,2,3'`, `dvc queue start`, `golf report --baseline`."""
+    import sys
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    sh = lambda *cmd: subprocess.run(cmd, check=True, capture_output=True, text=True).stdout  # noqa: E731
+    sh("git", "init", "-q")
+    sh("git", "config", "user.name", "t")
+    sh("git", "config", "user.email", "t@t")
+    sh("dvc", "init", "-q")
+    (tmp_path / "params.yaml").write_text("train:\n  seed: 1337\nhessian_calibrate:\n  source: self_generated\n"
+                                          "quantize:\n  hadamard: false\n")
+    (tmp_path / "train.py").write_text(TOY_TRAIN)
+    (tmp_path / "evalq.py").write_text(TOY_EVAL)
+    (tmp_path / "dvc.yaml").write_text(
+        f"stages:\n  train:\n    cmd: {sys.executable} train.py\n    deps: [train.py]\n    params: [train]\n"
+        "    outs: [art]\n    metrics: [{metrics/train.json: {cache: false}}]\n"
+        f"  ttt_eval:\n    cmd: {sys.executable} evalq.py\n    deps: [evalq.py, art]\n    params: [quantize]\n"
+        "    metrics: [{metrics/ttt_eval.json: {cache: false}}, {metrics/compress.json: {cache: false}}]\n")
+    sh("dvc", "repro", "-q")
+    sh("git", "add", "-A")
+    sh("git", "commit", "-qm", "baseline")
+    sh("git", "branch", "-M", "main")
+    sh("dvc", "exp", "run", "--queue", "-S", "train.seed=1,2,3")
+    sh("dvc", "exp", "run", "--queue", "-n", "had", "-S", "quantize.hadamard=true")  # reruns ttt_eval only
+    sh("dvc", "queue", "start", "-j", "1")
+    try:
+        deadline = time.time() + 300
+        while any(w in sh("dvc", "queue", "status") for w in ("Queued", "Running")) and time.time() < deadline:
+            time.sleep(2)
+    finally:
+        sh("dvc", "queue", "stop")
+    res = invoke(["--baseline", "main", "--csv", "a.csv", "--png", "a.png"])
+    assert res.exit_code == 0, res.output
+    rows = {r["experiment"]: r for r in csv.DictReader(open("a.csv"))}
+    assert set(rows) == {"main", "had"}
+    main, had = rows["main"], rows["had"]
+    assert main["n"] == "4" and main["seeds"] == "1 1337 2 3" and main["clears"] == "(baseline)"
+    assert float(main["val_loss_std"]) > 0 and main["reused"] == "" and float(main["wall_s"]) > 450
+    assert had["reused"] == "train" and 30 < float(had["wall_s"]) < 31 and had["clears"] == "n<2"
+    assert main["fits_train"] == "yes" and float(main["train_s"]) < 401
