@@ -32,7 +32,9 @@ def read_params(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise GolfError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise GolfError(f"{path}: not valid YAML{where}: {getattr(e, 'problem', None) or e}") from None
     if not isinstance(data, dict):
         raise GolfError(f"{path}: expected a mapping of sections, found {type(data).__name__}")
     return data
@@ -78,9 +80,10 @@ def is_flag(hint: Any) -> bool:
 
 
 def choices_text(hint: Any) -> str:
-    """' [one of: a|b]' for a Literal field, else ''."""
+    """' (one of: a, b)' for a Literal field, else '' (round brackets: Rich, which renders --help,
+    reads square ones as markup and drops them)."""
     if typing.get_origin(hint) is Literal:
-        return " [one of: " + "|".join(map(str, typing.get_args(hint))) + "]"
+        return " (one of: " + ", ".join(map(str, typing.get_args(hint))) + ")"
     return ""
 
 

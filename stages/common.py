@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
+from rich.markup import escape
 
 from golf.errors import GolfError
 from golf.io.metrics import timings_path, write_stage_metrics
@@ -30,12 +31,13 @@ from golf.params import choices_text, field_docs, load_section, option_type, rea
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-def _current_values() -> dict[str, Any]:
-    """./params.yaml for the help text; nothing if it is absent or broken (the run will say)."""
+def _current_values() -> tuple[dict[str, Any], str]:
+    """(./params.yaml, "") for the help text; ({}, why) if it is absent or broken, so `--help`
+    says why it shows no current values (the run itself fails with the same message)."""
     try:
-        return read_params(DEFAULT_PARAMS)
-    except GolfError:
-        return {}
+        return read_params(DEFAULT_PARAMS), ""
+    except GolfError as e:
+        return {}, str(e)
 
 
 def _show(value: Any) -> str | bool:
@@ -70,7 +72,7 @@ def stage_command(**sections: str) -> Callable[[Callable[..., None]], Callable[.
         classes = {p: (sec, hints[p]) for p, sec in sections.items()}
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
                for p in inspect.signature(fn).parameters.values() if p.name not in sections]
-        current = _current_values()
+        current, problem = _current_values()
         field_params: list[inspect.Parameter] = []
         for sec, cls in classes.values():
             for f in dataclasses.fields(cls):
@@ -100,7 +102,7 @@ def stage_command(**sections: str) -> Callable[[Callable[..., None]], Callable[.
         command.__signature__ = inspect.Signature(all_params)  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in all_params}
         command.__name__ = fn.__name__
-        command.__doc__ = fn.__doc__
+        command.__doc__ = (fn.__doc__ or "") + (f"\n\nNo current values shown: {escape(problem)}" if problem else "")
         command.__sections__ = {sec: cls for sec, cls in classes.values()}  # type: ignore[attr-defined]
         return command
 

@@ -57,7 +57,7 @@ def _tiny_qmodel(**quant):
     g = torch.Generator().manual_seed(1)
     sites = list(model.hessian_sites())
     H = {n: (lambda x: x.T @ x)(torch.randn(48, state[n].shape[1], generator=g)) for n in sites}
-    cfg = load_section(ROOT / "presets" / "cpu-small.yaml", "quantize", QuantizeConfig,
+    cfg = load_section(ROOT / "params.yaml", "quantize", QuantizeConfig,
                        dict(device="cpu", method="rtn", block_size=8, **quant))
     tensors, header, _ = qmodel.quantize_state_dict(state, H, cfg, {"model": section_dict(model.cfg)}, names=sites)
     return tensors, header

@@ -129,6 +129,38 @@ def test_bad_flag_value_is_one_line_error(tmp_path, monkeypatch):
     assert "demo.method" in r.output and "command line" in r.output
 
 
+def test_a_flag_that_breaks_a_check_blames_the_command_line(tmp_path, monkeypatch):
+    """The dataclass's own check names the key; the message must say where the value came from."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, GOOD)
+    r = CliRunner().invoke(_app([]), ["demo", "--bits", "12"])
+    assert r.exit_code == 1 and "command line: demo.bits = 12: must be in 2..8" in r.output
+    write(tmp_path, {**GOOD, "bits": 12})  # the file's value is the bad one, whatever flag is given
+    r = CliRunner().invoke(_app([]), ["demo", "--clip-sigmas", "3"])
+    assert r.exit_code == 1 and "params.yaml: demo.bits = 12" in r.output and "command line" not in r.output
+    seen: list = []
+    r = CliRunner().invoke(_app(seen), ["demo", "--bits", "4"])  # a flag may fix the file's bad value
+    assert r.exit_code == 0 and seen[-1][0].bits == 4
+
+
+def test_help_lists_the_choices_of_a_choice_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, GOOD)
+    r = CliRunner().invoke(_app([]), ["demo", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "(one of: gptq, rtn)" in r.output
+
+
+def test_help_says_when_params_yaml_is_not_valid_yaml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("demo:\n  method: [gptq\n  bits: 3\n")
+    r = CliRunner().invoke(_app([]), ["demo", "--help"], env={"COLUMNS": "250"})
+    assert r.exit_code == 0
+    lines = [line for line in r.output.splitlines() if "not valid YAML" in line]
+    assert len(lines) == 1 and "params.yaml: not valid YAML at line 3, column 7" in lines[0], r.output
+    r = CliRunner().invoke(_app([]), ["demo"])
+    assert r.exit_code == 1 and "not valid YAML at line 3" in r.output and len(r.output.strip().splitlines()) == 1
+
+
 def test_params_option_selects_another_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write(tmp_path, GOOD)

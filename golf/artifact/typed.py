@@ -19,7 +19,7 @@ C = TypeVar("C")
 def build_section(values: Mapping[str, Any], section: str, cls: type[C],
                   overrides: Mapping[str, Any] | None = None, source: str = "params") -> C:
     """Validate a section's raw values against `cls` and construct it."""
-    values = {**values, **(overrides or {})}
+    file_values, values = values, {**values, **(overrides or {})}
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if unknown := sorted(values.keys() - fields.keys()):
         raise GolfError(f"{source}: unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
@@ -33,7 +33,19 @@ def build_section(values: Mapping[str, Any], section: str, cls: type[C],
     try:
         return cls(**typed)
     except (ValueError, TypeError) as e:
-        raise GolfError(f"{source}: {e}") from None
+        # The dataclass's own checks name the key, not where its value came from: if the file's
+        # values alone pass them, the command line's made the difference.
+        blame = "command line" if over and _valid(cls, hints, file_values) else source
+        raise GolfError(f"{blame}: {e}") from None
+
+
+def _valid(cls: type, hints: dict, values: Mapping[str, Any]) -> bool:
+    """Whether `values` alone make a valid `cls` (types and the dataclass's own checks)."""
+    try:
+        cls(**{k: coerce(k, v, hints[k]) for k, v in values.items()})
+        return True
+    except (GolfError, ValueError, TypeError):
+        return False
 
 
 def coerce(key: str, value: Any, hint: Any, source: str = "params") -> Any:
