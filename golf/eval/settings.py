@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
@@ -34,3 +36,14 @@ def same_as_checkpoint(ev: EvalConfig, header: dict[str, Any]) -> bool:
     rec = header.get("eval")
     return (isinstance(rec, dict) and isinstance(header.get("val_bpb"), (int, float))
             and rec.get("seq_len") == ev.seq_len and rec.get("max_tokens") == ev.max_tokens)
+
+
+def val_prefix(data: Any, ev: EvalConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(val tokens, their bytes) that `ev` scores: the shards read and checked (a truncated shard, a
+    short sidecar) and one window's worth present, so a stage fails here, before its real work."""
+    from golf.artifact.scoring import check_inputs
+
+    n = ev.max_tokens or len(data.val)
+    val, val_bytes = data.val[:n], data.val_bytes[:n]
+    check_inputs(val, val_bytes, ev.seq_len)
+    return val, val_bytes

@@ -1,7 +1,8 @@
 """Every writer writes a temp file (or folder) in the target's folder and renames it into place.
 
 A killed stage then never leaves a half-written file, and a DVC cache linked by hardlink or
-symlink is never written through (os.replace gives the path a new inode).
+symlink is never written through (os.replace gives the path a new inode). The temp file gets the
+mode a plain `open(path, "w")` would give (0666 less the umask), not mkstemp's private 0600.
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it is to set it: put it straight back (once, at import)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _read_umask()
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temp path beside `path`; on success rename it to `path`, on error delete it."""
@@ -23,6 +33,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -40,12 +51,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 @contextmanager
 def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty temp folder beside `final`; on success it replaces `final`, on error it is deleted."""
+    """Yield an empty temp folder beside `final`; on success it replaces `final`, on error it is deleted.
+
+    Between the two renames `final` is briefly absent (never half old, half new): a kill there
+    leaves the old folder at `.<name>.old.<pid>` and no `final`, which DVC reruns."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
     try:
         yield tmp
+        os.chmod(tmp, 0o777 & ~UMASK)
         old = None
         if final.exists():
             old = final.parent / f".{final.name}.old.{os.getpid()}"

@@ -85,10 +85,19 @@ def decisions(cfg: PruneConfig, n: int, cands: rules.Candidates, rule_zeroed: in
             "rule_zeroed": rule_zeroed, "per_tensor": cands.counts(n), "code_bytes": code_bytes}
 
 
+def check_budget(cfg: PruneConfig, code_bytes: int) -> None:
+    """Before any probe: the code alone must leave the model some of budget_bytes - margin_bytes."""
+    room = cfg.budget_bytes - cfg.margin_bytes
+    if code_bytes >= room:
+        raise GolfError(f"cannot fit the budget: the code alone is {code_bytes:,} bytes, the budget "
+                        f"{cfg.budget_bytes:,} less the margin {cfg.margin_bytes:,} leaves {room:,} for code + model")
+
+
 def prune_to_budget(tensors: dict, header: dict, cfg: PruneConfig, code_bytes: int, model_bytes: SizeFn,
                     hessians: dict | None = None, log: Callable[[str], None] = lambda _: None,
                     ) -> tuple[dict, dict, PruneReport]:
     """(pruned tensors, header with `prune_to_budget` decisions, report); `log` hears each probe."""
+    check_budget(cfg, code_bytes)
     target = cfg.budget_bytes - cfg.margin_bytes - code_bytes
     rep = PruneReport(target_bytes=cfg.budget_bytes - cfg.margin_bytes)
     names = rules.prunable(tensors, cfg.prune_embedding)

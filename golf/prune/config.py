@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from golf.compliance import CAP_BYTES
+
 
 @dataclass(frozen=True, kw_only=True)
 class PruneConfig:
     budget_bytes: int
-    """The cap on code bytes + compressed model bytes, decimal bytes (the challenge: 16000000)."""
+    """The cap on code bytes + compressed model bytes, decimal bytes: at most the challenge's 16000000."""
     margin_bytes: int
     """Safety margin kept below the budget, bytes: the search targets budget_bytes - margin_bytes."""
     tolerance_bytes: int
@@ -28,8 +30,8 @@ class PruneConfig:
     """Where the after-prune eval runs; auto = cuda when available."""
 
     def __post_init__(self) -> None:
-        if self.budget_bytes < 1:
-            raise ValueError(f"prune_to_budget.budget_bytes = {self.budget_bytes}: must be >= 1")
+        if not 1 <= self.budget_bytes <= CAP_BYTES:
+            raise ValueError(f"prune_to_budget.budget_bytes = {self.budget_bytes}: must be in 1..{CAP_BYTES} (the cap)")
         if not 0 <= self.margin_bytes < self.budget_bytes:
             raise ValueError(f"prune_to_budget.margin_bytes = {self.margin_bytes}: must be in 0..budget_bytes-1")
         if self.tolerance_bytes < 0:
