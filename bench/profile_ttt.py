@@ -14,6 +14,7 @@ the GPU left idle while Python, the allocator or per-shape kernel setup runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -49,13 +50,8 @@ def run(model, tokens, vb, cfg, device, bos_id):
     from golf.eval import lora_ttt
 
     t0 = time.perf_counter()
-    res, details = lora_ttt.evaluate(
-        model, tokens, vb, bos_id=bos_id, seq_len=cfg.seq_len, chunk_size=cfg.chunk_size, batch_docs=cfg.batch_docs,
-        lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_lr=cfg.lora_lr, beta1=cfg.beta1, beta2=cfg.beta2,
-        eps=cfg.eps, weight_decay=cfg.weight_decay, phased_prefix_docs=0, phased_num_phases=0,
-        global_lr=cfg.global_lr, global_momentum=cfg.global_momentum, global_epochs=cfg.global_epochs,
-        global_chunk_tokens=cfg.global_chunk_tokens, batch_seqs=cfg.batch_seqs, grad_clip=cfg.grad_clip,
-        device=device, seed=cfg.seed)
+    cfg = dataclasses.replace(cfg, phased_prefix_docs=0, phased_num_phases=0)
+    res, details = lora_ttt.evaluate(model, tokens, vb, cfg, bos_id=bos_id, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - t0, res, details

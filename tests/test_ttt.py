@@ -7,6 +7,8 @@ import json
 import math
 import struct
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -15,13 +17,32 @@ from golf.errors import GolfError
 from golf.artifact import sliding
 from golf.eval import lora_ttt, ttt
 from golf.artifact.scoring import Totals
+from golf.eval.config import TttEvalConfig
+from golf.params import load_section
 from toy_model import ToyLM
 
 LORA = dict(seq_len=24, chunk_size=5, batch_docs=3, lora_rank=3, lora_alpha=6.0, lora_lr=0.05, beta1=0.0,
             beta2=0.99, eps=1e-10, weight_decay=0.5, phased_prefix_docs=0, phased_num_phases=0, global_lr=0.01,
-            global_momentum=0.9, global_epochs=1, global_chunk_tokens=16, batch_seqs=2, grad_clip=1.0, device="cpu")
-SGD = dict(seq_len=24, stride=8, batch_seqs=2, chunk_tokens=20, lr=0.05, momentum=0.9, epochs=2, grad_clip=1.0,
-           param_filter=(), device="cpu")
+            global_momentum=0.9, global_epochs=1, global_chunk_tokens=16, batch_seqs=2, grad_clip=1.0, seed=0)
+SGD = dict(seq_len=24, batch_seqs=2, chunk_tokens=20, lr=0.05, momentum=0.9, epochs=2, grad_clip=1.0,
+           param_filter=())
+TTT = dataclasses.replace(load_section(Path(__file__).resolve().parents[1] / "params.yaml", "ttt_eval", TttEvalConfig),
+                          stride=1, chunk_size=1, max_val_tokens=0)  # valid with any seq_len of the tests
+
+
+def lora(model, tok, vb, **kw):
+    """lora_ttt.evaluate with LORA's settings (+ overrides), on the CPU."""
+    over = {k: v for k, v in kw.items() if k in LORA}
+    rest = {k: v for k, v in kw.items() if k not in LORA}
+    return lora_ttt.evaluate(model, tok, vb, dataclasses.replace(TTT, **{**LORA, **over}), device="cpu", **rest)
+
+
+def sgd(model, tok, vb, stride=8, **kw):
+    """ttt.evaluate with SGD's settings (+ overrides), on the CPU."""
+    over = {k: v for k, v in kw.items() if k in SGD}
+    rest = {k: v for k, v in kw.items() if k not in SGD}
+    return ttt.evaluate(model, tok, vb, dataclasses.replace(TTT, **{**SGD, **over}), stride=stride, device="cpu",
+                        **rest)
 
 
 def stream(n: int = 150, seed: int = 0, bos: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +62,7 @@ def test_chunk_sgd_scores_every_token_once_and_leaves_the_callers_model_alone():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     tok, vb = stream()
     tot = Totals(vb, len(tok), keep_tokens=True)
-    res, det = ttt.evaluate(model, tok, vb, totals=tot, **SGD)
+    res, det = sgd(model, tok, vb, totals=tot)
     assert (tot.count[1:] == 1).all() and tot.count[0] == 0
     assert res.tokens == len(tok) - 1 and res.bytes == int(vb[1:].sum())
     assert det["chunks"] == math.ceil((len(tok) - 1) / 20) and det["steps"] > 0
@@ -51,7 +72,7 @@ def test_chunk_sgd_scores_every_token_once_and_leaves_the_callers_model_alone():
 def test_chunk_sgd_with_zero_lr_equals_sliding():
     model = ToyLM(seed=3)
     tok, vb = stream(seed=4)
-    res, _ = ttt.evaluate(model, tok, vb, **{**SGD, "lr": 0.0})
+    res, _ = sgd(model, tok, vb, lr=0.0)
     ref = sliding.evaluate(model, tok, vb, 24, 8, 2, "cpu")
     assert res.bpb == pytest.approx(ref.bpb, rel=1e-12) and res.tokens == ref.tokens
 
@@ -98,7 +119,7 @@ def test_lora_with_zero_lr_is_the_doc_isolated_frozen_model():
     model = ToyLM(seed=5)
     tok, vb = stream(seed=6)
     tot = Totals(vb, len(tok), keep_tokens=True)
-    lora_ttt.evaluate(model, tok, vb, bos_id=0, totals=tot, **{**LORA, "lora_lr": 0.0})
+    lora(model, tok, vb, bos_id=0, totals=tot, **{"lora_lr": 0.0})
     assert (tot.count[1:] == 1).all()
     docs = lora_ttt.find_docs(tok, 0)
     with torch.no_grad():
@@ -116,8 +137,8 @@ def test_lora_ttt_adapts_phases_run_and_callers_model_is_untouched():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     tok, vb = stream(n=200, seed=8)
     tot = Totals(vb, len(tok), keep_tokens=True)
-    res, det = lora_ttt.evaluate(model, tok, vb, bos_id=0, totals=tot,
-                                 **{**LORA, "phased_prefix_docs": 6, "phased_num_phases": 2})
+    res, det = lora(model, tok, vb, bos_id=0, totals=tot,
+                                 **{"phased_prefix_docs": 6, "phased_num_phases": 2})
     assert (tot.count[1:] == 1).all() and res.tokens == len(tok) - 1 and res.bytes == int(vb[1:].sum())
     assert det["lora_steps"] > 0 and det["global_steps"] > 0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -129,12 +150,12 @@ def test_lora_docs_in_a_batch_do_not_interact():
     model = ToyLM(seed=9)
     tok, vb = stream(n=120, seed=10)
     t1, t2 = Totals(vb, len(tok), keep_tokens=True), Totals(vb, len(tok), keep_tokens=True)
-    lora_ttt.evaluate(model, tok, vb, bos_id=0, totals=t1, **{**LORA, "batch_docs": 1000})
-    lora_ttt.evaluate(model, tok, vb, bos_id=0, totals=t2, **{**LORA, "batch_docs": 1000, "seed": 0})
+    lora(model, tok, vb, bos_id=0, totals=t1, **{"batch_docs": 1000})
+    lora(model, tok, vb, bos_id=0, totals=t2, **{"batch_docs": 1000, "seed": 0})
     np.testing.assert_allclose(t1.token_nll[1:], t2.token_nll[1:], rtol=0, atol=1e-12)
     first = lora_ttt.find_docs(tok, 0)[0]
     t3 = Totals(vb, len(tok), keep_tokens=True)
-    lora_ttt.evaluate(model, tok[: first[1] + 1], vb[: first[1] + 1], bos_id=0, totals=t3, **{**LORA, "batch_docs": 1000})
+    lora(model, tok[: first[1] + 1], vb[: first[1] + 1], bos_id=0, totals=t3, **{"batch_docs": 1000})
     np.testing.assert_allclose(t1.token_nll[1: first[1] + 1], t3.token_nll[1: first[1] + 1], rtol=0, atol=1e-9)
 
 
@@ -153,7 +174,7 @@ def test_lora_on_the_real_gpt(tiny_model_config):
     tok[[0, 30, 61]] = 1
     vb = np.where(tok == 1, 0, 2).astype(np.uint16)
     tot = Totals(vb, len(tok), keep_tokens=True)
-    res, det = lora_ttt.evaluate(model, tok, vb, bos_id=1, totals=tot, **{**LORA, "phased_prefix_docs": 2,
+    res, det = lora(model, tok, vb, bos_id=1, totals=tot, **{"phased_prefix_docs": 2,
                                                                              "phased_num_phases": 1})
     assert (tot.count[1:] == 1).all() and math.isfinite(res.bpb) and det["lora_steps"] > 0
 
@@ -269,8 +290,8 @@ def test_stage_scores_the_artifact(tmp_path, tokens_dir, tiny_model_config, mode
     assert m["tokens_scored"] == n - 1 and m["bytes_scored"] == raw  # the raw UTF-8 bytes of the val text
     assert m["val_bpb"] == m["val_bpb_ttt"] and m["headline_mode"] == "ttt"
     assert {"val_bpb_plain", "val_bpb_sliding"} <= m.keys()
-    timings = json.loads((out / "timings" / "m.json").read_text())["ttt_eval"]  # golf/io/metrics.py
-    assert {"eval_s_plain", "eval_s_sliding", "eval_s_ttt", "wall_s"} <= timings.keys()
+    t = json.loads((out / "timings" / "m.json").read_text())["ttt_eval"]
+    assert {"eval_s_plain", "eval_s_sliding", "eval_s_ttt", "wall_s"} <= t.keys()
     lines = (out / "p.csv").read_text().splitlines()
     assert lines[0] == "position,bpb" and 2 <= len(lines) <= 9
     for name in ("plain", "sliding", "ttt"):

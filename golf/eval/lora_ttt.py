@@ -37,6 +37,7 @@ from torch import nn
 from golf.errors import GolfError
 from golf.artifact.runtime import autocast, progress_bar, rank_world
 from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs, eval_mode
+from golf.eval.config import TttEvalConfig
 from golf.eval.ttt import cosine_lr, train_span
 
 
@@ -200,13 +201,12 @@ def phase_boundaries(prefix_docs: int, num_phases: int, n_docs: int) -> list[int
     return sorted({x for x in b if 0 < x < n_docs})
 
 
-def evaluate(model: nn.Module, val_tokens: Any, val_bytes: Any, *, bos_id: int, seq_len: int, chunk_size: int,
-             batch_docs: int, lora_rank: int, lora_alpha: float, lora_lr: float, beta1: float, beta2: float,
-             eps: float, weight_decay: float, phased_prefix_docs: int, phased_num_phases: int, global_lr: float,
-             global_momentum: float, global_epochs: int, global_chunk_tokens: int, batch_seqs: int,
-             grad_clip: float, device: torch.device | str, seed: int = 0, totals: Totals | None = None,
-             num_buckets: int = 0, progress: bool = False) -> tuple[EvalResult, dict[str, Any]]:
-    """Doc-LoRA TTT (+ phased global SGD) on a private copy of `model`; returns (score, details)."""
+def evaluate(model: nn.Module, val_tokens: Any, val_bytes: Any, cfg: TttEvalConfig, *, bos_id: int,
+             device: torch.device | str, totals: Totals | None = None, num_buckets: int = 0,
+             progress: bool = False) -> tuple[EvalResult, dict[str, Any]]:
+    """Doc-LoRA TTT (+ phased global SGD) on a private copy of `model` with the lora_* / phased_* /
+    global_* settings of `cfg`; returns (score, details)."""
+    seq_len, chunk_size, batch_docs = cfg.seq_len, cfg.chunk_size, cfg.batch_docs
     tokens = as_numpy(val_tokens, "val tokens")
     vb = as_numpy(val_bytes, "val byte sidecar")
     check_inputs(tokens, vb, 1)  # docs are read in chunks: any stream with a target will do
@@ -219,15 +219,15 @@ def evaluate(model: nn.Module, val_tokens: Any, val_bytes: Any, *, bos_id: int, 
     for p in base:
         p.requires_grad_(False)
     docs = find_docs(tokens, bos_id)
-    gen = torch.Generator().manual_seed(seed)
-    lora = BatchedLoRA(adapter_dims(model), batch_docs, lora_rank, lora_alpha, base[0].dtype, device, gen)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    lora = BatchedLoRA(adapter_dims(model), batch_docs, cfg.lora_rank, cfg.lora_alpha, base[0].dtype, device, gen)
 
     def make_opt() -> torch.optim.Optimizer:
-        return torch.optim.AdamW(lora.parameters(), lr=lora_lr, betas=(beta1, beta2), eps=eps,
-                                 weight_decay=weight_decay)
+        return torch.optim.AdamW(lora.parameters(), lr=cfg.lora_lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+                                 weight_decay=cfg.weight_decay)
 
     batches = [docs[i: i + batch_docs] for i in range(0, len(docs), batch_docs)]
-    bounds = phase_boundaries(phased_prefix_docs, phased_num_phases, len(docs))
+    bounds = phase_boundaries(cfg.phased_prefix_docs, cfg.phased_num_phases, len(docs))
     rank, world = rank_world()
     lora_steps = global_steps = 0
     with eval_mode(model):
@@ -239,30 +239,30 @@ def evaluate(model: nn.Module, val_tokens: Any, val_bytes: Any, *, bos_id: int, 
             done = min((r0 + world) * batch_docs, len(docs))
             while bounds and done >= bounds[0]:  # every doc of the prefix is fully scored
                 end = int(docs[bounds.pop(0) - 1, 1])  # input positions [0, end): targets up to that BOS
-                global_steps += _global_sgd(model, base, tokens, end, seq_len, batch_seqs, global_lr,
-                                            global_momentum, global_epochs, global_chunk_tokens, grad_clip, device)
+                global_steps += _global_sgd(model, base, tokens, end, cfg, device)
                 lora.init_a(gen)  # rebuilt: fresh A, zero B (and a fresh optimizer per batch)
     return totals.result(), {"docs": len(docs), "batches": len(batches), "lora_steps": lora_steps,
                              "global_steps": global_steps,
                              "lora_params": sum(p.numel() for p in lora.parameters())}
 
 
-def _global_sgd(model: nn.Module, base: list[nn.Parameter], tokens: np.ndarray, end: int, seq_len: int,
-                batch_seqs: int, lr: float, momentum: float, epochs: int, chunk_tokens: int, grad_clip: float,
+def _global_sgd(model: nn.Module, base: list[nn.Parameter], tokens: np.ndarray, end: int, cfg: TttEvalConfig,
                 device: torch.device) -> int:
-    """SGD on all base parameters over input positions [0, end), chunked, cosine lr, last chunk skipped."""
+    """SGD on all base parameters over input positions [0, end), chunked, cosine lr, last chunk skipped
+    (the global_* settings of `cfg`)."""
+    lr, chunk_tokens = cfg.global_lr, cfg.global_chunk_tokens
     for p in base:
         p.requires_grad_(True)
-    opt = torch.optim.SGD(base, lr=lr, momentum=momentum)
+    opt = torch.optim.SGD(base, lr=lr, momentum=cfg.global_momentum)
     n_chunks = -(-end // chunk_tokens)
     steps = 0
     try:
         for c in range(n_chunks - 1):
             for g in opt.param_groups:
                 g["lr"] = cosine_lr(lr, c, n_chunks)
-            for _ in range(epochs):
+            for _ in range(cfg.global_epochs):
                 steps += train_span(model, base, opt, tokens, c * chunk_tokens, min((c + 1) * chunk_tokens, end),
-                                    seq_len, batch_seqs, grad_clip, device)
+                                    cfg.seq_len, cfg.batch_seqs, cfg.grad_clip, device)
     finally:
         for p in base:
             p.requires_grad_(False)

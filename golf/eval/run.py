@@ -49,19 +49,11 @@ def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any
                                                     totals=t, progress=progress))
     stride = cfg.stride if cfg.sliding_enabled else cfg.seq_len
     if cfg.ttt_mode == "chunk_sgd":
-        timed("ttt", lambda t: ttt.evaluate(
-            model, tokens, vb, seq_len=cfg.seq_len, stride=stride, batch_seqs=cfg.batch_seqs,
-            chunk_tokens=cfg.chunk_tokens, lr=cfg.lr, momentum=cfg.momentum, epochs=cfg.epochs,
-            grad_clip=cfg.grad_clip, param_filter=cfg.param_filter, device=device, totals=t, progress=progress))
+        timed("ttt", lambda t: ttt.evaluate(model, tokens, vb, cfg, stride=stride, device=device, totals=t,
+                                            progress=progress))
     elif cfg.ttt_mode == "lora":
-        timed("ttt", lambda t: lora_ttt.evaluate(
-            model, tokens, vb, bos_id=bos_id, seq_len=cfg.seq_len, chunk_size=cfg.chunk_size,
-            batch_docs=cfg.batch_docs, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_lr=cfg.lora_lr,
-            beta1=cfg.beta1, beta2=cfg.beta2, eps=cfg.eps, weight_decay=cfg.weight_decay,
-            phased_prefix_docs=cfg.phased_prefix_docs, phased_num_phases=cfg.phased_num_phases,
-            global_lr=cfg.global_lr, global_momentum=cfg.global_momentum, global_epochs=cfg.global_epochs,
-            global_chunk_tokens=cfg.global_chunk_tokens, batch_seqs=cfg.batch_seqs, grad_clip=cfg.grad_clip,
-            device=device, seed=cfg.seed, totals=t, progress=progress))
+        timed("ttt", lambda t: lora_ttt.evaluate(model, tokens, vb, cfg, bos_id=bos_id, device=device, totals=t,
+                                                 progress=progress))
     headline = "ttt" if "ttt" in out else "sliding" if "sliding" in out else "plain"
     return {"modes": out, "headline": headline, "val_tokens_total": total, "val_tokens_used": len(tokens)}
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from golf.errors import GolfError
+from golf.eval.config import TttEvalConfig
 from golf.artifact.runtime import all_reduce_sum, autocast, dist_on, progress_bar, rank_world
 from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs
 from golf.artifact.sliding import rank_share, score_windows, window_plan
@@ -88,15 +89,16 @@ def train_span(model: torch.nn.Module, params: list[torch.nn.Parameter], opt: to
     return steps
 
 
-def evaluate(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, *, seq_len: int, stride: int,
-             batch_seqs: int, chunk_tokens: int, lr: float, momentum: float, epochs: int, grad_clip: float,
-             param_filter: Sequence[str], device: torch.device | str, totals: Totals | None = None,
-             num_buckets: int = 0, progress: bool = False) -> tuple[EvalResult, dict[str, Any]]:
-    """Score-first chunked SGD TTT on a private copy of `model` (the caller's model is untouched).
+def evaluate(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, cfg: TttEvalConfig, *, stride: int,
+             device: torch.device | str, totals: Totals | None = None, num_buckets: int = 0,
+             progress: bool = False) -> tuple[EvalResult, dict[str, Any]]:
+    """Score-first chunked SGD TTT on a private copy of `model` (the caller's model is untouched), with
+    the chunk_sgd settings of `cfg` (chunk_tokens, lr, momentum, epochs, grad_clip, param_filter).
 
     Scoring windows: the sliding plan with `stride` (== seq_len for non-overlapping windows).
     Returns the score and details (chunks, optimizer steps).
     """
+    seq_len, batch_seqs, chunk_tokens, lr = cfg.seq_len, cfg.batch_seqs, cfg.chunk_tokens, cfg.lr
     tokens = as_numpy(val_tokens, "val tokens")
     vb = as_numpy(val_bytes, "val byte sidecar")
     check_inputs(tokens, vb, seq_len)
@@ -105,11 +107,11 @@ def evaluate(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, *, seq_len
     device = torch.device(device)
     totals = totals if totals is not None else Totals(vb, len(tokens), num_buckets)
     model = copy.deepcopy(model)
-    params = select_params(model, param_filter)
+    params = select_params(model, cfg.param_filter)
     chosen = {id(p) for p in params}
     for p in model.parameters():
         p.requires_grad_(id(p) in chosen)
-    opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
+    opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
 
     m = len(tokens) - 1
     plan = window_plan(len(tokens), seq_len, stride)
@@ -122,7 +124,7 @@ def evaluate(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, *, seq_len
             break  # nothing left to score: training on the last chunk could only be wasted
         for g in opt.param_groups:
             g["lr"] = cosine_lr(lr, c, n_chunks)
-        for _ in range(epochs):
+        for _ in range(cfg.epochs):
             steps += train_span(model, params, opt, tokens, c * chunk_tokens, min((c + 1) * chunk_tokens, m),
-                                seq_len, batch_seqs, grad_clip, device)
+                                seq_len, batch_seqs, cfg.grad_clip, device)
     return totals.result(), {"chunks": n_chunks, "steps": steps, "params_adapted": sum(p.numel() for p in params)}
