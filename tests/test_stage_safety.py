@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
-
 from test_quantize import CALIB, EVAL, QUANT, write_tokens  # noqa: E402  (tests/ is on sys.path under pytest)
 from test_ttt import BLOCK_GOLF  # noqa: E402
+from typer.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 
