@@ -1,0 +1,165 @@
+"""CaseOps: a lossless case transform applied before SentencePiece (golf-techniques §1.5).
+
+Capitals become lowercase letters plus reserved private-use operator characters, so the
+tokenizer spends no pieces on "The"/"the"/"THE" variants:
+
+    TITLE   U+E001  uppercase the first letter of the next word
+    ALLCAPS U+E002  uppercase every letter of the next word (two or more capitals)
+    CAPNEXT U+E003  uppercase the next letter (capitals inside a mixed-case word: "iPhone")
+    ESC     U+E004  the next character is literal (an operator character in the input)
+
+`decode(encode(text)) == text` for every string. A word is a maximal run of `_WORD` characters,
+the same on both sides. A capital is lowered only when that is exactly invertible letter by letter
+(`_lowerable`); anything else ("İ", "ß", "ǅ", Greek final sigma, a capital before a combining mark)
+is left as it is, and the decoder, which only ever raises letters of `_RAISABLE` pairs, leaves it
+alone too. Lowering never changes a letter's UTF-8 length, so each transformed piece stands for
+its own bytes minus its operators: the LUT byte rule with operators at 0 stays exact
+(golf.data.bpb, docs/contracts.md).
+
+`token_original_bytes` charges each token the original UTF-8 bytes it stands for (operators 0),
+by aligning the transformed text back to the original: the BPB denominator never counts an operator.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+from itertools import accumulate
+from typing import Iterator, Sequence
+
+TITLE, ALLCAPS, CAPNEXT, ESC = "\ue001", "\ue002", "\ue003", "\ue004"
+OPERATORS = (TITLE, ALLCAPS, CAPNEXT, ESC)
+OPERATOR_BYTES = 3  # each is a 3-byte UTF-8 character
+
+_WORD = re.compile(r"[^\W\d_]+")           # letters (and a few numeric signs like "²"): no digits, no "_"
+_OPERATOR = re.compile("[\ue001-\ue004]")
+_WORD_OR_OPERATOR = re.compile(r"[^\W\d_]+|[\ue001-\ue004]")
+
+
+@lru_cache(maxsize=4096)
+def _pair_of_lower(low: str) -> bool:
+    """`low` is the lowercase half of a one-to-one case pair that keeps its UTF-8 length."""
+    up = low.upper()
+    return (len(up) == 1 and up != low and up.lower() == low and up.isalpha() and low.isalpha()
+            and len(up.encode("utf-8")) == len(low.encode("utf-8")))
+
+
+@lru_cache(maxsize=4096)
+def _lowerable_char(ch: str) -> bool:
+    """`ch` is a capital whose lowercase raises back to it, and lowering keeps NFKC text NFKC."""
+    low = ch.lower()
+    return (len(low) == 1 and low != ch and _pair_of_lower(low) and low.upper() == ch
+            and unicodedata.is_normalized("NFKC", low))
+
+
+def _lowerable(text: str, i: int) -> bool:
+    # before a combining mark a lowered letter could compose where the capital did not ("J̌" vs "ǰ")
+    nxt = text[i + 1] if i + 1 < len(text) else ""
+    return _lowerable_char(text[i]) and not (nxt and unicodedata.category(nxt).startswith("M"))
+
+
+def _raise(ch: str) -> str:
+    return ch.upper() if _pair_of_lower(ch) else ch
+
+
+def _encode_word(text: str, start: int, end: int) -> Iterator[tuple[str, int]]:
+    """Segments of one word: (operator, -1) or (lowered characters, index of the first in `text`)."""
+    lowered = [i for i in range(start, end) if _lowerable(text, i)]
+    if not lowered:
+        yield text[start:end], start
+        return
+    word, marked = text[start:end], set(lowered)
+    low = "".join(text[i].lower() if i in marked else text[i] for i in range(start, end))
+    if len(lowered) >= 2 and not any(_pair_of_lower(c) for c in word):
+        yield ALLCAPS, -1
+        yield low, start
+        return
+    pos = start
+    for i in lowered:
+        if i > pos:
+            yield low[pos - start:i - start], pos
+        yield (TITLE if i == start else CAPNEXT), -1
+        yield low[i - start], i
+        pos = i + 1
+    if pos < end:
+        yield low[pos - start:], pos
+
+
+def _segments(text: str) -> Iterator[tuple[str, int]]:
+    """The transformed text as segments: (operator, -1) or (characters, index of the first in `text`).
+
+    Non-operator segments have exactly as many characters as the original span they replace."""
+    pos = 0
+    for m in _WORD_OR_OPERATOR.finditer(text):
+        if m.start() > pos:
+            yield text[pos:m.start()], pos
+        if m.group() in OPERATORS:
+            yield ESC, -1
+            yield m.group(), m.start()
+        else:
+            yield from _encode_word(text, m.start(), m.end())
+        pos = m.end()
+    if pos < len(text):
+        yield text[pos:], pos
+
+
+def encode(text: str) -> str:
+    """The transformed text (lowercase letters + operators)."""
+    return "".join(s for s, _ in _segments(text))
+
+
+def decode(text: str) -> str:
+    """The inverse of `encode`. Total on any string: an operator with nothing to act on is dropped."""
+    if not _OPERATOR.search(text):
+        return text
+    out: list[str] = []
+    pos = 0
+    while (m := _OPERATOR.search(text, pos)) is not None:
+        out.append(text[pos:m.start()])
+        op, pos = m.group(), m.end()
+        if pos >= len(text):
+            break
+        if op == ESC:
+            out.append(text[pos])
+            pos += 1
+        elif op == ALLCAPS and (w := _WORD.match(text, pos)):
+            out.append("".join(map(_raise, w.group())))
+            pos = w.end()
+        elif op in (TITLE, CAPNEXT):
+            out.append(_raise(text[pos]))
+            pos += 1
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def byte_costs(text: str) -> tuple[bytes, list[int]]:
+    """(UTF-8 of encode(text), per byte of it: original bytes charged there).
+
+    Each transformed character's original bytes sit on its last byte (a byte-fallback token
+    holding only the first bytes of a character is charged 0); operators cost 0."""
+    out, costs = [], []
+    for seg, origin in _segments(text):
+        for k, ch in enumerate(seg):
+            raw = ch.encode("utf-8")
+            out.append(raw)
+            charged = 0 if origin < 0 else len(text[origin + k].encode("utf-8"))
+            costs.extend([0] * (len(raw) - 1) + [charged])
+    return b"".join(out), costs
+
+
+def token_original_bytes(text: str, pieces: Sequence[bytes | str]) -> list[int]:
+    """Original UTF-8 bytes each token stands for, given the transformed text cut into `pieces`
+    (UTF-8 slices of encode(text), in order, covering it exactly). Sums to len(text.encode())."""
+    transformed, costs = byte_costs(text)
+    raw = [p.encode("utf-8") if isinstance(p, str) else bytes(p) for p in pieces]
+    if b"".join(raw) != transformed:
+        raise ValueError("the pieces do not concatenate to the transformed text")
+    cum = [0, *accumulate(costs)]
+    ends = [0, *accumulate(len(p) for p in raw)]
+    return [cum[b] - cum[a] for a, b in zip(ends, ends[1:])]
+
+
+def operator_positions(text: str) -> list[int]:
+    """Indices of characters in `text` that are CaseOps operator characters."""
+    return [m.start() for m in _OPERATOR.finditer(text)]
