@@ -11,7 +11,7 @@ tokenizer spends no pieces on "The"/"the"/"THE" variants:
 `decode(encode(text)) == text` for every string. A word is a maximal run of `_WORD` characters,
 the same on both sides. A capital is lowered only when that is exactly invertible letter by letter
 (`_lowerable`); anything else ("İ", "ß", "ǅ", Greek final sigma, a capital before a combining mark)
-is left as it is, and the decoder, which only ever raises letters of `_RAISABLE` pairs, leaves it
+is left as it is, and the decoder, which only ever raises the lowercase half of a `_pair_of_lower` pair, leaves it
 alone too. Lowering never changes a letter's UTF-8 length, so each transformed piece stands for
 its own bytes minus its operators: the LUT byte rule with operators at 0 stays exact
 (golf.data.bpb, docs/contracts.md).
