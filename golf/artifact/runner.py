@@ -1,5 +1,6 @@
 """The entry point of the bundled train_gpt.py: decode model.golf, dequantize, rebuild the GPT
-from the header's model config, and score val with the sliding-window eval.
+from the header's model config, cross-check the val byte sidecar (check_val_bytes), and score
+val with the sliding-window eval.
 
 It runs the same library code as `golf ttt-eval` (golf.compress.bundle carries the modules), so
 the script reproduces the stage's sliding-window BPB.
@@ -8,16 +9,33 @@ the script reproduces the stage's sliding-window BPB.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
 import torch
 
 from golf.artifact.container import decode
-from golf.artifact.shards import load_split
+from golf.artifact.bpb import manifest_luts
+from golf.artifact.scoring import check_sidecar
+from golf.artifact.shards import load_split, load_val_bytes
 from golf.artifact.sliding import evaluate
 from golf.artifact.model.load import model_from_header
 from golf.artifact.dequant import dequantize
+
+
+def check_val_bytes(tokens: Path) -> tuple:
+    """Val tokens + sidecar, cross-checked as ttt-eval does: the manifest's proven total, and
+    token by token the tokenizer's rule (CaseOps: operators at 0) when the manifest names one."""
+    manifest = json.loads((tokens / "manifest.json").read_text())
+    val, vb = load_split(tokens, "val"), load_val_bytes(tokens, manifest["splits"]["val"]["bytes"])
+    if manifest.get("val_bytes_rule", "lut"):
+        import sentencepiece
+
+        sp = sentencepiece.SentencePieceProcessor(model_file=str(tokens / "tokenizer.model"))
+        check_sidecar(val, vb, manifest_luts(sp, manifest))
+    return val, vb
 
 
 def run_artifact(argv: list[str] | None = None) -> dict:
@@ -33,7 +51,7 @@ def run_artifact(argv: list[str] | None = None) -> dict:
     with open(a.artifact, "rb") as f:
         tensors, header = decode(f.read())
     model = model_from_header(header, dequantize(tensors, header), a.device, source=a.artifact)
-    val, vb = load_split(a.tokens, "val"), load_split(a.tokens, "val_bytes")
+    val, vb = check_val_bytes(Path(a.tokens))
     if a.max_tokens:
         val, vb = val[:a.max_tokens], vb[:a.max_tokens]
     res = evaluate(model, val, vb, a.seq_len, min(a.stride, a.seq_len), a.batch_seqs, a.device)

@@ -1,4 +1,4 @@
-"""CaseOps: a lossless case transform applied before SentencePiece (golf-techniques §1.5).
+"""CaseOps: a lossless case transform applied before SentencePiece, as the top records do.
 
 Capitals become lowercase letters plus reserved private-use operator characters, so the
 tokenizer spends no pieces on "The"/"the"/"THE" variants:
