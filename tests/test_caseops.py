@@ -130,9 +130,11 @@ def test_escaped_literal_is_charged_its_bytes():
     assert token_original_bytes("The", [TITLE, "the"]) == [0, 3]
 
 
-def test_byte_costs_sit_on_the_last_byte():
+def test_byte_costs_one_per_byte_operators_zero():
     data, costs = byte_costs("Ж")
-    assert data == f"{TITLE}ж".encode() and costs == [0, 0, 0, 0, 2]
+    assert data == f"{TITLE}ж".encode() and costs == [0, 0, 0, 1, 1]
+    pieces = [TITLE.encode(), "ж".encode()[:1], "ж".encode()[1:]]  # byte fallback: one byte per token
+    assert token_original_bytes("Ж", pieces) == [0, 1, 1]
 
 
 def test_pieces_that_do_not_cover_the_text():

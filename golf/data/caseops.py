@@ -165,15 +165,17 @@ def decode(text: str) -> str:
 def byte_costs(text: str) -> tuple[bytes, list[int]]:
     """(UTF-8 of encode(text), per byte of it: original bytes charged there).
 
-    Each transformed character's original bytes sit on its last byte (a byte-fallback token
-    holding only the first bytes of a character is charged 0); operators cost 0."""
+    A transformed character's original bytes go one per byte (lowering keeps the length, so a
+    byte-fallback token is charged its one byte, as the LUT rule does); operators cost 0."""
     out, costs = [], []
     for seg, origin in _segments(text):
         for k, ch in enumerate(seg):
             raw = ch.encode("utf-8")
             out.append(raw)
             charged = 0 if origin < 0 else len(text[origin + k].encode("utf-8"))
-            costs.extend([0] * (len(raw) - 1) + [charged])
+            spread = [1 if i < charged else 0 for i in range(len(raw))]
+            spread[-1] += charged - sum(spread)  # (never: a length-changing character)
+            costs.extend(spread)
     return b"".join(out), costs
 
 
