@@ -2,11 +2,22 @@
 
 import random
 import unicodedata
+from itertools import pairwise
 
 import pytest
 
-from golf.data.caseops import (ALLCAPS, CAPNEXT, ESC, OPERATORS, TITLE, byte_costs, decode, encode,
-                               operator_positions, token_original_bytes)
+from golf.data.caseops import (
+    ALLCAPS,
+    CAPNEXT,
+    ESC,
+    OPERATORS,
+    TITLE,
+    byte_costs,
+    decode,
+    encode,
+    operator_positions,
+    token_original_bytes,
+)
 
 ADVERSARIAL = [
     "", " ", "   \t\n  \u3000 ", "a", "A", "I", "The NASA Launch", "iPhone", "McDonald", "eBay's CEO",
@@ -92,10 +103,10 @@ def _cuts(rng: random.Random, data: bytes, on_chars: bool) -> list[bytes]:
         text = data.decode("utf-8")
         points = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randrange(0, 12)))) if len(text) > 1 else []
         bounds = [0, *points, len(text)]
-        return [text[a:b].encode("utf-8") for a, b in zip(bounds, bounds[1:])]
+        return [text[a:b].encode("utf-8") for a, b in pairwise(bounds)]
     points = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(0, 12)))) if len(data) > 1 else []
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [data[a:b] for a, b in pairwise(bounds)]
 
 
 def test_token_original_bytes_sum_to_the_original():

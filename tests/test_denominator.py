@@ -9,19 +9,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_tokenize import _one_line_error, cfg, make_corpus, tiny_docs
 
 from golf.artifact.bpb import CASEOPS_OPERATORS, build_luts, rule_luts, sidecar
 from golf.artifact.scoring import check_sidecar
 from golf.artifact.shards import list_shards, load_split, read_header
 from golf.data import caseops
 from golf.data.imported import import_shards
-from golf.data.pieces import BYTE, CONTROL, UNKNOWN, USER_DEFINED, piece_types, surface_table
+from golf.data.pieces import (
+    BYTE,
+    CONTROL,
+    UNKNOWN,
+    USER_DEFINED,
+    piece_types,
+    surface_table,
+)
 from golf.data.prepare import build_tokens, read_split
 from golf.data.shards import write_shard
-from golf.data.tokenizer import load_processor, normalize_text, normalized_bytes, train_tokenizer
+from golf.data.tokenizer import (
+    load_processor,
+    normalize_text,
+    normalized_bytes,
+    train_tokenizer,
+)
 from golf.data.tokens import TokenData
 from golf.errors import GolfError
-from test_tokenize import _one_line_error, cfg, make_corpus, tiny_docs
 
 SHOUTY = [  # capitals of every kind, so the operators are frequent in val
     "The NASA Launch of the ISS Module. McDonald's iPhone and eBay; ΟΔΟΣ Οδός, МОСКВА Москва. " * 4,
@@ -190,7 +202,7 @@ def test_plain_shards_still_import_and_a_wrong_sidecar_is_named(tmp_path):
     m = build_tokens(c, path, root / "tokens")
     side = np.asarray(TokenData(root / "tokens").val_bytes, np.int64).copy()
     src = _challenge_dir(tmp_path, root / "tokens")
-    plain = dict(source="shards", shards_dir=str(src), tokenizer_path=str(root / "tokens" / "tokenizer.model"))
+    plain = {"source": "shards", "shards_dir": str(src), "tokenizer_path": str(root / "tokens" / "tokenizer.model")}
     assert import_shards(cfg(**plain), tmp_path / "a")["denominator"] == "lut_plain_text"
     docs = str(_val_jsonl(tmp_path / "val.jsonl", read_split(path, c)["val"]))
     got = import_shards(cfg(**plain, val_docs_path=docs), tmp_path / "b")
@@ -219,7 +231,7 @@ def test_sidecar_length_differs_from_its_shard(caseops_tokens, tmp_path):
         (tokens / p.name).write_bytes(p.read_bytes())
     write_shard(tokens / "val_bytes_000000.bin", honest[:n - 1])
     with pytest.raises(GolfError, match=r"val_bytes_000000.bin: .* entries for the .* tokens of val_000000.bin \(-1\)"):
-        TokenData(tokens).val_bytes
+        _ = TokenData(tokens).val_bytes
 
 
 def test_train_gpt_check_on_caseops_tokens(caseops_tokens, tmp_path):
@@ -251,7 +263,7 @@ def test_docs_holding_operator_characters_are_refused(tmp_path):
     path = make_corpus(tmp_path / "c", docs)
     out = tmp_path / "tokens"
     for transform in ("caseops", "none"):
-        _one_line_error(lambda: build_tokens(cfg(text_transform=transform), path, out),
+        _one_line_error(lambda t=transform: build_tokens(cfg(text_transform=t), path, out),
                         r"doc 'pre' holds 2 CaseOps operator characters .* first at character 8", out)
 
 
@@ -283,7 +295,7 @@ def test_caseops_needs_room_for_the_operators():
 def test_the_two_caseops_derivations_must_agree(tmp_path, monkeypatch):
     """The aligned sidecar is checked against the LUT rule with the operators at 0: an alignment
     that charged operators (the 1.0066 record's error) stops tokenize, naming doc and token."""
-    import golf.data.prepare as prepare
+    from golf.data import prepare
 
     honest = caseops.token_original_bytes
 
@@ -296,3 +308,29 @@ def test_the_two_caseops_derivations_must_agree(tmp_path, monkeypatch):
     path, out = make_corpus(tmp_path / "c", docs), tmp_path / "tokens"
     _one_line_error(lambda: build_tokens(cfg(text_transform="caseops", val_percent=30, vocab_size=420), path, out),
                     r"doc '.*', token \d+ \(id [4-7]\): aligned to the original text it is 3 bytes, the LUT rule says 0", out)
+
+
+def test_other_user_defined_pieces_need_the_docs_and_a_sidecar(tmp_path):
+    """Any user-defined piece stops the LUT rule (it could stand for anything); with a sidecar and
+    the raw docs the count is still proven, per document."""
+    from golf.artifact.bpb import build_luts
+
+    texts = [d["text"] for d in tiny_docs()]
+    model = train_tokenizer(texts[8:], 420, 0.999, ("<sep>",))
+    (tmp_path / "sep.model").write_bytes(model)
+    sp = load_processor(model)
+    val = np.array([x for t in texts[:8] for x in (1, *sp.encode(t.strip()))], np.uint16)
+    src = tmp_path / "s"
+    src.mkdir()
+    write_shard(src / "fineweb_train_000000.bin", val)
+    write_shard(src / "fineweb_val_000000.bin", val)
+    docs = tmp_path / "val.jsonl"
+    docs.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[:8]))
+    c = {"source": "shards", "shards_dir": str(src), "tokenizer_path": str(tmp_path / "sep.model"), "vocab_size": 420}
+    for kw in ({}, {"val_docs_path": str(docs)}):
+        out = tmp_path / f"out{len(kw)}"
+        _one_line_error(lambda kw=kw, out=out: import_shards(cfg(**c, **kw), out), r"id 4 '<sep>'", out)
+    write_shard(src / "fineweb_val_bytes_000000.bin", sidecar(val, build_luts(sp), 1))
+    _one_line_error(lambda: import_shards(cfg(**c), tmp_path / "d"), r"id 4 '<sep>'", tmp_path / "d")
+    got = import_shards(cfg(**c, val_docs_path=str(docs)), tmp_path / "e")
+    assert (got["denominator"], got["val_bytes_rule"], got["val_bytes_text"]) == ("recomputed_from_docs", "", "normalized")

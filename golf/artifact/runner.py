@@ -16,20 +16,21 @@ from pathlib import Path
 
 import torch
 
-from golf.artifact.container import decode
 from golf.artifact.bpb import manifest_luts
+from golf.artifact.container import decode
+from golf.artifact.dequant import dequantize
+from golf.artifact.model.load import model_from_header
 from golf.artifact.scoring import check_sidecar
 from golf.artifact.shards import load_split, load_val_bytes
 from golf.artifact.sliding import evaluate
-from golf.artifact.model.load import model_from_header
-from golf.artifact.dequant import dequantize
 
 
 def check_val_bytes(tokens: Path) -> tuple:
     """Val tokens + sidecar, cross-checked as ttt-eval does: the manifest's proven total, and
     token by token the tokenizer's rule (CaseOps: operators at 0) when the manifest names one."""
     manifest = json.loads((tokens / "manifest.json").read_text())
-    val, vb = load_split(tokens, "val"), load_val_bytes(tokens, manifest["splits"]["val"]["bytes"])
+    proven = manifest.get("splits", {}).get("val", {}).get("bytes")
+    val, vb = load_split(tokens, "val"), load_val_bytes(tokens, proven)
     if manifest.get("val_bytes_rule", "lut"):
         import sentencepiece
 

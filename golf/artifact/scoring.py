@@ -21,7 +21,6 @@ from golf.artifact.runtime import all_reduce_sum
 from golf.errors import GolfError
 
 
-
 @dataclass(frozen=True)
 class EvalResult:
     """One eval's score over the tokens it scored."""

@@ -25,13 +25,12 @@ from __future__ import annotations
 import re
 import sys
 import unicodedata
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
-from itertools import accumulate
-from typing import Iterator, Sequence
+from itertools import accumulate, pairwise
 
 TITLE, ALLCAPS, CAPNEXT, ESC = "\ue001", "\ue002", "\ue003", "\ue004"
 OPERATORS = (TITLE, ALLCAPS, CAPNEXT, ESC)
-OPERATOR_BYTES = 3  # each is a 3-byte UTF-8 character
 
 _WORD = re.compile(r"[^\W\d_]+")           # letters (and a few numeric signs like "²"): no digits, no "_"
 _OPERATOR = re.compile("[\ue001-\ue004]")
@@ -188,7 +187,7 @@ def token_original_bytes(text: str, pieces: Sequence[bytes | str]) -> list[int]:
         raise ValueError("the pieces do not concatenate to the transformed text")
     cum = [0, *accumulate(costs)]
     ends = [0, *accumulate(len(p) for p in raw)]
-    return [cum[b] - cum[a] for a, b in zip(ends, ends[1:])]
+    return [cum[b] - cum[a] for a, b in pairwise(ends)]
 
 
 def operator_positions(text: str) -> list[int]:

@@ -29,7 +29,13 @@ from golf.data.config import TokenizeConfig
 from golf.data.pieces import byte_rule, caseops_ids, describe, non_text_pieces
 from golf.data.prepare import metrics_of, write_manifest
 from golf.data.shards import shard_name, write_shard
-from golf.data.tokenizer import BOS_ID, check_tokenizer, load_processor, normalized_bytes, prepare_text
+from golf.data.tokenizer import (
+    BOS_ID,
+    check_tokenizer,
+    load_processor,
+    normalized_bytes,
+    prepare_text,
+)
 from golf.errors import GolfError
 from golf.io.atomic import atomic_write_bytes, staged_dir
 
@@ -115,8 +121,8 @@ def prove_denominator(sp: Any, cfg: TokenizeConfig, val: np.ndarray, given: np.n
     try:
         rule = byte_rule(sp, cfg.text_transform, name)
     except GolfError:
-        if docs is None:
-            raise
+        if docs is None or given is None:
+            raise  # no sidecar to prove, and no rule to make one with
         rule = ""  # unknown pieces: only the per-document proof applies
     if given is None:
         side = sidecar(val, rule_luts(sp, rule, cfg.vocab_size), BOS_ID).astype(np.int64)

@@ -11,7 +11,8 @@ so `piece_types` reads the types from the serialized model (ModelProto, a protob
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from golf.artifact.bpb import CASEOPS_OPERATORS, SPACE
 from golf.errors import GolfError

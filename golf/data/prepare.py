@@ -32,8 +32,14 @@ from golf.data.config import TokenizeConfig
 from golf.data.pieces import byte_rule, surface_table
 from golf.data.shards import ShardWriter
 from golf.data.split import ValSplit
-from golf.data.tokenizer import (BOS_ID, load_processor, normalize_text, normalized_bytes, prepare_text,
-                                 train_tokenizer)
+from golf.data.tokenizer import (
+    BOS_ID,
+    load_processor,
+    normalize_text,
+    normalized_bytes,
+    prepare_text,
+    train_tokenizer,
+)
 from golf.data.tokens import FORMAT, VERSION
 from golf.errors import GolfError
 from golf.io.atomic import atomic_write_bytes, atomic_write_text, staged_dir
