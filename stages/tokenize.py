@@ -18,8 +18,10 @@ def tokenize(
     out: Annotated[Path, typer.Option(help="Output folder, replaced whole on success.")] = Path("data/tokens"),
     metrics: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("metrics/tokenize.json"),
 ) -> None:
-    """SentencePiece BPE on the train docs, document-level val split, shards + a checked val byte sidecar."""
-    from golf.data.prepare import build_tokens, import_shards
+    """SentencePiece BPE on the train docs (optionally CaseOps text), document-level val split, shards +
+    a val byte sidecar whose total is proven (or imported shards with a proven sidecar)."""
+    from golf.data.imported import import_shards
+    from golf.data.prepare import build_tokens
 
     timer = Timer()
     if cfg.source == "shards":

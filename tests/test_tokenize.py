@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from golf.data.config import TokenizeConfig
 from golf.corpus.docs import write_corpus
-from golf.data.prepare import build_tokens, import_shards
+from golf.data.imported import import_shards
+from golf.data.prepare import build_tokens
 from golf.artifact.shards import list_shards, load_split
 from golf.data.shards import write_shard
 from golf.data.tokens import TokenData
@@ -24,7 +25,7 @@ EXTRA = [
 
 TOK = dict(source="sentencepiece", vocab_size=400, val_rule="hash", val_percent=20, val_docs=0,
            val_sources=(), tokenizer_train_docs=0, character_coverage=0.999, shard_tokens=20000,
-           shards_dir="", tokenizer_path="")
+           shards_dir="", tokenizer_path="", text_transform="none", val_docs_path="")
 
 
 def tiny_docs() -> list[dict]:
@@ -62,7 +63,8 @@ def test_outputs_and_manifest(built):
     assert t.manifest["splits"]["train"]["docs"] == int((t.train == 1).sum()) == m["docs_train"]
     assert t.val[0] == 1 and int((t.val == 1).sum()) == m["docs_val"] > 0
     assert int(t.val.max()) < 400 and int(t.val_bytes.astype(np.int64).sum()) == m["bytes_val"]
-    assert m["val_bytes_checked"] == 1 and 1 < m["bytes_per_token_val"] < 8
+    assert m["denominator"] == "recomputed_from_docs" and m["val_bytes_rule"] == "lut" and 1 < m["bytes_per_token_val"] < 8
+    assert m["transformed_bytes_val"] == m["bytes_val"] and m["text_transform"] == "none"
 
 
 def test_val_docs_never_in_train(built):
@@ -135,7 +137,7 @@ def test_import_shards(built, tmp_path):
             (src / f"fineweb_{split}_{i:06d}.bin").write_bytes(p.read_bytes())
     c = cfg(source="shards", shards_dir=str(src), tokenizer_path=str(root / "tokens" / "tokenizer.model"))
     got = import_shards(c, tmp_path / "tokens")
-    assert got["val_bytes_checked"] == 0 and got["bytes_val"] == m["bytes_val"]
+    assert got["denominator"] == "lut_plain_text" and got["bytes_val"] == m["bytes_val"]
     assert load_split(tmp_path / "tokens", "val_bytes").tolist() == load_split(root / "tokens", "val_bytes").tolist()
     # a truncated shard: one line, no partial output
     bad = src / "fineweb_val_000000.bin"

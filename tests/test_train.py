@@ -309,7 +309,7 @@ def write_tokens(d: Path, vocab: int = 29) -> None:
     write_shard(d / shard_name("val_bytes", 0), vb.astype(np.uint16))
     manifest = {"format": "golf.tokens", "version": 1, "vocab_size": vocab, "bos_id": 0, "tokenizer_sha256": "ab" * 32,
                 "splits": {"train": {"docs": 40, "tokens": 8000, "bytes": 16000, "shards": 2},
-                           "val": {"docs": 6, "tokens": 1200, "bytes": 2400, "shards": 1}}}
+                           "val": {"docs": 6, "tokens": 1200, "bytes": int(vb.sum()), "shards": 1}}}
     (d / "manifest.json").write_text(json.dumps(manifest))
 
 

@@ -12,7 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from golf.errors import GolfError
+
 SPACE = "\u2581"  # ▁, SentencePiece's whitespace marker
+CASEOPS_OPERATORS = "\ue001\ue002\ue003\ue004"  # golf/data/caseops.py OPERATORS (a test holds them equal)
+RULES = ("lut", "caseops")  # data/tokens/manifest.json "val_bytes_rule" values with a per-token rule
 
 
 @dataclass(frozen=True)
@@ -22,8 +26,11 @@ class Luts:
     is_boundary: np.ndarray        # bool[V]: control / unknown / unused ids, and ids past the tokenizer
 
 
-def build_luts(sp: Any, size: int | None = None) -> Luts:
-    """The three tables over ids 0..max(sp vocab, size)-1."""
+def build_luts(sp: Any, size: int | None = None, zero_ids: Any = ()) -> Luts:
+    """The three tables over ids 0..max(sp vocab, size)-1.
+
+    `zero_ids`: pieces that stand for no original text (the CaseOps operators) cost 0 bytes;
+    they are not boundaries, so the piece after one still pays for its leading space."""
     n = sp.get_piece_size()
     size = max(n, size or 0)
     base = np.zeros(size, np.int16)
@@ -41,7 +48,31 @@ def build_luts(sp: Any, size: int | None = None) -> Luts:
             lead[t] = True
             piece = piece[1:]
         base[t] = len(piece.encode("utf-8"))
+    for t in zero_ids:
+        base[t], lead[t] = 0, False
     return Luts(base, lead, boundary)
+
+
+def rule_luts(sp: Any, rule: str, size: int | None = None) -> Luts:
+    """The LUTs of a sidecar's per-token rule: lut = the canonical rule; caseops = the same with
+    the four operator pieces at 0 bytes (the original text has no operators)."""
+    if rule == "lut":
+        return build_luts(sp, size)
+    if rule == "caseops":
+        ids = [sp.piece_to_id(c) for c in CASEOPS_OPERATORS]
+        if sp.unk_id() in ids:
+            raise GolfError("the tokenizer has no CaseOps operator pieces U+E001..U+E004, "
+                            "but the val byte rule is caseops")
+        return build_luts(sp, size, ids)
+    raise GolfError(f"val byte rule {rule!r}: expected one of {RULES}")
+
+
+def manifest_luts(sp: Any, manifest: dict) -> Luts | None:
+    """The LUTs of the rule data/tokens/manifest.json says the sidecar follows token by token;
+    None when it was proven per document only ("" : an imported raw-bytes sidecar). A manifest
+    from before CaseOps has no rule: its sidecar is the LUT rule."""
+    rule = manifest.get("val_bytes_rule", "lut")
+    return rule_luts(sp, rule, manifest["vocab_size"]) if rule else None
 
 
 def target_bytes(prev_ids: Any, target_ids: Any, luts: Luts) -> Any:

@@ -21,7 +21,6 @@ from golf.artifact.runtime import all_reduce_sum
 from golf.errors import GolfError
 
 
-
 @dataclass(frozen=True)
 class EvalResult:
     """One eval's score over the tokens it scored."""
@@ -65,7 +64,8 @@ def check_inputs(tokens: np.ndarray, val_bytes: np.ndarray, seq_len: int) -> Non
 
 
 def check_sidecar(tokens: Any, val_bytes: Any, luts: Any, start: int = 1, end: int | None = None) -> int:
-    """Σ sidecar over scored positions [start, end) must equal the LUT rule's Σ (§1.6).
+    """The sidecar over scored positions [start, end) must equal the tokenizer's LUT rule (§1.6),
+    token by token; CaseOps LUTs charge the operator pieces 0 (golf.artifact.bpb.rule_luts).
 
     The sidecar is the byte denominator; the LUT rule (golf.artifact.bpb.target_bytes) is an
     independent derivation from the tokenizer. Returns the byte total; a mismatch is a GolfError.
@@ -76,15 +76,19 @@ def check_sidecar(tokens: Any, val_bytes: Any, luts: Any, start: int = 1, end: i
     vb = as_numpy(val_bytes, "val byte sidecar")
     end = len(tok) if end is None else end
     start = max(start, 1)
-    side = int(vb[start:end].astype(np.int64).sum())
-    lut = 0
+    side = lut = 0
+    first = -1
     for lo in range(start, end, 1 << 22):  # blocks: the LUT rule makes int arrays per token
         hi = min(lo + (1 << 22), end)
-        got = target_bytes(tok[lo - 1: hi - 1].astype(np.int64), tok[lo:hi].astype(np.int64), luts)
-        lut += int(torch.as_tensor(np.asarray(got) if not isinstance(got, torch.Tensor) else got).long().sum())
-    if side != lut:
+        got = np.asarray(target_bytes(tok[lo - 1: hi - 1].astype(np.int64), tok[lo:hi].astype(np.int64), luts))
+        have = vb[lo:hi].astype(np.int64)
+        side, lut = side + int(have.sum()), lut + int(got.sum())
+        if first < 0 and (bad := np.flatnonzero(have != got)).size:
+            first = lo + int(bad[0])
+    if first >= 0:
         raise GolfError(f"val byte sidecar sums to {side:,} bytes over tokens [{start}, {end}) but the "
-                        f"tokenizer's LUT rule gives {lut:,}: the sidecar does not match the tokenizer")
+                        f"tokenizer's LUT rule gives {lut:,} ({side - lut:+,}; first at token {first:,}, id "
+                        f"{int(tok[first])}): the sidecar does not match the tokenizer")
     return side
 
 

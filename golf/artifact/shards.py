@@ -65,3 +65,19 @@ def load_split(tokens_dir: Path, split: str) -> np.ndarray:
         raise GolfError(f"{tokens_dir}: no {split}_NNNNNN.bin shards (run `golf tokenize`)")
     parts = [read_shard(p) for p in paths]
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def load_val_bytes(tokens_dir: Path, proven_bytes: int | None = None) -> np.ndarray:
+    """The val byte sidecar: each `val_bytes_NNNNNN.bin` exactly as long as its `val_NNNNNN.bin`
+    (else the file is named), summing to `proven_bytes` (the count tokenize proved) when given."""
+    vals, sides = list_shards(tokens_dir, "val"), list_shards(tokens_dir, "val_bytes")
+    if len(sides) != len(vals):
+        raise GolfError(f"{tokens_dir}: {len(sides)} val_bytes shards for {len(vals)} val shards")
+    for v, s in zip(vals, sides):
+        if (n := read_header(s)) != (m := read_header(v)):
+            raise GolfError(f"{s}: {n:,} entries for the {m:,} tokens of {v.name} ({n - m:+,})")
+    vb = load_split(tokens_dir, "val_bytes")
+    if proven_bytes is not None and (total := int(vb.sum(dtype=np.int64))) != proven_bytes:
+        raise GolfError(f"{tokens_dir}: the val byte sidecar sums to {total:,} bytes, but tokenize proved "
+                        f"{proven_bytes:,} ({total - proven_bytes:+,}): the sidecar was changed")
+    return vb

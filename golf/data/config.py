@@ -33,6 +33,15 @@ class TokenizeConfig:
     """Folder with fineweb_train_*.bin / fineweb_val_*.bin (source = shards only; "" otherwise)."""
     tokenizer_path: str
     """SentencePiece .model that made those shards (source = shards only; "" otherwise)."""
+    text_transform: Literal["none", "caseops"]
+    """How text is rewritten before SentencePiece: none; caseops = capitals as lowercase + case
+    operators U+E001..U+E004, reserved as user-defined pieces (golf/data/caseops.py). The BPB
+    denominator is the original text's bytes either way (operators cost 0). With source = shards:
+    the transform the shards were made with (caseops: the tokenizer must hold the operator pieces)."""
+    val_docs_path: str
+    """JSONL of the raw val documents behind imported shards, one {"text": ...} per line in shard
+    order: the val byte count is recomputed from them (source = shards only; "" = none: then a
+    checked sidecar or, for a plain tokenizer, the LUT proves it)."""
 
     def __post_init__(self) -> None:
         if not 260 < self.vocab_size < 65536:
@@ -48,5 +57,11 @@ class TokenizeConfig:
             raise ValueError(f"tokenize.character_coverage = {self.character_coverage}: must be in (0, 1]")
         if self.shard_tokens <= 0:
             raise ValueError(f"tokenize.shard_tokens = {self.shard_tokens}: must be > 0")
+        if self.text_transform == "caseops" and self.vocab_size <= 264:
+            raise ValueError(f"tokenize.vocab_size = {self.vocab_size}: text_transform = caseops needs > 264 "
+                             "(4 specials + 4 operator pieces + 256 byte pieces + merges)")
+        if self.val_docs_path and self.source != "shards":
+            raise ValueError(f"tokenize.val_docs_path = {self.val_docs_path!r}: only for source = shards "
+                             "(sentencepiece reads the val docs from the corpus)")
         if self.source == "shards" and not (self.shards_dir and self.tokenizer_path):
             raise ValueError("tokenize.source = shards needs tokenize.shards_dir and tokenize.tokenizer_path")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -28,8 +29,12 @@ def prepare_text(text: str) -> str:
     return text.replace("\x00", " ").strip()
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int, character_coverage: float) -> bytes:
+def train_tokenizer(texts: Iterable[str], vocab_size: int, character_coverage: float,
+                    user_symbols: tuple[str, ...] = ()) -> bytes:
     """Train on `texts` (already prepared, non-empty); return the serialized model.
+
+    `user_symbols` become user-defined pieces (ids 4.., before the byte pieces): SentencePiece
+    matches them whole and never merges them with text (the CaseOps operators).
 
     SentencePiece's own errors become one line; a vocabulary it cannot fill (hard_vocab_limit is
     off, so it silently stops short) is an error too, since the model size is the contract.
@@ -41,7 +46,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, character_coverage: f
         spm.SentencePieceTrainer.train(
             sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
             character_coverage=character_coverage, num_threads=os.cpu_count() or 1, minloglevel=2,
-            **SETTINGS)
+            **SETTINGS, **({"user_defined_symbols": list(user_symbols)} if user_symbols else {}))
     except RuntimeError as e:
         msg = str(e)
         if m := re.search(r"Vocabulary size is smaller than required_chars\. (\d+) vs (\d+)", msg):
@@ -82,6 +87,20 @@ def check_tokenizer(sp: Any, name: str) -> None:
         raise GolfError(f"{name}: no standalone '{SPACE}' piece; byte accounting would be wrong")
     if sp.get_piece_size() >= 1 << 16:
         raise GolfError(f"{name}: {sp.get_piece_size()} pieces do not fit uint16 shards")
+
+
+@lru_cache(maxsize=1)
+def _normalizer() -> Any:
+    import sentencepiece as spm
+
+    return spm.SentencePieceNormalizer(rule_name=SETTINGS["normalization_rule_name"], add_dummy_prefix=False,
+                                       remove_extra_whitespaces=True, escape_whitespaces=True)
+
+
+def normalize_text(text: str) -> str:
+    """`text` as a tokenizer with SETTINGS normalizes it, before any tokenizer exists (▁ read as a
+    space): what CaseOps transforms, so that the tokenizer's own normalizer leaves the result alone."""
+    return _normalizer().normalize(text).replace(SPACE, " ")
 
 
 def normalized_bytes(sp: Any, text: str) -> int:

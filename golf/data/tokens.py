@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from golf.artifact.bpb import Luts, build_luts
-from golf.artifact.shards import load_split
+from golf.artifact.bpb import Luts, manifest_luts
+from golf.artifact.shards import load_split, load_val_bytes
 from golf.data.tokenizer import load_processor
 from golf.errors import GolfError
 
@@ -48,15 +48,14 @@ class TokenData:
 
     @cached_property
     def val_bytes(self) -> np.ndarray:
-        vb = load_split(self.dir, "val_bytes")
-        if len(vb) != len(self.val):
-            raise GolfError(f"{self.dir}: val_bytes has {len(vb)} entries for {len(self.val)} val tokens")
-        return vb
+        """Shard by shard as long as val, and summing to the manifest's proven byte count."""
+        return load_val_bytes(self.dir, self.manifest.get("splits", {}).get("val", {}).get("bytes"))
 
     @property
     def tokenizer_path(self) -> Path:
         return self.dir / "tokenizer.model"
 
     @cached_property
-    def luts(self) -> Luts:
-        return build_luts(load_processor(self.tokenizer_path), self.vocab_size)
+    def luts(self) -> Luts | None:
+        """The per-token rule the sidecar follows (CaseOps: operators at 0); None: none holds."""
+        return manifest_luts(load_processor(self.tokenizer_path), self.manifest)
