@@ -168,3 +168,40 @@ def test_compiles_fullgraph(device):
         grads.append([loss.detach()] + [p.grad.clone() for p in (h, w, fc)])
     for a, e in zip(*grads):
         torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
+
+
+# ---- train.fused_kernels ----------------------------------------------------------------------------
+
+def test_auto_on_cpu_is_eager_and_says_so_once(monkeypatch, capsys):
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "_said_eager", False)
+    cpu = torch.device("cpu")
+    assert [fused.resolve("auto", cpu, True) for _ in range(3)] == [False] * 3
+    err = capsys.readouterr().err
+    assert err.count("train.fused_kernels = auto: the device is cpu, not CUDA; training uses the eager") == 1
+    assert fused.resolve("off", cpu, True) is False and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("device, triton, autocast, why", [
+    ("cpu", True, True, "the device is cpu, not CUDA"),
+    ("cuda", False, True, "Triton is not installed"),
+    ("cuda", True, False, "train.autocast_bf16 is off"),
+])
+def test_on_where_it_cannot_run_names_the_key(monkeypatch, device, triton, autocast, why):
+    from golf.errors import GolfError
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "triton_importable", lambda: triton)
+    with pytest.raises(GolfError, match=rf"^train\.fused_kernels = 'on' but {why}"):
+        fused.resolve("on", torch.device(device), autocast)
+    monkeypatch.setattr(fused, "_said_eager", True)
+    assert fused.resolve("auto", torch.device(device), autocast) is False
+
+
+def test_auto_with_cuda_and_triton_takes_the_kernels(monkeypatch):
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "triton_importable", lambda: True)
+    assert fused.resolve("auto", torch.device("cuda"), True) and fused.resolve("on", torch.device("cuda"), True)
+    assert fused.resolve("off", torch.device("cuda"), True) is False
