@@ -11,7 +11,7 @@ hidden = model.mlp_hidden. Three benches, each under bf16 autocast with fp32 mas
 training runs them:
 
   head:  mean softcapped CE of h (N, d) through the tied W (V, d): eager = the model's chunked
-         head (golf/model/gpt.py `_chunked_nll`), fused = golf.kernels.softcap_ce;
+         head (golf/artifact/model/gpt.py `_chunked_nll`), fused = golf.kernels.softcap_ce;
   act:   leaky_relu(u, slope)^2 of u (N, hidden) bf16 alone;
   mlp:   fc -> act -> proj of x (N, d), matmuls included.
 
@@ -33,13 +33,13 @@ import torch.nn.functional as F
 
 from golf.kernels.leaky_relu2 import leaky_relu2, leaky_relu2_reference
 from golf.kernels.softcap_ce import softcap_ce_sum
-from golf.model.gpt import NLL_CHUNK_ELEMENTS
+from golf.artifact.model.gpt import NLL_CHUNK_ELEMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def shapes(params: Path) -> dict[str, float]:
-    from golf.model import ModelConfig
+    from golf.artifact.model import ModelConfig
     from golf.params import load_section
     from golf.train.config import TrainConfig
 

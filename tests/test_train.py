@@ -366,3 +366,20 @@ def test_golf_train_rejects_a_bigger_vocab(tmp_path):
     write_params(tmp_path / "params.yaml")
     r = invoke(tmp_path)
     assert r.exit_code == 1 and "model.vocab_size = 32" in r.output
+
+
+def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, capsys):
+    """train.fused_kernels = auto without CUDA: the eager path (res.fused_kernels False), said once
+    on stderr over two runs in one process; 'on' stops before any step, naming the key."""
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "_said_eager", False)
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    for _ in range(2):
+        res = train(TinyLM(), tcfg(iterations=2, val_every=0), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+        assert res.fused_kernels is False
+    err = capsys.readouterr().err
+    assert err.count("train.fused_kernels = auto: the device is cpu, not CUDA; training uses the eager PyTorch path") == 1
+    with pytest.raises(GolfError, match=r"^train\.fused_kernels = 'on' but the device is cpu"):
+        train(TinyLM(), tcfg(fused_kernels="on"), tr, va, vb, torch.device("cpu"), SOLO, progress=False)

@@ -1,6 +1,6 @@
 """The MLP activation act(u) = leaky_relu(u, slope)^2 (slope 0: relu^2) as one fused pair.
 
-Eager (golf/model/layers.py `MLP`), leaky_relu and square are two kernels, and autograd keeps both
+Eager (golf/artifact/model/layers.py `MLP`), leaky_relu and square are two kernels, and autograd keeps both
 u and leaky_relu(u) for the backward. Here the forward reads the up-projection's output u once and
 writes act(u); the backward reads u and the incoming gradient once and writes
 
@@ -89,6 +89,6 @@ leaky_relu2.register_autograd(_backward, setup_context=_setup_context)
 
 
 def leaky_relu2_reference(u: torch.Tensor, slope: float) -> torch.Tensor:
-    """The eager definition, as golf/model/layers.py `MLP` computes it."""
+    """The eager definition, as golf/artifact/model/layers.py `MLP` computes it."""
     a = torch.nn.functional.leaky_relu(u, slope) if slope else torch.relu(u)
     return a.square()

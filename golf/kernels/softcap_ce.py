@@ -1,6 +1,6 @@
 """Fused softcapped cross-entropy for the tied LM head: sum_i CE(c * tanh(h_i W^T / c), y_i).
 
-The eager head (golf/model/gpt.py `_logits` + `_chunked_nll`) turns the bf16 logits into fp32,
+The eager head (golf/artifact/model/gpt.py `_logits` + `_chunked_nll`) turns the bf16 logits into fp32,
 softcaps them and keeps every (rows x vocab) fp32 intermediate alive for the backward: several
 GB at the record shape (98,304 tokens x 8,192). Here, per chunk of rows:
 
