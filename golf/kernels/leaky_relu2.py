@@ -45,8 +45,7 @@ def _grid(n: int) -> tuple[int]:
 
 
 @torch.library.custom_op("golf::leaky_relu2", mutates_args=())
-def leaky_relu2(u: torch.Tensor, slope: float) -> torch.Tensor:
-    """leaky_relu(u, slope)^2, elementwise, in u's dtype."""
+def _leaky_relu2(u: torch.Tensor, slope: float) -> torch.Tensor:
     u = u.contiguous()
     out = torch.empty_like(u)
     if u.numel():
@@ -54,13 +53,13 @@ def leaky_relu2(u: torch.Tensor, slope: float) -> torch.Tensor:
     return out
 
 
-@leaky_relu2.register_fake
+@_leaky_relu2.register_fake
 def _(u, slope):
     return torch.empty_like(u, memory_format=torch.contiguous_format)
 
 
 @torch.library.custom_op("golf::leaky_relu2_backward", mutates_args=())
-def leaky_relu2_backward(u: torch.Tensor, grad: torch.Tensor, slope: float) -> torch.Tensor:
+def _leaky_relu2_backward(u: torch.Tensor, grad: torch.Tensor, slope: float) -> torch.Tensor:
     """grad * d/du leaky_relu(u, slope)^2, in u's dtype."""
     u, grad = u.contiguous(), grad.contiguous()
     out = torch.empty_like(u)
@@ -69,7 +68,7 @@ def leaky_relu2_backward(u: torch.Tensor, grad: torch.Tensor, slope: float) -> t
     return out
 
 
-@leaky_relu2_backward.register_fake
+@_leaky_relu2_backward.register_fake
 def _(u, grad, slope):
     return torch.empty_like(u, memory_format=torch.contiguous_format)
 
@@ -82,10 +81,17 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     (u,) = ctx.saved_tensors
-    return leaky_relu2_backward(u, grad, ctx.slope), None
+    return _leaky_relu2_backward(u, grad, ctx.slope), None
 
 
-leaky_relu2.register_autograd(_backward, setup_context=_setup_context)
+_leaky_relu2.register_autograd(_backward, setup_context=_setup_context)
+
+
+def leaky_relu2(u: torch.Tensor, slope: float) -> torch.Tensor:
+    """leaky_relu(u, slope)^2, elementwise, in u's dtype, fused (differentiable).
+
+    A plain function around the op, so a model holding it can still be deep-copied."""
+    return _leaky_relu2(u, slope)
 
 
 def leaky_relu2_reference(u: torch.Tensor, slope: float) -> torch.Tensor:
