@@ -269,6 +269,30 @@ def test_gpt_with_the_kernels_matches_eager(device, tiny_model_config):
         assert err(fused[1][name]) <= 4 * err(eager[1][name]) + 2 ** -8 * t.abs().max().item(), name
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not (CUDA and TRITON), reason="needs CUDA and Triton")
+def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config):
+    """The whole training loss of a GPT holding the kernels is one inductor graph (fullgraph=True,
+    as the train loop's `model` scope compiles it): its losses equal the eager model's and its
+    gradients are as close to the fp32 model's as eager bf16 ones (the criterion above)."""
+    from golf.train.fused import install
+
+    model = tiny_gpt(tiny_model_config, "cuda", mtp_heads=1)
+    idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1)).cuda()
+    tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).cuda()
+    exact = loss_and_grads(model, idx, tgt, True)
+    eager = loss_and_grads(model, idx, tgt, True, autocast=True)
+    assert install(model)
+    torch._dynamo.reset()
+    model.train_loss = torch.compile(model.train_loss, fullgraph=True, dynamic=False)
+    compiled = loss_and_grads(model, idx, tgt, True, autocast=True)
+    for a, e in zip(compiled[0], eager[0]):
+        torch.testing.assert_close(a, e, rtol=1e-2, atol=1e-2)
+    for name, t in exact[1].items():
+        err = lambda g: (g.double() - t.double()).abs().max().item()  # noqa: E731
+        assert err(compiled[1][name]) <= 4 * err(eager[1][name]) + 2 ** -8 * t.abs().max().item(), name
+
+
 # ---- train.fused_kernels ----------------------------------------------------------------------------
 
 def test_auto_on_cpu_is_eager_and_says_so_once(monkeypatch, capsys):
