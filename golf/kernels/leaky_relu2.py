@@ -22,7 +22,7 @@ BLOCK = 4096  # elements per program
 
 
 @triton.jit
-def _act_fwd(u_ptr, out_ptr, n, slope, BLOCK: tl.constexpr):
+def golf_leaky_relu2_fwd(u_ptr, out_ptr, n, slope, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     valid = offs < n
     u = tl.load(u_ptr + offs, mask=valid, other=0.0).to(tl.float32)
@@ -31,7 +31,7 @@ def _act_fwd(u_ptr, out_ptr, n, slope, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _act_bwd(u_ptr, grad_ptr, out_ptr, n, slope, BLOCK: tl.constexpr):
+def golf_leaky_relu2_bwd(u_ptr, grad_ptr, out_ptr, n, slope, BLOCK: tl.constexpr):
     offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     valid = offs < n
     u = tl.load(u_ptr + offs, mask=valid, other=0.0).to(tl.float32)
@@ -49,7 +49,7 @@ def _leaky_relu2(u: torch.Tensor, slope: float) -> torch.Tensor:
     u = u.contiguous()
     out = torch.empty_like(u)
     if u.numel():
-        _act_fwd[_grid(u.numel())](u, out, u.numel(), slope, BLOCK=BLOCK, num_warps=8)
+        golf_leaky_relu2_fwd[_grid(u.numel())](u, out, u.numel(), slope, BLOCK=BLOCK, num_warps=8)
     return out
 
 
@@ -64,7 +64,7 @@ def _leaky_relu2_backward(u: torch.Tensor, grad: torch.Tensor, slope: float) -> 
     u, grad = u.contiguous(), grad.contiguous()
     out = torch.empty_like(u)
     if u.numel():
-        _act_bwd[_grid(u.numel())](u, grad, out, u.numel(), slope, BLOCK=BLOCK, num_warps=8)
+        golf_leaky_relu2_bwd[_grid(u.numel())](u, grad, out, u.numel(), slope, BLOCK=BLOCK, num_warps=8)
     return out
 
 

@@ -39,7 +39,7 @@ def _tanh(x):
 
 
 @triton.jit
-def _softcap_ce_rows(logits_ptr, targets_ptr, loss_ptr, n_cols, row_stride, softcap,
+def golf_softcap_ce_rows(logits_ptr, targets_ptr, loss_ptr, n_cols, row_stride, softcap,
                      BLOCK: tl.constexpr):
     """One row: loss = lse(z) - z[target] with z = softcap * tanh(x / softcap); x := dloss/dx."""
     row = tl.program_id(0).to(tl.int64)
@@ -74,7 +74,7 @@ def _softcap_ce_rows(logits_ptr, targets_ptr, loss_ptr, n_cols, row_stride, soft
 def _launch_rows(logits: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor, softcap: float) -> None:
     n_rows, n_cols = logits.shape
     block = min(triton.next_power_of_2(n_cols), MAX_BLOCK)
-    _softcap_ce_rows[(n_rows,)](logits, targets, losses, n_cols, logits.stride(0), softcap,
+    golf_softcap_ce_rows[(n_rows,)](logits, targets, losses, n_cols, logits.stride(0), softcap,
                                 BLOCK=block, num_warps=8 if block >= 2048 else 4)
 
 
