@@ -1,11 +1,12 @@
 """The fused training kernels (golf/kernels) against the eager PyTorch code and its torch.compile,
 forward + backward, at a preset's shapes, on one GPU.
 
-    python bench/bench_kernels.py            # presets/record.yaml shapes, median of 20 timed runs
-    python bench/bench_kernels.py --quick    # median of 5
-    python bench/bench_kernels.py --params presets/h100.yaml --iters 50
+    python bench/bench_kernels.py                  # the record preset's shapes, median of 20 timed runs
+    python bench/bench_kernels.py --quick          # median of 5
+    python bench/bench_kernels.py --preset h100 --iters 50
+    python bench/bench_kernels.py --params my-params.yaml    # a full params file instead of a preset
 
-Shapes from the params file: N = train_batch_tokens / (nproc_per_node x grad_accum_steps) tokens
+Shapes from params.yaml with the preset's overlay applied (golf/presets.py): N = train_batch_tokens / (nproc_per_node x grad_accum_steps) tokens
 per forward (the record: 98,304 = 48 x 2048), V = model.vocab_size, d = model.model_dim, MLP
 hidden = model.mlp_hidden. Three benches, each under bf16 autocast with fp32 master weights as
 training runs them:
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -131,7 +133,8 @@ def bench(title: str, variants: dict[str, Callable], inputs: list[torch.Tensor],
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=ROOT / "presets/record.yaml")
+    ap.add_argument("--preset", default="record", help="presets/NAME.yaml applied onto params.yaml (default: record)")
+    ap.add_argument("--params", type=Path, default=None, help="a full params file (overrides --preset)")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="5 timed runs per variant")
     a = ap.parse_args()
@@ -140,11 +143,16 @@ def main() -> None:
     import triton
 
     iters = 5 if a.quick else a.iters
+    label = str(a.params) if a.params else f"preset {a.preset}"
+    if a.params is None:
+        from golf.presets import preset_params
+
+        a.params = preset_params(a.preset, ROOT, Path(tempfile.mkdtemp(prefix="golf-preset-")) / "params.yaml")
     s = shapes(a.params)
     n, v, d, hid = int(s["N"]), int(s["V"]), int(s["d"]), int(s["hidden"])
     torch.backends.cuda.matmul.allow_tf32 = True
     print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
-    print(f"{a.params.name}: N={n} tokens, V={v}, d={d}, MLP hidden={hid}, softcap={s['softcap']}, "
+    print(f"{label}: N={n} tokens, V={v}, d={d}, MLP hidden={hid}, softcap={s['softcap']}, "
           f"slope={s['slope']}; median of {iters}; ratios are speedups (>1 = faster than that baseline)")
     g = torch.Generator(device="cuda").manual_seed(0)
     rand = lambda *shape, std=1.0, dtype=torch.float32: (std * torch.randn(*shape, device="cuda", generator=g)).to(dtype)  # noqa: E731
