@@ -293,6 +293,32 @@ def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config):
         assert err(compiled[1][name]) <= 4 * err(eager[1][name]) + 2 ** -8 * t.abs().max().item(), name
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_with_the_kernels_matches_eager(device, tiny_model_config, monkeypatch):
+    """golf.train.loop.train with train.fused_kernels = on (on CPU the interpreter stands in for the
+    GPU): the kernels are installed, two steps give the eager run's losses within bf16 tolerance,
+    and the model comes back eager."""
+    from golf.train import fused
+    from golf.train.loop import train
+    from test_train import SOLO, corpus, tcfg
+
+    if device == "cpu":
+        monkeypatch.setattr(fused, "missing", lambda device, autocast_bf16: "")
+    tr, _ = corpus(3000, vocab=96, seed=1)
+    va, vb = corpus(400, vocab=96, seed=2)
+    runs = {}
+    for mode in ("off", "on"):
+        model = tiny_gpt(tiny_model_config, device)
+        cfg = tcfg(iterations=2, val_every=0, warmup_steps=0, train_batch_tokens=2 * 24, grad_accum_steps=1,
+                   val_max_tokens=2 * 24, device=device, fused_kernels=mode)
+        runs[mode] = train(model, cfg, tr, va, vb, torch.device(device), SOLO, progress=False)
+        assert runs[mode].fused_kernels is (mode == "on")
+        assert model.fused_head_loss is None and all(b.mlp.fused_act is None for b in model.blocks)
+    for a, e in zip(runs["on"].rows, runs["off"].rows):
+        assert a["train_loss"] == pytest.approx(e["train_loss"], rel=2e-2)
+    assert runs["on"].val_bpb == pytest.approx(runs["off"].val_bpb, rel=2e-2)
+
+
 # ---- train.fused_kernels ----------------------------------------------------------------------------
 
 def test_auto_on_cpu_is_eager_and_says_so_once(monkeypatch, capsys):
