@@ -8,8 +8,9 @@ so the CPU side runs at full speed), before and after depth recurrence switches 
 Each phase is one call of golf.train.loop.train (no warm-up steps, no evals) with looping off,
 then on: step 1 compiles (and autotunes), step 2 warms the profiler, the next --steps are
 recorded. Kernel times are binned: matmul (cuBLAS/CUTLASS), attention (flash/cuDNN/efficient), fused
-(inductor's Triton kernels: norms, softcap + cross-entropy, rotary, gates...), optimizer (foreach
-/ fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/memset) and other (eager ATen).
+(inductor's Triton kernels: norms, softcap + cross-entropy, rotary, gates...; golf/kernels' golf_*),
+optimizer (foreach / fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/memset) and other
+(eager ATen).
 `busy` is the kernel time over the wall time of those steps; 1 - busy is the GPU left idle.
 """
 
@@ -28,7 +29,7 @@ from trainrun import ROOT, h100_params
 BINS = [("attention", r"flash|fmha|cudnn|attention|sdpa"),
         ("matmul", r"gemm|nvjet|cutlass|xmma|wgmma|sm90_|ampere_|cublas"),
         ("optimizer", r"multi_tensor|foreach|adam"),
-        ("fused", r"^triton_"),
+        ("fused", r"^triton_|^golf_"),
         ("copy", r"memcpy|memset|copy_kernel|Memcpy|Memset")]
 
 

@@ -81,6 +81,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
               "train_tokens": res.train_tokens, "tokens_per_s": round(res.tokens_per_s, 1),
               "params": sum(p.numel() for p in model.parameters()), "peak_mem_bytes": res.peak_mem_bytes,
               "attention_backend": str(getattr(model, "attention_backend", "sdpa")), "compile": res.compiled,
+              "fused_kernels": res.fused_kernels,
               "train_s": round(res.train_s, 3), "first_step_s": round(res.first_step_s, 3),
               "world_size": dctx.world_size}
     if res.mfu is not None:

@@ -27,7 +27,7 @@ TRAIN = dict(
     muon_wd=0.01, tied_embed_lr=0.02, embed_wd=0.0, scalar_lr=0.01, adam_wd=0.0, beta1=0.9, beta2=0.95,
     adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, swa_enabled=False, swa_every=5, swa_start_frac=0.5,
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", attention_backend="auto",
-    autocast_bf16=True, nproc_per_node=1,
+    autocast_bf16=True, fused_kernels="auto", nproc_per_node=1,
     peak_flops=0.0, moe_aux_weight=0.0, mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
     cat_clip_sigmas=12.85,
 )
@@ -367,3 +367,20 @@ def test_golf_train_rejects_a_bigger_vocab(tmp_path):
     write_params(tmp_path / "params.yaml")
     r = invoke(tmp_path)
     assert r.exit_code == 1 and "model.vocab_size = 32" in r.output
+
+
+def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, capsys):
+    """train.fused_kernels = auto without CUDA: the eager path (res.fused_kernels False), said once
+    on stderr over two runs in one process; 'on' stops before any step, naming the key."""
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "_said_eager", False)
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    for _ in range(2):
+        res = train(TinyLM(), tcfg(iterations=2, val_every=0), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+        assert res.fused_kernels is False
+    err = capsys.readouterr().err
+    assert err.count("train.fused_kernels = auto: the device is cpu, not CUDA; training uses the eager PyTorch path") == 1
+    with pytest.raises(GolfError, match=r"^train\.fused_kernels = 'on' but the device is cpu"):
+        train(TinyLM(), tcfg(fused_kernels="on"), tr, va, vb, torch.device("cpu"), SOLO, progress=False)

@@ -87,6 +87,9 @@ class TrainConfig:
     """Attention kernel; auto = the fastest importable (fa3 > fa4 > fa2 > sdpa); cudnn = SDPA's cuDNN kernel."""
     autocast_bf16: bool
     """bf16 autocast for the forward on CUDA (ignored on CPU)."""
+    fused_kernels: Literal["auto", "on", "off"]
+    """Fused Triton kernels for training (golf/kernels: softcapped CE head, LeakyReLU² MLP activation);
+    auto = on with CUDA, Triton and autocast_bf16, else the eager path (said once on stderr). Training only."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float

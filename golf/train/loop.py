@@ -9,7 +9,7 @@ on all ranks and the slowest rank's clock decides; a non-finite loss on any rank
 The objective of one step (each micro-batch's terms divided by grad_accum_steps, so the gradient is
 that of the whole global batch):
 
-    mean NLL + train.mtp_weight * mean t+2 NLL     (model.mtp_heads > 0; GPT.nll_and_mtp)
+    mean NLL + train.mtp_weight * mean t+2 NLL     (model.mtp_heads > 0; GPT.train_loss)
              + train.moe_aux_weight * aux_loss()   (model.moe_num_experts > 0; of each micro-batch)
              + train.cat_weight * CAT penalty      (every train.cat_every-th step, once; golf/train/cat.py)
 
@@ -18,11 +18,15 @@ that of the whole global batch):
 (or the train clock), never on train_batch_tokens or grad_accum_steps: small-batch training
 with the same iterations has the same schedule, and grad accumulation only changes how the
 same global batch is split (tests/test_train.py checks both).
+
+With `train.fused_kernels` on (golf/train/fused.py), the model's head loss and MLP activation are
+golf/kernels' Triton kernels; evals inside the loop keep the eager head.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import resource
 import sys
@@ -39,6 +43,7 @@ from golf.optim.ema import EMA, SWA, load_average
 from golf.optim.muon import Muon
 from golf.optim.schedule import lr_multiplier, muon_momentum, train_frac
 from golf.train import ddp
+from golf.train import fused as fused_kernels
 from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
@@ -57,6 +62,7 @@ class TrainResult:
     val_bpb_raw: float
     looping: bool
     compiled: bool
+    fused_kernels: bool
     flops_per_token: float
     mfu: float | None
     peak_mem_bytes: int
@@ -133,16 +139,15 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
                     moe_weight: float, mtp_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean NLL, the weighted auxiliary terms) of one micro-batch; its loss is their sum.
 
-    `forward` is `model.nll_and_mtp` when mtp_weight > 0 (one trunk pass for both heads), else
-    `model.nll`, either possibly compiled. The MoE balance loss is that of the forward just run.
+    `forward` (possibly compiled) returns the NLL, or (NLL, t+2 NLL or None) from one trunk pass:
+    GPT.train_loss (means), or another model's `nll` / `nll_and_mtp` (per token). The MoE balance
+    loss is that of the forward just run.
     """
     aux = torch.zeros((), device=x.device)
-    if mtp_weight > 0:
-        nll, mtp = forward(x, y)
-        if mtp is not None:
-            aux = aux + mtp_weight * mtp.mean()
-    else:
-        nll = forward(x, y)
+    out = forward(x, y)
+    nll, mtp = out if isinstance(out, tuple) else (out, None)
+    if mtp is not None and mtp_weight > 0:
+        aux = aux + mtp_weight * mtp.mean()
     if moe_weight > 0:
         aux = aux + moe_weight * model.aux_loss()
     return nll.mean(), aux
@@ -161,7 +166,10 @@ class Stepper:
         self.moe_w = cfg.moe_aux_weight if getattr(mcfg, "moe_num_experts", 0) > 0 else 0.0
         self.mtp_w = cfg.mtp_weight if getattr(mcfg, "mtp_heads", 0) > 0 else 0.0
         self.cat_ws = cat_matrices(model) if cfg.cat_every > 0 else []
-        self.forward = model.nll_and_mtp if self.mtp_w > 0 else model.nll
+        if hasattr(model, "train_loss"):  # golf's GPT: the fused head when installed (golf/train/fused.py)
+            self.forward = functools.partial(model.train_loss, mtp=self.mtp_w > 0)
+        else:
+            self.forward = model.nll_and_mtp if self.mtp_w > 0 else model.nll
         self.autocast = device.type == "cuda" and cfg.autocast_bf16
         self.ema: EMA | None = None  # the weight averages, made when the timed steps start
         self.swa: SWA | None = None
@@ -279,6 +287,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
     _cuda_precision(device)
     model.to(device).train()
+    fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main) and \
+        fused_kernels.install(model)
     loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
                           cfg.grad_accum_steps, dctx.rank, world, cfg.seed, device)
     stepper = Stepper(model, cfg, loader, device, world)
@@ -312,10 +322,12 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     tps = step * cfg.train_batch_tokens / elapsed if elapsed > 0 else 0.0
     fpt = model_flops_per_token(model, cfg.train_seq_len)
     mfu = fpt * tps / (cfg.peak_flops * world) if device.type == "cuda" and cfg.peak_flops > 0 else None
+    if fused:  # the model leaves training as it came: eager, runnable anywhere
+        model.use_fused_kernels(None, None)
     return TrainResult(steps=step, train_tokens=step * cfg.train_batch_tokens, train_s=elapsed, tokens_per_s=tps,
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
-                       looping=bool(getattr(model, "looping", False)), compiled=use_compile, flops_per_token=fpt,
-                       mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
+                       looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
+                       flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
                        first_step_s=(first_step_at or started) - started, rows=rows)
 
 

@@ -57,6 +57,7 @@ class GPT(nn.Module):
         self.mtp = nn.ModuleList(nn.Linear(d, d, bias=False) for _ in range(cfg.mtp_heads))
         self._init_weights()
         self.attention_backend = "sdpa"
+        self.fused_head_loss = None  # training only: see use_fused_kernels
 
     # ---- structure -------------------------------------------------------------------------
 
@@ -91,6 +92,15 @@ class GPT(nn.Module):
         self.attention_backend = backend
         for block in self.blocks:
             block.attn.backend = backend
+
+    def use_fused_kernels(self, head_loss, activation) -> None:
+        """Training: `train_loss` takes head_loss(h, W, targets, softcap) -> summed NLL for the head
+        and every MLP takes activation(u, slope); golf/train/fused.py passes golf/kernels' (this
+        package never imports them, so eval and the artifact runner stay eager)."""
+        self.fused_head_loss = head_loss
+        for m in self.modules():
+            if hasattr(m, "fused_act"):
+                m.fused_act = activation
 
     def compile_blocks(self, **compile_kwargs) -> None:
         """Regional compilation: torch.compile each block's two forms and the loss head, not the loop.
@@ -234,6 +244,25 @@ class GPT(nn.Module):
         if not len(self.mtp) or idx.size(1) < 2:
             return nll, None
         return nll, self._mtp_nll(h, targets)
+
+    def train_loss(self, idx: torch.Tensor, targets: torch.Tensor, mtp: bool = False
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(mean NLL, mean t+2 NLL when `mtp` and the model has the head, else None), one trunk pass:
+        the means of `nll_and_mtp`, through the fused head when installed (use_fused_kernels)."""
+        h = self.hidden(idx)
+        nll = self._mean_nll(h, targets)
+        if not (mtp and len(self.mtp) and idx.size(1) >= 2):
+            return nll, None
+        g = h[:, :-1]
+        return nll, self._mean_nll(self.final_norm(g + self.mtp[0](g)), targets[:, 1:])
+
+    def _mean_nll(self, h: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.fused_head_loss is None:
+            return self._chunked_nll(h, targets).mean()
+        w = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight
+        if self.head_proj is not None:
+            h = self.head_proj(h)
+        return self.fused_head_loss(h, w, targets, self.cfg.logit_softcap) / targets.numel()
 
     def mtp_loss(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean NLL of the t+2 head (its own trunk pass; the loop uses `nll_and_mtp` instead)."""

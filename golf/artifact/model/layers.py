@@ -25,16 +25,22 @@ class RMSNorm(nn.Module):
 
 
 class MLP(nn.Module):
-    """fc -> relu^2 or leaky_relu^2 -> proj (proj zero-initialised)."""
+    """fc -> relu^2 or leaky_relu^2 -> proj (proj zero-initialised).
+
+    `fused_act(u, slope)`, when training sets it (GPT.use_fused_kernels), replaces the eager pair.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.fc = nn.Linear(cfg.model_dim, cfg.mlp_hidden, bias=False)
         self.proj = nn.Linear(cfg.mlp_hidden, cfg.model_dim, bias=False)
         self.slope = cfg.leaky_slope if cfg.activation == "leaky_relu2" else 0.0
+        self.fused_act = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.fc(x)
+        if self.fused_act is not None:
+            return self.proj(self.fused_act(h, self.slope))
         h = F.leaky_relu(h, self.slope) if self.slope else F.relu(h)
         return self.proj(h.square())
 

@@ -1,0 +1,187 @@
+"""The fused training kernels (golf/kernels) against the eager PyTorch code and its torch.compile,
+forward + backward, at a preset's shapes, on one GPU.
+
+    python bench/bench_kernels.py                  # the record preset's shapes, median of 20 timed runs
+    python bench/bench_kernels.py --quick          # median of 5
+    python bench/bench_kernels.py --preset h100 --iters 50
+    python bench/bench_kernels.py --params my-params.yaml    # a full params file instead of a preset
+
+Shapes from params.yaml with the preset's overlay applied (golf/presets.py): N = train_batch_tokens / (nproc_per_node x grad_accum_steps) tokens
+per forward (the record: 98,304 = 48 x 2048), V = model.vocab_size, d = model.model_dim, MLP
+hidden = model.mlp_hidden. Three benches, each under bf16 autocast with fp32 master weights as
+training runs them:
+
+  head:  mean softcapped CE of h (N, d) through the tied W (V, d): eager = the model's chunked
+         head (golf/artifact/model/gpt.py `_chunked_nll`), fused = golf.kernels.softcap_ce;
+  act:   leaky_relu(u, slope)^2 of u (N, hidden) bf16 alone;
+  mlp:   fc -> act -> proj of x (N, d), matmuls included.
+
+Each row: median ms of forward + backward, the peak CUDA memory the run allocates above its inputs,
+the time ratio against eager and against compiled eager, and the largest gradient difference
+from eager relative to the largest gradient (a parity check, bf16 level ~1e-2). A variant that
+fails prints its error and the others go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from golf.kernels.leaky_relu2 import leaky_relu2, leaky_relu2_reference
+from golf.kernels.softcap_ce import softcap_ce_sum
+from golf.artifact.model.gpt import NLL_CHUNK_ELEMENTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shapes(params: Path) -> dict[str, float]:
+    from golf.artifact.model import ModelConfig
+    from golf.params import load_section
+    from golf.train.config import TrainConfig
+
+    m = load_section(params, "model", ModelConfig)
+    t = load_section(params, "train", TrainConfig)
+    return {"N": t.micro_batch_seqs(t.nproc_per_node) * t.train_seq_len, "V": m.vocab_size, "d": m.model_dim,
+            "hidden": m.mlp_hidden, "softcap": m.logit_softcap, "slope": m.leaky_slope if m.activation == "leaky_relu2" else 0.0}
+
+
+def eager_head(h, w, y, softcap):
+    """The model's training head: bf16 logits per chunk of rows, fp32 softcap and CE, mean."""
+    rows = max(1, NLL_CHUNK_ELEMENTS // w.shape[0])
+    parts = [F.cross_entropy(softcap * torch.tanh(F.linear(h[s:s + rows], w).float() / softcap), y[s:s + rows],
+                             reduction="none") for s in range(0, h.shape[0], rows)]
+    return torch.cat(parts).mean()
+
+
+def fused_head(h, w, y, softcap):
+    return softcap_ce_sum(h, w, y, softcap) / y.numel()
+
+
+def eager_act(u, slope):
+    return leaky_relu2_reference(u, slope)
+
+
+def fused_act(u, slope):
+    return leaky_relu2(u, slope)
+
+
+def mlp(act: Callable) -> Callable:
+    def run(x, fc, proj, slope):
+        return F.linear(act(F.linear(x, fc), slope), proj)
+    return run
+
+
+def measure(step: Callable[[], list[torch.Tensor]], iters: int) -> tuple[float, int, list[torch.Tensor]]:
+    """(median ms of step(), peak bytes it allocated above what was live before, its gradients)."""
+    for _ in range(3):  # warm-up: compile, autotune, allocator
+        step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        grads = step()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    peak = torch.cuda.max_memory_allocated() - base
+    return sorted(times)[len(times) // 2], peak, grads
+
+
+def fwd_bwd(fn: Callable, inputs: list[torch.Tensor], extra: tuple, grad_out: torch.Tensor | None) -> Callable:
+    """A step: zero the inputs' grads, fn(*inputs, *extra) under bf16 autocast, backward; the grads."""
+    def step():
+        for t in inputs:
+            t.grad = None
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = fn(*inputs, *extra)
+        out.backward(grad_out)
+        return [t.grad for t in inputs]
+    return step
+
+
+def bench(title: str, variants: dict[str, Callable], inputs: list[torch.Tensor], extra: tuple,
+          grad_out: torch.Tensor | None, iters: int) -> dict[str, dict]:
+    print(f"\n{title}\n| variant | ms | peak MiB | vs eager | vs compiled eager | grad diff |\n|---|---:|---:|---:|---:|---:|")
+    rows: dict[str, dict] = {}
+    ref = None
+    for name, fn in variants.items():
+        torch._dynamo.reset()
+        try:
+            ms, peak, grads = measure(fwd_bwd(fn, inputs, extra, grad_out), iters)
+        except Exception as e:  # one variant that cannot run says why; the others go on
+            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:100]} | | | | |")
+            continue
+        if ref is None:
+            ref = [g.float() for g in grads]
+        diff = max(((g.float() - r).abs().max() / r.abs().max()).item() for g, r in zip(grads, ref))
+        rows[name] = {"ms": ms, "peak_mib": peak / 2**20, "grad_diff": diff}
+        base = rows.get("eager", {}).get("ms")
+        comp = rows.get("compiled eager", {}).get("ms")
+        ratio = lambda b: f"{b / ms:.2f}x" if b else "-"  # noqa: E731  speedup: >1 = faster
+        print(f"| {name} | {ms:.3f} | {peak / 2**20:,.0f} | {ratio(base)} | {ratio(comp)} | {diff:.1e} |", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="record", help="presets/NAME.yaml applied onto params.yaml (default: record)")
+    ap.add_argument("--params", type=Path, default=None, help="a full params file (overrides --preset)")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--quick", action="store_true", help="5 timed runs per variant")
+    a = ap.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("bench_kernels needs a CUDA GPU")
+    import triton
+
+    iters = 5 if a.quick else a.iters
+    label = str(a.params) if a.params else f"preset {a.preset}"
+    if a.params is None:
+        from golf.presets import preset_params
+
+        a.params = preset_params(a.preset, ROOT, Path(tempfile.mkdtemp(prefix="golf-preset-")) / "params.yaml")
+    s = shapes(a.params)
+    n, v, d, hid = int(s["N"]), int(s["V"]), int(s["d"]), int(s["hidden"])
+    torch.backends.cuda.matmul.allow_tf32 = True
+    print(torch.cuda.get_device_name(), "torch", torch.__version__, "triton", triton.__version__)
+    print(f"{label}: N={n} tokens, V={v}, d={d}, MLP hidden={hid}, softcap={s['softcap']}, "
+          f"slope={s['slope']}; median of {iters}; ratios are speedups (>1 = faster than that baseline)")
+    g = torch.Generator(device="cuda").manual_seed(0)
+    rand = lambda *shape, std=1.0, dtype=torch.float32: (std * torch.randn(*shape, device="cuda", generator=g)).to(dtype)  # noqa: E731
+    compiled = lambda fn: torch.compile(fn, fullgraph=True, dynamic=False)  # noqa: E731
+    out = {}
+
+    h = torch.nn.functional.rms_norm(rand(n, d), (d,)).requires_grad_()  # the final norm's output
+    w = rand(v, d, std=0.02).requires_grad_()
+    y = torch.randint(0, v, (n,), device="cuda", generator=g)
+    out["head"] = bench(f"head: mean softcapped CE, h ({n}, {d}) @ W ({v}, {d})^T",
+                        {"eager": eager_head, "compiled eager": compiled(eager_head), "fused": fused_head,
+                         "compiled fused": compiled(fused_head)}, [h, w], (y, s["softcap"]), None, iters)
+    del h, w, y
+
+    u = rand(n, hid, dtype=torch.bfloat16).requires_grad_()
+    du = rand(n, hid, dtype=torch.bfloat16)
+    out["act"] = bench(f"act: leaky_relu(u, {s['slope']})^2, u ({n}, {hid}) bf16",
+                       {"eager": eager_act, "compiled eager": compiled(eager_act), "fused": fused_act},
+                       [u], (s["slope"],), du, iters)
+    del u, du
+
+    x = torch.nn.functional.rms_norm(rand(n, d), (d,)).requires_grad_()
+    fc, proj = rand(hid, d, std=d ** -0.5).requires_grad_(), rand(d, hid, std=hid ** -0.5).requires_grad_()
+    dx = rand(n, d, dtype=torch.bfloat16)
+    out["mlp"] = bench(f"mlp: fc ({hid}, {d}) -> act -> proj ({d}, {hid}), x ({n}, {d})",
+                       {"eager": mlp(eager_act), "compiled eager": compiled(mlp(eager_act)), "fused": mlp(fused_act),
+                        "compiled fused": compiled(mlp(fused_act))}, [x, fc, proj], (s["slope"],), dx, iters)
+    print("\n" + json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""`train.fused_kernels`: whether training runs the fused Triton kernels, and installing them.
+
+The model never imports golf/kernels (eval and the bundled artifact runner must run without
+Triton): the train loop hands the fused functions to the model (`use_fused_kernels`), which then
+takes them in its training loss and its MLPs (golf/kernels/__init__.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from golf.errors import GolfError
+from golf.kernels import triton_importable
+
+_said_eager = False  # `auto` falling back says so once per process, not once per train() call
+
+
+def missing(device: torch.device, autocast_bf16: bool) -> str:
+    """Why the fused kernels cannot run here ('' when they can)."""
+    if device.type != "cuda":
+        return f"the device is {device.type}, not CUDA"
+    if not triton_importable():
+        return "Triton is not installed"
+    if not autocast_bf16:
+        return "train.autocast_bf16 is off (the kernels compute in bf16)"
+    return ""
+
+
+def resolve(setting: str, device: torch.device, autocast_bf16: bool, announce: bool = True) -> bool:
+    """True when training should take the fused kernels for `train.fused_kernels = setting`.
+
+    on: required, a GolfError naming the key when they cannot run; off: never; auto: when they
+    can, else the eager path, said once on stderr (by the process that `announce`s: rank 0).
+    """
+    global _said_eager
+    if setting == "off":
+        return False
+    why = missing(device, autocast_bf16)
+    if setting == "on" and why:
+        raise GolfError(f"train.fused_kernels = 'on' but {why}; use 'auto' or 'off'")
+    if why and announce and not _said_eager:
+        print(f"train.fused_kernels = auto: {why}; training uses the eager PyTorch path", file=sys.stderr)
+        _said_eager = True
+    return not why
+
+
+def install(model: torch.nn.Module) -> bool:
+    """Give the model the fused head loss and MLP activation (golf/kernels); False when the model
+    has no place for them (a model other than golf's GPT)."""
+    if not hasattr(model, "use_fused_kernels"):
+        return False
+    from golf.kernels.leaky_relu2 import leaky_relu2
+    from golf.kernels.softcap_ce import softcap_ce_sum
+
+    model.use_fused_kernels(softcap_ce_sum, leaky_relu2)
+    return True

@@ -1,0 +1,356 @@
+"""golf.kernels: the fused Triton kernels against the eager math, on tiny shapes.
+
+Each kernel test runs twice: on the GPU (marked gpu; the compiled kernels) and, where there is no
+GPU but Triton is installed, on the CPU under Triton's interpreter (TRITON_INTERPRET=1). Without
+Triton both skip. The interpreter rounds to bf16 toward zero where the GPU rounds to nearest, so
+bf16 results may differ from eager by one unit in the last place there.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from golf.kernels import triton_importable
+
+CUDA = torch.cuda.is_available()
+TRITON = triton_importable()
+if TRITON and not CUDA:
+    # read when a @triton.jit kernel is defined and again when it launches: set before the kernel
+    # modules are imported, and left set (nothing else uses Triton on a machine without a GPU)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+DEVICES = [
+    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not (CUDA and TRITON), reason="needs CUDA and Triton")]),
+    pytest.param("cpu", marks=pytest.mark.skipif(CUDA or not TRITON,
+                                                 reason="interpreter runs need Triton and no GPU (there the GPU runs cover them)")),
+]
+
+
+def bf16_close(actual: torch.Tensor, expected: torch.Tensor, truth: torch.Tensor) -> None:
+    """actual is within a few bf16 units of expected, and no further from the fp64 truth than
+    twice expected's own error (plus one unit): as good as the eager path, not just near it."""
+    scale = truth.abs().max().item()
+    actual, expected, truth = actual.double(), expected.double(), truth.double()
+    assert (actual - expected).abs().max().item() <= 2 ** -5 * scale
+    assert (actual - truth).abs().max().item() <= 2 * (expected - truth).abs().max().item() + 2 ** -8 * scale
+
+
+# ---- softcapped cross-entropy ------------------------------------------------------------------
+
+def ce_inputs(device: str, n: int, d: int, v: int, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    h = (2 * torch.randn(n, d, generator=gen)).view(3, n // 3, d)  # (B, T, d) as the model's
+    w = torch.randn(v, d, generator=gen)
+    y = torch.randint(0, v, h.shape[:-1], generator=gen)
+    return h.to(device).requires_grad_(), w.to(device).requires_grad_(), y.to(device)
+
+
+def ce_truth(h, w, y, softcap):
+    """fp64 loss and gradients from the bf16-rounded inputs (the operands both paths multiply)."""
+    h64 = h.detach().to(torch.bfloat16).double().requires_grad_()
+    w64 = w.detach().to(torch.bfloat16).double().requires_grad_()
+    z = softcap * torch.tanh(F.linear(h64.flatten(0, -2), w64) / softcap)
+    loss = F.cross_entropy(z, y.flatten(), reduction="sum")
+    loss.backward()
+    return loss.detach(), h64.grad, w64.grad
+
+
+def run_with_grads(fn, h, w, y, softcap):
+    h.grad = w.grad = None
+    loss = fn(h, w, y, softcap)
+    loss.backward()
+    return loss.detach(), h.grad.clone(), w.grad.clone()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("softcap, chunk_rows, max_block", [(30.0, 0, 4096), (2.0, 4, 128)])
+def test_softcap_ce_matches_eager(device, softcap, chunk_rows, max_block, monkeypatch):
+    """Loss and both gradients equal the eager head's within bf16 tolerance: one chunk and one
+    column block, and several chunks (the last one short) with several blocks (the last one short)."""
+    from golf.kernels import softcap_ce
+
+    monkeypatch.setattr(softcap_ce, "MAX_BLOCK", max_block)
+    h, w, y = ce_inputs(device, n=15, d=16, v=300)
+    fused = run_with_grads(lambda *a: softcap_ce.softcap_ce_sum(*a, chunk_rows=chunk_rows), h, w, y, softcap)
+    eager = run_with_grads(softcap_ce.softcap_ce_reference, h, w, y, softcap)
+    truth = ce_truth(h, w, y, softcap)
+    torch.testing.assert_close(fused[0], eager[0], rtol=1e-4, atol=1e-3)
+    assert fused[1].dtype == h.dtype and fused[2].dtype == w.dtype
+    for a, e, t in zip(fused[1:], eager[1:], truth[1:]):
+        bf16_close(a, e, t.to(a.device))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_softcap_ce_backward_scales_by_grad_output(device):
+    """The gradients are computed in the forward; the backward multiplies them by d out (here the
+    mean's 1/N and a factor), so `loss.mean()`-style scaling composes like any autograd op."""
+    from golf.kernels.softcap_ce import softcap_ce_sum
+
+    h, w, y = ce_inputs(device, n=12, d=8, v=40, seed=1)
+    _, gh, gw = run_with_grads(softcap_ce_sum, h, w, y, 30.0)
+    _, gh3, gw3 = run_with_grads(lambda *a: -3.0 * softcap_ce_sum(*a) / y.numel(), h, w, y, 30.0)
+    torch.testing.assert_close(gh3, -3.0 * gh / y.numel())
+    torch.testing.assert_close(gw3, -3.0 * gw / y.numel())
+
+
+# ---- LeakyReLU² ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("slope", [0.5, 0.0])
+def test_leaky_relu2_matches_eager(device, dtype, slope):
+    """act(u) and grad_u equal eager leaky_relu(u, slope).square() (slope 0: relu^2) within one
+    rounding, over a length that is not a multiple of the kernel's block, zeros included."""
+    from golf.kernels.leaky_relu2 import BLOCK, leaky_relu2, leaky_relu2_reference
+
+    gen = torch.Generator().manual_seed(2)
+    u = (3 * torch.randn(2, 3, BLOCK // 4 + 5, generator=gen)).to(dtype)
+    u[0, 0, :7] = 0.0
+    grad = torch.randn(u.shape, generator=gen).to(dtype).to(device)
+    u = u.to(device)
+    results = []
+    for fn in (leaky_relu2, leaky_relu2_reference):
+        x = u.clone().requires_grad_()
+        out = fn(x, slope)
+        out.backward(grad)
+        results.append((out.detach(), x.grad))
+    (a, ga), (e, ge) = results
+    assert a.dtype == dtype and ga.dtype == dtype
+    tol = dict(rtol=2 ** -7, atol=1e-30) if dtype == torch.bfloat16 else dict(rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(a, e, **tol)
+    torch.testing.assert_close(ga, ge, **tol)
+    assert torch.all(ga[0, 0, :7] == 0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_leaky_relu2_saves_only_its_input(device):
+    """The fused activation keeps u alone for its backward (eager keeps u and leaky_relu(u))."""
+    from golf.kernels.leaky_relu2 import leaky_relu2
+
+    u = torch.randn(4, 64, device=device, requires_grad=True)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        leaky_relu2(u, 0.5)
+    assert len(saved) == 1 and saved[0].shape == u.shape
+
+
+# ---- torch.compile: no graph break ---------------------------------------------------------------
+
+def head_and_mlp_loss(h, w, y, fc, softcap, slope, ce, act):
+    """A tiny training loss through both fused functions (or their references)."""
+    x = h + act(h @ fc.t(), slope) @ fc
+    return ce(x, w, y, softcap) / y.numel()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiles_fullgraph(device):
+    """torch.compile(fullgraph=True) traces both fused functions with no graph break and gives
+    the eager-called result. CPU: the aot_eager backend (dynamo + autograd tracing through the
+    fake implementations, no codegen); GPU: inductor, as training compiles."""
+    from golf.kernels.leaky_relu2 import leaky_relu2
+    from golf.kernels.softcap_ce import softcap_ce_sum
+
+    backend = "inductor" if device == "cuda" else "aot_eager"
+    h, w, y = ce_inputs(device, n=12, d=16, v=64, seed=3)
+    fc = torch.randn(32, 16, device=device, requires_grad=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(head_and_mlp_loss, fullgraph=True, backend=backend, dynamic=False)
+    grads = []
+    for fn in (head_and_mlp_loss, compiled):
+        for p in (h, w, fc):
+            p.grad = None
+        loss = fn(h, w, y, fc, 30.0, 0.5, softcap_ce_sum, leaky_relu2)
+        loss.backward()
+        grads.append([loss.detach()] + [p.grad.clone() for p in (h, w, fc)])
+    for a, e in zip(*grads):
+        torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
+
+
+# ---- the model's fused hooks ---------------------------------------------------------------------
+
+def fp32_head_loss(h, w, y, softcap):
+    """The fused head's contract in plain fp32 PyTorch: summed softcapped CE."""
+    z = softcap * torch.tanh(F.linear(h.flatten(0, -2), w) / softcap)
+    return F.cross_entropy(z, y.flatten(), reduction="sum")
+
+
+def fp32_act(u, slope):
+    return (F.leaky_relu(u, slope) if slope else F.relu(u)).square()
+
+
+def tiny_gpt(cfg, device="cpu", seed=0, **overrides):
+    """A tiny GPT whose zero-initialised parts are perturbed, so every path carries gradient."""
+    from golf.artifact.model import GPT
+
+    torch.manual_seed(seed)
+    model = GPT(dataclasses.replace(cfg, **overrides))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape))
+    model.looping = True
+    return model.to(device)
+
+
+def loss_and_grads(model, idx, tgt, mtp, autocast=False):
+    model.zero_grad(set_to_none=True)
+    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=autocast):
+        nll, m = model.train_loss(idx, tgt, mtp=mtp)
+    (nll + (0.5 * m if m is not None else 0.0)).backward()
+    return [nll.detach()] + ([m.detach()] if m is not None else []), \
+        {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("overrides, mtp", [({}, False), ({"mtp_heads": 1}, True), ({"tie_embeddings": False}, False),
+                                            ({"embed_dim": 16, "activation": "relu2"}, False)])
+def test_gpt_takes_the_installed_functions(tiny_model_config, overrides, mtp):
+    """GPT.use_fused_kernels routes the training head (tied, untied, factorized; and the t+2 head)
+    and every MLP through the functions it is given: with fp32 stand-ins of the kernels' contracts,
+    train_loss and every gradient equal the eager path's; None restores the eager path."""
+    model = tiny_gpt(tiny_model_config, **overrides)
+    idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1))
+    tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2))
+    eager = loss_and_grads(model, idx, tgt, mtp)
+    calls = {"head": 0, "act": 0}
+
+    def head(*a):
+        calls["head"] += 1
+        return fp32_head_loss(*a)
+
+    def act(*a):
+        calls["act"] += 1
+        return fp32_act(*a)
+
+    model.use_fused_kernels(head, act)
+    fused = loss_and_grads(model, idx, tgt, mtp)
+    assert calls == {"head": 2 if mtp else 1, "act": model.num_virtual_layers}
+    for a, e in zip(fused[0], eager[0]):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    assert fused[1].keys() == eager[1].keys()
+    for name, g in eager[1].items():
+        torch.testing.assert_close(fused[1][name], g, rtol=1e-4, atol=1e-6, msg=name)
+    model.use_fused_kernels(None, None)
+    loss_and_grads(model, idx, tgt, mtp)
+    assert calls == {"head": 2 if mtp else 1, "act": model.num_virtual_layers}
+
+
+def test_artifact_code_never_imports_the_kernels():
+    """The bundled runner (and so eval) reaches neither golf/kernels nor golf/train."""
+    from golf.compress.bundle import closure
+
+    assert not [m for m in closure() if m.startswith(("golf.kernels", "golf.train"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gpt_with_the_kernels_matches_eager(device, tiny_model_config):
+    """The tiny record-like GPT (with a t+2 head) under bf16 autocast, through the real kernels:
+    the losses equal the eager model's, and every parameter's gradient is as close to the fp32
+    model's as the eager bf16 gradient is: within 4x its error plus one bf16 unit (the interpreter's
+    rounding toward zero is biased, so sums over many positions drift further than on the GPU)."""
+    from golf.train.fused import install
+
+    model = tiny_gpt(tiny_model_config, device, mtp_heads=1)
+    idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1)).to(device)
+    tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).to(device)
+    exact = loss_and_grads(model, idx, tgt, True)
+    eager = loss_and_grads(model, idx, tgt, True, autocast=True)
+    assert install(model)
+    fused = loss_and_grads(model, idx, tgt, True, autocast=True)
+    assert copy.deepcopy(model).blocks[0].mlp.fused_act is model.blocks[0].mlp.fused_act  # as TTT copies models
+    for a, e in zip(fused[0], eager[0]):
+        torch.testing.assert_close(a, e, rtol=1e-2, atol=1e-2)
+    for name, t in exact[1].items():
+        err = lambda g: (g.double() - t.double()).abs().max().item()  # noqa: E731
+        assert err(fused[1][name]) <= 4 * err(eager[1][name]) + 2 ** -8 * t.abs().max().item(), name
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not (CUDA and TRITON), reason="needs CUDA and Triton")
+def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config):
+    """The whole training loss of a GPT holding the kernels is one inductor graph (fullgraph=True,
+    as the train loop's `model` scope compiles it): its losses equal the eager model's and its
+    gradients are as close to the fp32 model's as eager bf16 ones (the criterion above)."""
+    from golf.train.fused import install
+
+    model = tiny_gpt(tiny_model_config, "cuda", mtp_heads=1)
+    idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1)).cuda()
+    tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).cuda()
+    exact = loss_and_grads(model, idx, tgt, True)
+    eager = loss_and_grads(model, idx, tgt, True, autocast=True)
+    assert install(model)
+    torch._dynamo.reset()
+    model.train_loss = torch.compile(model.train_loss, fullgraph=True, dynamic=False)
+    compiled = loss_and_grads(model, idx, tgt, True, autocast=True)
+    for a, e in zip(compiled[0], eager[0]):
+        torch.testing.assert_close(a, e, rtol=1e-2, atol=1e-2)
+    for name, t in exact[1].items():
+        err = lambda g: (g.double() - t.double()).abs().max().item()  # noqa: E731
+        assert err(compiled[1][name]) <= 4 * err(eager[1][name]) + 2 ** -8 * t.abs().max().item(), name
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_train_with_the_kernels_matches_eager(device, tiny_model_config, monkeypatch):
+    """golf.train.loop.train with train.fused_kernels = on (on CPU the interpreter stands in for the
+    GPU): the kernels are installed, two steps give the eager run's losses within bf16 tolerance,
+    and the model comes back eager."""
+    from golf.train import fused
+    from golf.train.loop import train
+    from test_train import SOLO, corpus, tcfg
+
+    if device == "cpu":
+        monkeypatch.setattr(fused, "missing", lambda device, autocast_bf16: "")
+    tr, _ = corpus(3000, vocab=96, seed=1)
+    va, vb = corpus(400, vocab=96, seed=2)
+    runs = {}
+    for mode in ("off", "on"):
+        model = tiny_gpt(tiny_model_config, device)
+        cfg = tcfg(iterations=2, val_every=0, warmup_steps=0, train_batch_tokens=2 * 24, grad_accum_steps=1,
+                   val_max_tokens=2 * 24, device=device, fused_kernels=mode)
+        runs[mode] = train(model, cfg, tr, va, vb, torch.device(device), SOLO, progress=False)
+        assert runs[mode].fused_kernels is (mode == "on")
+        assert model.fused_head_loss is None and all(b.mlp.fused_act is None for b in model.blocks)
+    for a, e in zip(runs["on"].rows, runs["off"].rows):
+        assert a["train_loss"] == pytest.approx(e["train_loss"], rel=2e-2)
+    assert runs["on"].val_bpb == pytest.approx(runs["off"].val_bpb, rel=2e-2)
+
+
+# ---- train.fused_kernels ----------------------------------------------------------------------------
+
+def test_auto_on_cpu_is_eager_and_says_so_once(monkeypatch, capsys):
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "_said_eager", False)
+    cpu = torch.device("cpu")
+    assert [fused.resolve("auto", cpu, True) for _ in range(3)] == [False] * 3
+    err = capsys.readouterr().err
+    assert err.count("train.fused_kernels = auto: the device is cpu, not CUDA; training uses the eager") == 1
+    assert fused.resolve("off", cpu, True) is False and capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("device, triton, autocast, why", [
+    ("cpu", True, True, "the device is cpu, not CUDA"),
+    ("cuda", False, True, "Triton is not installed"),
+    ("cuda", True, False, "train.autocast_bf16 is off"),
+])
+def test_on_where_it_cannot_run_names_the_key(monkeypatch, device, triton, autocast, why):
+    from golf.errors import GolfError
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "triton_importable", lambda: triton)
+    with pytest.raises(GolfError, match=rf"^train\.fused_kernels = 'on' but {why}"):
+        fused.resolve("on", torch.device(device), autocast)
+    monkeypatch.setattr(fused, "_said_eager", True)
+    assert fused.resolve("auto", torch.device(device), autocast) is False
+
+
+def test_auto_with_cuda_and_triton_takes_the_kernels(monkeypatch):
+    from golf.train import fused
+
+    monkeypatch.setattr(fused, "triton_importable", lambda: True)
+    assert fused.resolve("auto", torch.device("cuda"), True) and fused.resolve("on", torch.device("cuda"), True)
+    assert fused.resolve("off", torch.device("cuda"), True) is False
