@@ -71,7 +71,7 @@ def main() -> None:
                 "sdpa cudnn (gqa)": sdpa(SDPBackend.CUDNN_ATTENTION, False),
                 "sdpa cudnn (K/V expanded)": sdpa(SDPBackend.CUDNN_ATTENTION, True),
                 "sdpa flash (K/V expanded)": sdpa(SDPBackend.FLASH_ATTENTION, True)}
-    from golf.model.attention import _load
+    from golf.artifact.model.attention import _load
 
     for name in ("fa3", "fa4", "fa2"):
         fn = _load(name)

@@ -24,6 +24,7 @@ from pathlib import Path
 import brotli
 import torch
 
+from golf.artifact.container import decode
 from golf.compress import container
 from golf.compress.config import CompressConfig
 
@@ -70,7 +71,7 @@ def main() -> None:
         from golf.quant.qmodel import load_qmodel
 
         if a.qmodel.endswith(".golf"):
-            t, header = container.decode(Path(a.qmodel).read_bytes(), a.workers)
+            t, header = decode(Path(a.qmodel).read_bytes(), a.workers)
         else:
             t, header = load_qmodel(a.qmodel)
         base = dataclasses.replace(load_section(Path(a.params), "compress", CompressConfig), workers=a.workers)
@@ -112,7 +113,7 @@ def main() -> None:
         blob = container.encode(t, header, cfg)
         enc = time.perf_counter() - t0
         t0 = time.perf_counter()
-        back, _ = container.decode(blob, a.workers)
+        back, _ = decode(blob, a.workers)
         dec = time.perf_counter() - t0
         assert all(torch.equal(back[k], v) for k, v in t.items())
         vs_plain = len(blob) / len(plain) if plain else float("nan")

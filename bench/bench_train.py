@@ -35,7 +35,7 @@ DEFAULT_VARIANTS = ["model=--compile-scope model", "blocks=--compile-scope block
 
 def flops_per_token(params: Path, seq_len: int) -> tuple[float, float]:
     """Training FLOPs per token before and after looping (golf.train.loop.model_flops_per_token)."""
-    from golf.model import GPT, ModelConfig
+    from golf.artifact.model import GPT, ModelConfig
     from golf.params import load_section
     from golf.train.loop import model_flops_per_token
 

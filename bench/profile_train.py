@@ -57,10 +57,10 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from golf.data.tokens import TokenData
-    from golf.model import GPT, ModelConfig
-    from golf.model.attention import select_backend
+    from golf.artifact.model import GPT, ModelConfig
+    from golf.artifact.model.attention import select_backend
     from golf.params import load_section
-    from golf.train import ddp
+    from golf.artifact.runtime import init_dist
     from golf.train.config import TrainConfig
     from golf.train.loop import model_flops_per_token, seed_everything, train
 
@@ -73,7 +73,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     model = GPT(load_section(params, "model", ModelConfig))
     model.set_attention_backend(select_backend(device) if cfg.attention_backend == "auto" else cfg.attention_backend)
     with profile(activities=[ProfilerActivity.CUDA], schedule=schedule(wait=1, warmup=1, active=steps)) as prof:
-        res = train(model, cfg, data.train, data.val, data.val_bytes, device, ddp.init("cuda"), progress=False,
+        res = train(model, cfg, data.train, data.val, data.val_bytes, device, init_dist(device)[0], progress=False,
                     evaluate=lambda *a, **k: NoEval(), on_step=lambda _: prof.step())
     timed = res.rows[2:]
     n = len(timed)
@@ -95,7 +95,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     for label, ms in sorted(bins.items(), key=lambda kv: -kv[1]):
         print(f"| {label} | {ms:.1f} | {ms / step_ms:.1%} |")
     print(f"| idle | {max(step_ms - busy, 0):.1f} | {max(step_ms - busy, 0) / step_ms:.1%} |")
-    print(f"\n| top kernels | bin | ms/step | share |\n|---|---|---:|---:|")
+    print("\n| top kernels | bin | ms/step | share |\n|---|---|---:|---:|")
     for k, v in sorted(kernels.items(), key=lambda kv: -kv[1])[:top]:
         print(f"| `{k[:90]}` | {bin_of(k)} | {v:.2f} | {v / step_ms:.1%} |")
 

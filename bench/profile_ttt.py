@@ -36,7 +36,7 @@ def load_model(params: Path, artifact: Path | None, device: torch.device) -> tor
         from golf.eval.artifact import load_artifact_model
 
         return load_artifact_model(artifact, device)[0]
-    from golf.model import GPT, ModelConfig
+    from golf.artifact.model import GPT, ModelConfig
     from golf.params import load_section
 
     torch.manual_seed(0)

@@ -14,7 +14,7 @@ import lzma
 from pathlib import Path
 
 from golf.data.config import TokenizeConfig
-from golf.data.corpus import read_docs
+from golf.corpus.docs import read_docs
 from golf.data.split import ValSplit
 from golf.params import load_section
 

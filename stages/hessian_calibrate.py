@@ -19,7 +19,7 @@ from stages.common import Timer, finish, stage_command
 @stage_command(cfg="hessian_calibrate")
 def hessian_calibrate(
     cfg: HessianCalibrateConfig,
-    checkpoint: Annotated[Path, typer.Option(help="Trained model (golf.model).")] = Path("artifacts/train/model.safetensors"),
+    checkpoint: Annotated[Path, typer.Option(help="Trained model (golf.artifact.model).")] = Path("artifacts/train/model.safetensors"),
     tokens: Annotated[Path, typer.Option(help="Tokenized data (train split for calibration).")] = Path("data/tokens"),
     out: Annotated[Path, typer.Option(help="Hessians file to write.")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
     metrics: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("metrics/hessian_calibrate.json"),
@@ -28,12 +28,13 @@ def hessian_calibrate(
     from golf.data.tokens import TokenData
     from golf.errors import GolfError
     from golf.io.tensors import save_tensors
-    from golf.model.checkpoint import load_model
+    from golf.io.checkpoint import load_model
     from golf.params import section_dict
+    from golf.artifact.runtime import resolve_device
     from golf.quant import hessian
 
     timer = Timer()
-    device = hessian.resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "hessian_calibrate.device")
     model, header = load_model(checkpoint, str(device))
     hessian.prepare_eval(model)
     data = TokenData(tokens)

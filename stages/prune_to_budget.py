@@ -57,11 +57,12 @@ def _eval(cfg: PruneConfig, tensors: dict, header: dict, tokens: Path) -> float:
     """Plain val BPB of the pruned, dequantized model."""
     from golf.data.tokens import TokenData
     from golf.eval.plain import evaluate
-    from golf.model.checkpoint import model_from_header
-    from golf.quant.hessian import prepare_eval, resolve_device
-    from golf.quant.qmodel import dequantize
+    from golf.artifact.model.load import model_from_header
+    from golf.artifact.runtime import resolve_device
+    from golf.quant.hessian import prepare_eval
+    from golf.artifact.dequant import dequantize
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "prune_to_budget.device")
     model = model_from_header(header, dequantize(tensors, header), device, source="pruned qmodel")
     prepare_eval(model)
     data = TokenData(tokens)

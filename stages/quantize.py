@@ -20,7 +20,7 @@ from stages.common import Timer, finish, stage_command
 @stage_command(cfg="quantize")
 def quantize(
     cfg: QuantizeConfig,
-    checkpoint: Annotated[Path, typer.Option(help="Trained model (golf.model).")] = Path("artifacts/train/model.safetensors"),
+    checkpoint: Annotated[Path, typer.Option(help="Trained model (golf.artifact.model).")] = Path("artifacts/train/model.safetensors"),
     hessians: Annotated[Path, typer.Option(help="Hessians (golf.hessians).")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
     tokens: Annotated[Path, typer.Option(help="Tokenized data (val split for the eval).")] = Path("data/tokens"),
     out: Annotated[Path, typer.Option(help="Quantized model to write.")] = Path("artifacts/quantize/qmodel.safetensors"),
@@ -33,12 +33,14 @@ def quantize(
     from golf.eval.plain import evaluate
     from golf.io.atomic import atomic_write_text
     from golf.io.tensors import load_tensors
-    from golf.model.checkpoint import load_model
+    from golf.io.checkpoint import load_model
+    from golf.artifact.dequant import dequantize
+    from golf.artifact.runtime import resolve_device
     from golf.quant import hessian, qmodel
     from golf.quant.config import eval_settings
 
     timer = Timer()
-    device = hessian.resolve_device(cfg.device)
+    device = resolve_device(cfg.device, "quantize.device")
     model, header = load_model(checkpoint, str(device))
     H, h_header = load_tensors(hessians, hessian.FORMAT, hessian.VERSION)
     if h_header.get("model_sha256") != hessian.file_sha256(checkpoint):
@@ -63,7 +65,7 @@ def quantize(
     if not same_as_train:
         typer.echo(f"golf quantize: eval {ev} differs from the checkpoint's; evaluating the float model too", err=True)
     float_bpb = float(header["val_bpb"]) if same_as_train else score()
-    model.load_state_dict({k: v.to(device) for k, v in qmodel.dequantize(tensors, q_header).items()}, strict=True)
+    model.load_state_dict({k: v.to(device) for k, v in dequantize(tensors, q_header).items()}, strict=True)
     t_eval = Timer()
     val_bpb = score()
     eval_s = t_eval.s

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from golf.model.config import ModelConfig
+from golf.artifact.model.config import ModelConfig
 from golf.train.config import TrainConfig
 from stages.common import Timer, finish, stage_command
 
@@ -25,9 +25,10 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
           plots: Annotated[Path, typer.Option(help="Per-step CSV to write.")] = Path("plots/train.csv")) -> None:
     """Train the model and save its EMA weights."""
     timer = Timer()
+    from golf.artifact.runtime import launched_by_torchrun
     from golf.train import ddp
 
-    if cfg.nproc_per_node > 1 and not ddp.launched_by_torchrun():
+    if cfg.nproc_per_node > 1 and not launched_by_torchrun():
         from golf.train.launch import relaunch
 
         relaunch(model_cfg, cfg, {"tokens": tokens, "out": out, "metrics": metrics, "plots": plots})
@@ -38,11 +39,12 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
     from golf.data.tokens import TokenData
     from golf.errors import GolfError
     from golf.io.metrics import write_csv
-    from golf.model import GPT
-    from golf.model.attention import select_backend
-    from golf.model.checkpoint import save_model
+    from golf.artifact.model import GPT
+    from golf.artifact.model.attention import select_backend
+    from golf.io.checkpoint import save_model
     from golf.params import section_dict
-    from golf.train.loop import resolve_device, seed_everything, train as run_train
+    from golf.artifact.runtime import init_dist, resolve_device
+    from golf.train.loop import seed_everything, train as run_train
 
     data = TokenData(tokens)
     if data.vocab_size > model_cfg.vocab_size:
@@ -50,8 +52,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
     if len(data.val) - 1 < cfg.train_seq_len:
         raise GolfError(f"{tokens}: val split has {len(data.val)} tokens, fewer than train.train_seq_len + 1 "
                         f"= {cfg.train_seq_len + 1}")
-    device = resolve_device(cfg.device)
-    dctx = ddp.init(device.type)
+    dctx, device = init_dist(resolve_device(cfg.device, "train.device"))
     if device.type == "cuda":
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)

@@ -33,14 +33,15 @@ def ttt_eval(
 
     from golf.data.tokens import TokenData
     from golf.eval.artifact import check_data, load_artifact_model
-    from golf.eval.run import init_dist, metrics_of, run_modes
+    from golf.artifact.runtime import init_dist, resolve_device
+    from golf.eval.run import metrics_of, run_modes
     from golf.io.atomic import atomic_write_text
     from golf.io.metrics import write_csv
     from golf.params import section_dict
 
     timer = Timer()
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
-    rank, world, dev = init_dist(dev)
+    dctx, dev = init_dist(resolve_device(device, "--device (command line)"))
+    rank, world = dctx.rank, dctx.world_size
     data = TokenData(tokens)
     model, header = load_artifact_model(artifact, dev)
     check_data(artifact, header, data.manifest, data.val, model.cfg.vocab_size)

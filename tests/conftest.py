@@ -22,7 +22,7 @@ def tiny_model_values() -> dict:
 
 @pytest.fixture
 def tiny_model_config():
-    """A `golf.model.ModelConfig` for CPU tests; vary it with `dataclasses.replace(cfg, ...)`."""
-    from golf.model.config import ModelConfig
+    """A `golf.artifact.model.ModelConfig` for CPU tests; vary it with `dataclasses.replace(cfg, ...)`."""
+    from golf.artifact.model.config import ModelConfig
 
     return ModelConfig(**tiny_model_values())

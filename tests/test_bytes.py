@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from golf.data.bpb import build_luts, sidecar, target_bytes
+from golf.artifact.bpb import build_luts, sidecar, target_bytes
 from golf.data.prepare import build_tokens
 from golf.data.tokenizer import SPACE, load_processor, normalized_bytes, prepare_text
 from golf.data.tokens import TokenData

@@ -9,6 +9,7 @@ import brotli
 import pytest
 import torch
 
+from golf.artifact.container import decode, describe, load_artifact, read_table
 from golf.compress import container
 from golf.compress.config import CompressConfig
 from golf.errors import GolfError
@@ -70,7 +71,7 @@ def test_round_trip_bit_exact(codec, stride, transpose, per_group):
                               per_group=per_group, brotli_quality=5, zstd_level=3, lzma_preset=1)
     tensors = {**synthetic_model(layers=1, dim=16, vocab=24), **odd_tensors()}
     blob = container.encode(tensors, HEADER, cfg)
-    got, header = container.decode(blob)
+    got, header = decode(blob)
     assert header == HEADER
     same_bits(tensors, got)
     assert container.encode(got, header, cfg) == blob  # deterministic
@@ -79,11 +80,11 @@ def test_round_trip_bit_exact(codec, stride, transpose, per_group):
 def test_per_group_sections_and_transpose():
     tensors = synthetic_model()
     blob = container.encode(tensors, HEADER, BASE)
-    names = [s["name"] for s in container.describe(blob)]
+    names = [s["name"] for s in describe(blob)]
     assert names[:8] == ["meta", "q.tok_emb", "q.attn.c_q", "q.attn.c_k", "q.attn.c_v", "q.attn.proj",
                          "q.mlp.fc", "q.mlp.proj"]
     assert {"scale.float16", "q.other", "t.float16", "t.float32"} <= set(names)
-    same_bits(tensors, container.decode(blob)[0])
+    same_bits(tensors, decode(blob)[0])
 
 
 def test_workers_do_not_change_bytes():
@@ -108,29 +109,29 @@ def blob() -> bytes:
 
 
 def table_end(blob: bytes) -> int:
-    return container.read_table(blob)[1]
+    return read_table(blob)[1]
 
 
 def test_wrong_magic(blob):
     with pytest.raises(GolfError, match="magic"):
-        container.decode(b"PK\x03\x04" + blob[4:])
+        decode(b"PK\x03\x04" + blob[4:])
 
 
 def test_unknown_version(blob):
     with pytest.raises(GolfError, match="version 7"):
-        container.decode(blob[:4] + struct.pack("<H", 7) + blob[6:])
+        decode(blob[:4] + struct.pack("<H", 7) + blob[6:])
 
 
 @pytest.mark.parametrize("frac", [0.0, 0.001, 0.01, 0.1, 0.5, 0.9, 0.999])
 def test_truncated(blob, frac):
     cut = blob[: int(len(blob) * frac)]
     with pytest.raises(GolfError, match="truncated|shorter"):
-        container.decode(cut)
+        decode(cut)
 
 
 def test_trailing_bytes(blob):
     with pytest.raises(GolfError, match="after the last section"):
-        container.decode(blob + b"\0")
+        decode(blob + b"\0")
 
 
 def test_flip_a_byte_in_every_region(blob):
@@ -138,7 +139,7 @@ def test_flip_a_byte_in_every_region(blob):
     end = table_end(blob)
     spots = {"magic": 0, "version": 4, "count": 6, "table": 12, "table_end": end - 5, "table_crc": end - 2}
     pos = end
-    for s in container.describe(blob):
+    for s in describe(blob):
         for where, off in (("start", 0), ("mid", s["bytes"] // 2), ("end", s["bytes"] - 1)):
             spots[f"{s['name']}:{where}"] = pos + off
         pos += s["bytes"]
@@ -146,7 +147,7 @@ def test_flip_a_byte_in_every_region(blob):
         bad = bytearray(blob)
         bad[i] ^= 0x40
         with pytest.raises(GolfError) as e:
-            container.decode(bytes(bad))
+            decode(bytes(bad))
         msg = str(e.value)
         assert any(w in msg for w in ("magic", "version", "corrupted", "truncated")), (region, msg)
 
@@ -155,9 +156,9 @@ def test_load_artifact_names_the_file(tmp_path, blob):
     p = tmp_path / "model.golf"
     p.write_bytes(blob[:-3])
     with pytest.raises(GolfError, match="model.golf.*truncated"):
-        container.load_artifact(p)
+        load_artifact(p)
     p.write_bytes(blob)
-    assert container.load_artifact(p)[1] == HEADER
+    assert load_artifact(p)[1] == HEADER
 
 
 def test_beats_plain_brotli_on_int6_model():
@@ -170,13 +171,22 @@ def test_beats_plain_brotli_on_int6_model():
     assert ours < plain, (ours, plain)
 
 
+def test_bundle_carries_the_artifact_package_and_nothing_else():
+    """train_gpt.py carries golf/artifact (decode, model, scorer) only: no GPTQ, params loader or writers.
+    golf/__init__.py runs as the parent package and golf/errors.py is the one shared exception type."""
+    from golf.compress import bundle
+
+    outside = {m for m in bundle.closure() if not m.startswith("golf.artifact")} - {"golf", "golf.errors"}
+    assert not outside, f"the bundle reaches outside golf/artifact: {sorted(outside)}"
+
+
 def test_bundle_carries_every_module_the_runner_imports():
     from golf.compress import bundle
 
     src = bundle.build_source()
     compile(src, "train_gpt.py", "exec")
     modules = bundle.closure()
-    assert {"golf.compress.container", "golf.quant.qmodel", "golf.model.gpt", "golf.eval.sliding"} <= modules.keys()
+    assert {"golf.artifact.container", "golf.artifact.dequant", "golf.artifact.model.gpt", "golf.artifact.sliding"} <= modules.keys()
     assert '"""' not in src.split("S=", 1)[1]  # docstrings stripped
     script = bundle.build_script()
     assert script.startswith("import lzma,base64;exec(") and script.count("\n") == 1
@@ -188,9 +198,9 @@ def test_chunked_round_trip_bit_exact(codec):
     tensors = synthetic_model(layers=2)
     cfg = dataclasses.replace(BASE, codec=codec, chunk_bytes=5000)
     blob = container.encode(tensors, HEADER, cfg)
-    names = [s["name"] for s in container.describe(blob)]
+    names = [s["name"] for s in describe(blob)]
     assert any(n.endswith("@1") for n in names) and all(len(n.encode()) < 256 for n in names)
-    got, header = container.decode(blob)
+    got, header = decode(blob)
     assert header == HEADER
     same_bits(tensors, got)
 
@@ -200,7 +210,7 @@ def test_a_missing_or_reordered_chunk_is_corruption():
     sections = container.encode_sections(tensors, HEADER, dataclasses.replace(BASE, codec="zstd", chunk_bytes=5000))
     i = next(i for i, s in enumerate(sections) if s.name.endswith("@1"))
     with pytest.raises(GolfError, match="streams"):
-        container.decode(container.pack(sections[:i] + sections[i + 1:]))
+        decode(container.pack(sections[:i] + sections[i + 1:]))
     swapped = sections[:i - 1] + [sections[i], sections[i - 1]] + sections[i + 1:]
     with pytest.raises(GolfError, match="streams"):
-        container.decode(container.pack(swapped))
+        decode(container.pack(swapped))

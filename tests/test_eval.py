@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from golf.errors import GolfError
-from golf.eval import plain, sliding
-from golf.eval.accounting import Totals, check_sidecar
-from golf.eval.sliding import window_plan
+from golf.artifact import sliding
+from golf.eval import plain
+from golf.artifact.scoring import Totals, check_sidecar
+from golf.artifact.sliding import window_plan
 from toy_model import ToyLM
 
 
@@ -150,7 +151,7 @@ def test_byte_denominator_is_the_raw_text_bytes():
 
 
 def test_sidecar_cross_check_against_the_lut_rule():
-    from golf.data.bpb import Luts, sidecar
+    from golf.artifact.bpb import Luts, sidecar
 
     v = 37
     luts = Luts(base_bytes=np.arange(v, dtype=np.int16) % 4, has_leading_space=np.arange(v) % 3 == 1,

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from golf.artifact.dequant import dequantize_rows
 from golf.quant import gptq
 
 
@@ -35,8 +36,8 @@ def test_gptq_beats_rtn_on_h_weighted_error(bits):
     s = gptq.row_scales(w, 4.0, bits)
     g = gptq.gptq_quantize(w, H, s, bits, block_size=8, damp=0.01)
     r = gptq.rtn_quantize(w, s, bits)
-    err_g = gptq.h_weighted_error(w - gptq.dequantize_rows(g.q, s), H)
-    err_r = gptq.h_weighted_error(w - gptq.dequantize_rows(r.q, s), H)
+    err_g = gptq.h_weighted_error(w - dequantize_rows(g.q, s), H)
+    err_r = gptq.h_weighted_error(w - dequantize_rows(r.q, s), H)
     assert err_g < err_r
 
 
@@ -57,7 +58,7 @@ def test_rtn_error_bounded_by_half_scale():
     s = gptq.row_scales(w, 2.0, bits)
     R = gptq.clip_range(bits)
     r = gptq.rtn_quantize(w, s, bits)
-    deq = gptq.dequantize_rows(r.q, s)
+    deq = dequantize_rows(r.q, s)
     lim = (R * s.float())[:, None]
     clipped = torch.maximum(torch.minimum(w, lim), -lim)
     half = (s.float() / 2)[:, None] * (1 + 1e-6)

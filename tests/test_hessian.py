@@ -91,7 +91,7 @@ def test_hooks_removed_after_an_exception_mid_batch():
 
 
 def test_real_gpt_sites_all_collected(tiny_model_config):
-    from golf.model.gpt import GPT
+    from golf.artifact.model.gpt import GPT
 
     torch.manual_seed(0)
     model = hessian.prepare_eval(GPT(tiny_model_config))

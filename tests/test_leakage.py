@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from golf.eval import lora_ttt, plain, sliding, ttt
-from golf.eval.accounting import Totals
-from golf.eval.sliding import score_windows, window_plan
+from golf.artifact import sliding
+from golf.eval import lora_ttt, plain, ttt
+from golf.artifact.scoring import Totals
+from golf.artifact.sliding import score_windows, window_plan
 from toy_model import ToyLM
 
 BOS = 0

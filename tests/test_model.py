@@ -1,4 +1,4 @@
-"""golf.model: config checks, every option's forward/backward, graph structure, causality,
+"""golf.artifact.model: config checks, every option's forward/backward, graph structure, causality,
 the adapter protocol, Hessian sites, optimizer groups and the checkpoint round trip (CPU, tiny)."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import torch.nn.functional as F
 
 from golf.errors import GolfError
 from golf.io.tensors import save_tensors
-from golf.model import GPT, ModelConfig
-from golf.model import gpt as gpt_module
-from golf.model.attention import select_backend
-from golf.model.checkpoint import load_model, save_model
-from golf.model.layers import SmearGate
+from golf.artifact.model import GPT, ModelConfig
+from golf.artifact.model import gpt as gpt_module
+from golf.artifact.model.attention import select_backend
+from golf.io.checkpoint import load_model, save_model
+from golf.artifact.model.layers import SmearGate
 from golf.params import field_docs
 
 B, T = 3, 16
@@ -69,7 +69,7 @@ def test_every_field_documented(tiny_model_config):
     ("gate_window", 0), ("logit_softcap", 0.0), ("mlp_mult", 0.0),
 ])
 def test_config_rejects_impossible(tiny_model_config, key, value):
-    with pytest.raises(ValueError, match=rf"^model\.\w+ = "):
+    with pytest.raises(ValueError, match=r"^model\.\w+ = "):
         dataclasses.replace(tiny_model_config, **{key: value})
 
 
@@ -309,7 +309,7 @@ def test_checkpoint_round_trip(tiny_model_config, tmp_path):
     path = tmp_path / "model.safetensors"
     save_model(path, model, {"train": {"seed": 3}, "val_bpb": 1.5})
     loaded, header = load_model(path)
-    assert header["format"] == "golf.model" and header["version"] == 1
+    assert header["format"] == "golf.artifact.model" and header["version"] == 1
     assert header["train"] == {"seed": 3} and header["val_bpb"] == 1.5
     assert header["model"]["bigram_vocab_size"] == 40 and header["model"]["ve_layers"] == []
     assert loaded.cfg == model.cfg and loaded.looping  # num_loops > 0: later stages loop
@@ -322,7 +322,7 @@ def test_checkpoint_round_trip(tiny_model_config, tmp_path):
 def test_checkpoint_refuses_unknown(tiny_model_config, tmp_path):
     model = GPT(tiny_model_config)
     path = tmp_path / "m.safetensors"
-    save_tensors(path, model.state_dict(), {"format": "golf.model", "version": 2, "model": {}})
+    save_tensors(path, model.state_dict(), {"format": "golf.artifact.model", "version": 2, "model": {}})
     with pytest.raises(GolfError, match="v2"):
         load_model(path)
     save_tensors(path, model.state_dict(), {"format": "golf.qmodel", "version": 1, "model": {}})
@@ -331,7 +331,7 @@ def test_checkpoint_refuses_unknown(tiny_model_config, tmp_path):
     bad = tmp_path / "bad.safetensors"
     save_model(bad, model, {})
     from golf.io.tensors import load_tensors
-    tensors, header = load_tensors(bad, "golf.model", 1)
+    tensors, header = load_tensors(bad, "golf.artifact.model", 1)
     header["model"]["mlp_mult"] = 2.0  # valid config, but no longer the weights' shapes
     save_tensors(bad, tensors, header)
     with pytest.raises(GolfError, match="do not match"):

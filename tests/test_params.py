@@ -10,7 +10,8 @@ import yaml
 from typer.testing import CliRunner
 
 from golf.errors import GolfError
-from golf.params import build_section, field_docs, load_section
+from golf.artifact.typed import build_section
+from golf.params import field_docs, load_section
 from stages.common import stage_command
 
 

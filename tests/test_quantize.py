@@ -9,8 +9,10 @@ import pytest
 import torch
 import yaml
 
+from golf.artifact.dequant import dequantize
 from golf.errors import GolfError
-from golf.params import build_section, field_docs
+from golf.artifact.typed import build_section
+from golf.params import field_docs
 from golf.quant import gptq, qmodel
 from golf.quant.config import HessianCalibrateConfig, QuantizeConfig
 
@@ -90,7 +92,7 @@ def test_round_trip_through_the_file(tmp_path):
     qmodel.save_qmodel(path, tensors, header)
     t2, h2 = qmodel.load_qmodel(path)
     assert h2 == json.loads(json.dumps(header))
-    a, b = qmodel.dequantize(tensors, header), qmodel.dequantize(t2, h2)
+    a, b = dequantize(tensors, header), dequantize(t2, h2)
     assert set(a) == set(sd)
     for n in sd:
         assert torch.equal(a[n], b[n]) and a[n].dtype == sd[n].dtype and a[n].shape == sd[n].shape
@@ -101,21 +103,21 @@ def test_round_trip_through_the_file(tmp_path):
         assert abs(rel.item() - rep["tensors"][n]["rel_err"]) < 1e-4
     with pytest.raises(GolfError, match="golf.qmodel"):
         from golf.io.tensors import save_tensors
-        save_tensors(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, {"format": "golf.model", "version": 1})
+        save_tensors(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, {"format": "golf.artifact.model", "version": 1})
         qmodel.load_qmodel(tmp_path / "other.safetensors")
     with pytest.raises(GolfError, match="blocks.0.mlp.fc.weight.scale"):
-        qmodel.dequantize({k: v for k, v in tensors.items() if k != "blocks.0.mlp.fc.weight.scale"}, header)
+        dequantize({k: v for k, v in tensors.items() if k != "blocks.0.mlp.fc.weight.scale"}, header)
 
 
 def test_lqer_in_the_plan_reduces_its_targets_error():
     sd, H, names = toy_state(1)
     base_t, base_h, base = qmodel.quantize_state_dict(sd, H, qcfg(), {}, names=names)
     t, header, rep = qmodel.quantize_state_dict(sd, H, qcfg(lqer_enabled=True, lqer_top_k=2), {}, names=names)
-    deq = qmodel.dequantize(base_t, base_h)
+    deq = dequantize(base_t, base_h)
     top2 = sorted(names, key=lambda n: -(sd[n] - deq[n]).norm().item())[:2]  # largest ||W - Q s||_F
     corrected = [n for n, p in header["plan"].items() if p.get("lqer")]
     assert sorted(corrected) == sorted(top2)
-    fixed = qmodel.dequantize(t, header)
+    fixed = dequantize(t, header)
     for n in corrected:
         assert rep["tensors"][n]["rel_err"] < base["tensors"][n]["rel_err"]
         assert (fixed[n] - sd[n]).norm() < (deq[n] - sd[n]).norm()
@@ -178,8 +180,8 @@ def test_stage_commands(tmp_path, tiny_model_config):
 
     from golf.data.tokens import TokenData
     from golf.eval.plain import evaluate
-    from golf.model.checkpoint import save_model
-    from golf.model.gpt import GPT
+    from golf.io.checkpoint import save_model
+    from golf.artifact.model.gpt import GPT
     from stages.cli import app
 
     torch.manual_seed(0)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from golf.data.shards import HEADER_BYTES, MAGIC, ShardWriter, list_shards, load_split, read_shard, write_shard
+from golf.artifact.shards import HEADER_BYTES, MAGIC, list_shards, load_split, read_shard
+from golf.data.shards import ShardWriter, write_shard
 from golf.errors import GolfError
 
 

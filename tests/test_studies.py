@@ -1,5 +1,5 @@
 """Issue 9's study toggles outside train/eval: MoE MLP, multi-token prediction, factorized embedding
-(golf.model); k-means codebook and Hadamard rotation (golf.quant); and `golf report` (CPU, tiny)."""
+(golf.artifact.model); k-means codebook and Hadamard rotation (golf.quant); and `golf report` (CPU, tiny)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golf.model import GPT
-from golf.model.checkpoint import load_model, save_model
-from golf.model.moe import MoEMLP
+from golf.artifact.dequant import dequantize, unrotate
+from golf.artifact.model import GPT
+from golf.io.checkpoint import load_model, save_model
+from golf.artifact.model.moe import MoEMLP
 from test_model import B, T, make, tokens  # the same perturbed tiny GPT and token batches
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -390,14 +391,14 @@ def test_quant_keys_off_by_default():
 
 @pytest.mark.parametrize("method", ["gptq", "rtn"])
 def test_codebook_round_trip_is_its_centroids(method):
-    from golf.quant import codebook, qmodel
+    from golf.quant import qmodel
 
     sd, H, names = toy_state()
     K = 12
     cfg = qcfg(codebook_k=K, codebook_iters=15, method=method)
     tensors, header, rep = qmodel.quantize_state_dict(sd, H, cfg, {}, names=names)
     again, _, _ = qmodel.quantize_state_dict(sd, H, cfg, {}, names=names)
-    deq = qmodel.dequantize(tensors, header)
+    deq = dequantize(tensors, header)
     for n in names:
         p = header["plan"][n]
         assert p["kind"] == "codebook" and p["k"] == K and p["bits"] == 4
@@ -429,6 +430,8 @@ def test_codebook_gptq_beats_nearest_on_the_hessian_error():
 
 
 def test_codebook_tensors_pass_the_container_and_are_not_pruned():
+    from golf.artifact.container import decode
+    from golf.artifact.layout import join
     from golf.compress import container, layout
     from golf.compress.config import CompressConfig
     from golf.params import load_section
@@ -439,12 +442,12 @@ def test_codebook_tensors_pass_the_container_and_are_not_pruned():
     tensors, header, _ = qmodel.quantize_state_dict(sd, H, qcfg(codebook_k=16, hadamard=True), {}, names=names)
     assert prunable(tensors, prune_embedding=True) == []  # indices are not ±1 codes
     sections, manifest = layout.split(tensors, per_group=True, transpose=True)
-    back = layout.join(sections, manifest)
+    back = join(sections, manifest)
     cfg = load_section(ROOT / "presets" / "cpu-small.yaml", "compress", CompressConfig)
-    t2, h2 = container.decode(container.encode(tensors, header, cfg))
+    t2, h2 = decode(container.encode(tensors, header, cfg))
     for n, t in tensors.items():
         assert torch.equal(back[n], t) and torch.equal(t2[n], t) and t2[n].dtype == t.dtype, n
-    a, b = qmodel.dequantize(tensors, header), qmodel.dequantize(t2, h2)
+    a, b = dequantize(tensors, header), dequantize(t2, h2)
     assert all(torch.equal(a[n], b[n]) for n in a)
 
 
@@ -459,7 +462,7 @@ def test_hadamard_rotation_is_orthogonal_and_undone():
         assert (R.abs() > 0).sum() == n * b  # block-diagonal, dense blocks
         W = torch.randn(5, n, generator=torch.Generator().manual_seed(n))
         torch.testing.assert_close(hadamard.rotate(W, b), W @ R)
-        torch.testing.assert_close(hadamard.unrotate(hadamard.rotate(W, b), b), W, rtol=0, atol=1e-6)
+        torch.testing.assert_close(unrotate(hadamard.rotate(W, b), b), W, rtol=0, atol=1e-6)
         X = torch.randn(40, n, generator=torch.Generator().manual_seed(1))
         H = X.T @ X
         # the rotated weights see rotated inputs: W x = (W R)(Rᵀ x), H' = Rᵀ H R
@@ -475,7 +478,7 @@ def test_hadamard_quantize_round_trip(over):
     off = qmodel.quantize_state_dict(sd, H, qcfg(matrix_bits=8, embed_bits=8, **over), {}, names=names)
     tensors, header, rep = qmodel.quantize_state_dict(sd, H, qcfg(matrix_bits=8, embed_bits=8, hadamard=True, **over),
                                                       {}, names=names)
-    deq = qmodel.dequantize(tensors, header)
+    deq = dequantize(tensors, header)
     for n in names:
         assert header["plan"][n]["hadamard"] == hadamard_block(sd[n].shape[1])
         rel = ((deq[n] - sd[n]).norm() / sd[n].norm()).item()

@@ -9,9 +9,10 @@ import yaml
 from typer.testing import CliRunner
 
 from golf.data.config import TokenizeConfig
-from golf.data.corpus import write_corpus
+from golf.corpus.docs import write_corpus
 from golf.data.prepare import build_tokens, import_shards
-from golf.data.shards import list_shards, load_split, write_shard
+from golf.artifact.shards import list_shards, load_split
+from golf.data.shards import write_shard
 from golf.data.tokens import TokenData
 from golf.errors import GolfError
 

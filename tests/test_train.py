@@ -13,8 +13,8 @@ import torch
 
 from golf.errors import GolfError
 from toy_model import ToyLM
-from golf.params import build_section
-from golf.train import ddp
+from golf.artifact.typed import build_section
+from golf.artifact.runtime import Dist
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
 from golf.train.loop import train
@@ -38,7 +38,7 @@ def tcfg(**over) -> TrainConfig:
 
 
 class TinyLM(ToyLM):
-    """ToyLM in fp32 plus the training contract of golf.model.GPT (param_groups, looping)."""
+    """ToyLM in fp32 plus the training contract of golf.artifact.model.GPT (param_groups, looping)."""
 
     def __init__(self, vocab=29, seed=0):
         super().__init__(vocab=vocab, dim=16, kv_dim=12, hidden=20, layers=2, max_len=32, seed=seed,
@@ -69,7 +69,7 @@ def corpus(n=6000, vocab=29, seed=0) -> tuple[np.ndarray, np.ndarray]:
     return toks.astype(np.uint16), by
 
 
-SOLO = ddp.Dist(0, 0, 1)
+SOLO = Dist(0, 0, 1)
 
 
 def test_loss_falls_and_rows():
@@ -332,7 +332,7 @@ def invoke(tmp_path: Path, *extra: str):
 
 
 def test_golf_train_stage(tmp_path):
-    from golf.model.checkpoint import load_model
+    from golf.io.checkpoint import load_model
 
     write_tokens(tmp_path / "tokens")
     write_params(tmp_path / "params.yaml")

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from golf.errors import GolfError
-from golf.eval import lora_ttt, sliding, ttt
-from golf.eval.accounting import Totals
+from golf.artifact import sliding
+from golf.eval import lora_ttt, ttt
+from golf.artifact.scoring import Totals
 from toy_model import ToyLM
 
 LORA = dict(seq_len=24, chunk_size=5, batch_docs=3, lora_rank=3, lora_alpha=6.0, lora_lr=0.05, beta1=0.0,
@@ -138,7 +139,7 @@ def test_lora_docs_in_a_batch_do_not_interact():
 
 
 def test_lora_on_the_real_gpt(tiny_model_config):
-    from golf.model.gpt import GPT
+    from golf.artifact.model.gpt import GPT
 
     torch.manual_seed(0)
     model = GPT(tiny_model_config)
@@ -199,7 +200,7 @@ def tokens_dir(tmp_path_factory):
     """data/tokens built in-process: a 320-piece BPE, val = 12 docs, sidecar by the LUT rule."""
     import hashlib
 
-    from golf.data.bpb import build_luts, sidecar
+    from golf.artifact.bpb import build_luts, sidecar
     from golf.data.shards import write_shard
     from golf.data.tokenizer import BOS_ID, load_processor, normalized_bytes, train_tokenizer
 
@@ -227,7 +228,7 @@ def make_artifact(path, model_cfg, sha: str) -> None:
 
     from golf.compress import container
     from golf.compress.config import CompressConfig
-    from golf.model.gpt import GPT
+    from golf.artifact.model.gpt import GPT
     from golf.params import load_section, section_dict
 
     torch.manual_seed(0)

@@ -1,4 +1,4 @@
-"""A tiny causal LM that follows the golf.model contract, for the tests (kept out of the library).
+"""A tiny causal LM that follows the golf.artifact.model contract, for the tests (kept out of the library).
 
 `nll(idx, targets, adapter=None) -> (B, T)` per-token NLL with the full-vocabulary softmax,
 `forward(idx, adapter=None) -> (B, T, V)` logits, adapter sites `"{slot}.attn.c_q|c_k|c_v|proj"`,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from golf.errors import GolfError
 
-ENTRY_MODULE = "golf.compress.runner"
+ENTRY_MODULE = "golf.artifact.runner"
 STUB = "import lzma,base64;exec(lzma.decompress(base64.b85decode({payload!r})))\n"
 LOADER = """import sys,importlib.abc,importlib.util
 S={sources!r}
@@ -37,7 +37,7 @@ if __name__=='__main__':
 
 def _origin(module: str) -> Path | None:
     """The source file of a dotted module name, found on disk without running any module below
-    the top package: find_spec("a.b.c") would import a.b (and "golf.model.moe.MoEMLP" would run
+    the top package: find_spec("a.b.c") would import a.b (and "golf.artifact.model.moe.MoEMLP" would run
     moe.py, whose torch.compiler use imports torch._dynamo: seconds at every compress)."""
     top, *rest = module.split(".")
     try:

@@ -1,4 +1,4 @@
-"""Tensors <-> named byte sections plus a manifest that rebuilds every tensor exactly.
+"""Tensors -> named byte sections plus a manifest that rebuilds every tensor exactly (golf/artifact/layout.py).
 
 Per-group layout: int8 code tensors are bucketed by role (the records' `_serialize_pergroup`):
 tok_emb, attn.c_q, attn.c_k, attn.c_v, attn.proj, mlp.fc, mlp.proj, concatenated over layers in
@@ -11,20 +11,17 @@ The manifest lists, per tensor, its dtype, shape, section, offset and whether it
 from __future__ import annotations
 
 import re
-from typing import Any
 
-import numpy as np
 import torch
 
+from golf.artifact.layout import DTYPES
 from golf.errors import GolfError
 
 # (section name, substring of the tensor name); the first match wins. Codes are `<weight>.q`.
 CODE_GROUPS = (("q.tok_emb", "tok_emb"), ("q.attn.c_q", "attn.c_q"), ("q.attn.c_k", "attn.c_k"),
                ("q.attn.c_v", "attn.c_v"), ("q.attn.proj", "attn.proj"), ("q.mlp.fc", "mlp.fc"),
                ("q.mlp.proj", "mlp.proj"))
-DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16,
-    torch.float32, torch.float64, torch.bool)}
+
 
 
 def natural_key(name: str) -> list:
@@ -65,16 +62,6 @@ def tensor_bytes(t: torch.Tensor, transposed: bool) -> bytes:
     return t.view(torch.uint8).numpy().tobytes()
 
 
-def bytes_tensor(data: bytes, dtype: str, shape: list[int], transposed: bool) -> torch.Tensor:
-    dt = DTYPES[dtype]
-    stored = list(reversed(shape)) if transposed else list(shape)
-    if len(data) == 0:
-        return torch.empty(shape, dtype=dt)
-    raw = torch.from_numpy(np.frombuffer(data, dtype=np.uint8).copy())
-    t = (raw.to(torch.bool) if dt == torch.bool else raw.view(dt)).reshape(stored)
-    return t.t().contiguous() if transposed else t
-
-
 def split(tensors: dict[str, torch.Tensor], per_group: bool, transpose: bool) -> tuple[dict[str, bytes], list[dict]]:
     """(section name -> bytes, manifest). Section order: code groups, then the rest by name."""
     buckets: dict[str, list[tuple[str, bytes, dict]]] = {}
@@ -98,24 +85,3 @@ def split(tensors: dict[str, torch.Tensor], per_group: bool, transpose: bool) ->
             manifest.append(entry)
         sections[sec] = b"".join(parts)
     return sections, manifest
-
-
-def join(sections: dict[str, bytes], manifest: list[dict]) -> dict[str, torch.Tensor]:
-    """Rebuild every tensor; a manifest that does not fit its sections is a GolfError."""
-    out = {}
-    for e in manifest:
-        try:
-            name, dtype, shape, sec = e["name"], e["dtype"], [int(s) for s in e["shape"]], e["section"]
-            off, n, tr = int(e["offset"]), int(e["nbytes"]), bool(e["transposed"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise GolfError(f"container: bad manifest entry {e!r} ({err})") from None
-        if dtype not in DTYPES:
-            raise GolfError(f"container: {name}: unknown dtype {dtype!r}")
-        if sec not in sections:
-            raise GolfError(f"container: {name}: section {sec!r} is not in the artifact")
-        itemsize = torch.empty((), dtype=DTYPES[dtype]).element_size()
-        if n != int(np.prod(shape, dtype=np.int64)) * itemsize or off < 0 or off + n > len(sections[sec]):
-            raise GolfError(f"container: {name}: manifest says {n} bytes at {off} for {dtype}{shape}, "
-                            f"section {sec!r} has {len(sections[sec])}")
-        out[name] = bytes_tensor(sections[sec][off:off + n], dtype, shape, tr)
-    return out

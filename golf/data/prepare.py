@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from golf.data.bpb import Luts, build_luts, sidecar
+from golf.artifact.bpb import Luts, build_luts, sidecar
 from golf.data.config import TokenizeConfig
-from golf.data.corpus import read_docs
-from golf.data.fsutil import staged_dir
-from golf.data.shards import ShardWriter, load_split, read_header, shard_name, write_shard
+from golf.corpus.docs import read_docs
+from golf.io.atomic import staged_dir
+from golf.artifact.shards import load_split, read_header
+from golf.data.shards import ShardWriter, shard_name, write_shard
 from golf.data.split import ValSplit
 from golf.data.tokenizer import BOS_ID, check_tokenizer, load_processor, normalized_bytes, prepare_text, train_tokenizer
 from golf.data.tokens import FORMAT, VERSION

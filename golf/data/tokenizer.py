@@ -8,10 +8,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from golf.artifact.bpb import SPACE
 from golf.errors import GolfError
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = 0, 1, 2, 3
-SPACE = "\u2581"  # ▁, SentencePiece's whitespace marker
 
 # Fixed settings of the challenge's build_sentencepiece_tokenizer (only vocab_size and
 # character_coverage are ours to choose). SentencePiece's default remove_extra_whitespaces=True

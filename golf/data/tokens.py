@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from golf.data.bpb import Luts, build_luts
-from golf.data.shards import load_split
+from golf.artifact.bpb import Luts, build_luts
+from golf.artifact.shards import load_split
 from golf.data.tokenizer import load_processor
 from golf.errors import GolfError
 

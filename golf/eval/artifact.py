@@ -1,6 +1,6 @@
 """The scored model comes from the compressed artifact alone (never the training checkpoint).
 
-model.golf -> golf.compress.container.load_artifact -> golf.quant.qmodel.dequantize -> a GPT
+model.golf -> golf.artifact.container.load_artifact -> golf.artifact.dequant.dequantize -> a GPT
 rebuilt from the header's model config, looping on whenever the config has loops (§7.1).
 """
 
@@ -17,9 +17,9 @@ from golf.errors import GolfError
 
 def load_artifact_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     """(GPT on `device` in eval mode, artifact header); GolfError for anything the loaders refuse."""
-    from golf.compress.container import load_artifact
-    from golf.model.checkpoint import model_from_header
-    from golf.quant.qmodel import dequantize
+    from golf.artifact.container import load_artifact
+    from golf.artifact.model.load import model_from_header
+    from golf.artifact.dequant import dequantize
 
     tensors, header = load_artifact(Path(path))
     if not isinstance(header.get("model"), dict):

@@ -20,7 +20,7 @@ Phased global SGD: once the first `prefix_docs·(i+1)/num_phases` docs are fully
 parameters take SGD passes over those docs' tokens (chunks of global_chunk_tokens, cosine lr over
 chunks, last chunk skipped as in §7.3), then the LoRA and its optimizer are rebuilt and scoring
 resumes with the updated base. Documents are not isolated inside a training sequence (the
-records use cu_seqlens; the golf.model contract has no varlen attention).
+records use cu_seqlens; the golf.artifact.model contract has no varlen attention).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import torch
 from torch import nn
 
 from golf.errors import GolfError
-from golf.eval.accounting import (EvalResult, Totals, as_numpy, autocast, check_inputs, eval_mode, progress_bar,
-                                  rank_world)
+from golf.artifact.runtime import autocast, progress_bar, rank_world
+from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs, eval_mode
 from golf.eval.ttt import cosine_lr, train_span
 
 

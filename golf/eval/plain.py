@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from golf.eval import sliding
-from golf.eval.accounting import EvalResult, Totals
+from golf.artifact import sliding
+from golf.artifact.scoring import EvalResult, Totals
 
 
 def evaluate(model: Any, val_tokens: Any, val_bytes: Any, seq_len: int, batch_seqs: int,

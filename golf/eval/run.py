@@ -8,29 +8,16 @@ if TTT ran, else sliding, else plain. Taking the minimum over passes would itsel
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from golf.eval import lora_ttt, plain, sliding, ttt
-from golf.eval.accounting import Totals, as_numpy, check_inputs, check_sidecar
+from golf.artifact import sliding
+from golf.eval import lora_ttt, plain, ttt
+from golf.artifact.scoring import Totals, as_numpy, check_inputs, check_sidecar
 from golf.eval.config import TttEvalConfig
-
-
-def init_dist(device: torch.device) -> tuple[int, int, torch.device]:
-    """Join torchrun's process group (nccl on CUDA, gloo on CPU); (rank, world, device)."""
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
-        return 0, 1, device
-    rank, local, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
-    if device.type == "cuda":
-        torch.cuda.set_device(local)
-        device = torch.device("cuda", local)
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device
 
 
 def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any, bos_id: int,

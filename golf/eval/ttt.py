@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from golf.errors import GolfError
-from golf.eval.accounting import (EvalResult, Totals, all_reduce_sum, as_numpy, autocast, check_inputs, dist_on,
-                                  progress_bar, rank_world)
-from golf.eval.sliding import rank_share, score_windows, window_plan
+from golf.artifact.runtime import all_reduce_sum, autocast, dist_on, progress_bar, rank_world
+from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs
+from golf.artifact.sliding import rank_share, score_windows, window_plan
 
 
 def select_params(model: torch.nn.Module, name_filter: Sequence[str]) -> list[torch.nn.Parameter]:

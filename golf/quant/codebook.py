@@ -86,8 +86,3 @@ def quantize(w: torch.Tensor, H: torch.Tensor | None, k: int, iters: int, method
             return Codebook(Q.to(torch.uint8), cb, frac, tries, "")
         return Codebook(nearest(W, cf).to(torch.uint8), cb, frac, tries, "rtn")
     return Codebook(nearest(W, cf).to(torch.uint8), cb, 0.0, 0, "")
-
-
-def dequantize(codes: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Float weights: centroids[codes], exactly the stored fp16 values."""
-    return centroids.float()[codes.long()]

@@ -52,10 +52,6 @@ def rtn_quantize(w: torch.Tensor, scale: torch.Tensor, bits: int) -> Quantized:
     return Quantized(q=q, scale=scale, damp_frac=0.0, damp_tries=0, fallback="")
 
 
-def dequantize_rows(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return q.float() * scale.float()[:, None]
-
-
 def _upper_inverse_factor(H: torch.Tensor, damp: float) -> tuple[torch.Tensor | None, float, int]:
     """U = chol_upper(H⁻¹) of H + d·mean(diag H)·I, raising d x10 until both factorizations succeed."""
     n = H.shape[0]

@@ -12,46 +12,21 @@ from __future__ import annotations
 
 import torch
 
+from golf.artifact.dequant import hadamard_matrix, signs
+
 
 def block_size(n: int) -> int:
     """The Hadamard block for an input width n: its largest power-of-two divisor (1 = no rotation)."""
     return n & -n if n > 0 else 1
 
 
-def hadamard_matrix(b: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Sylvester's normalised Hadamard matrix H_b / sqrt(b) (b a power of two): symmetric, orthogonal."""
-    if b < 1 or b & (b - 1):
-        raise ValueError(f"hadamard block {b} is not a power of two")
-    h = torch.ones(1, 1, dtype=torch.float64)
-    while h.shape[0] < b:
-        h = torch.cat((torch.cat((h, h), 1), torch.cat((h, -h), 1)), 0)
-    return (h / h.shape[0] ** 0.5).to(dtype)
-
-
-def signs(n: int) -> torch.Tensor:
-    """Deterministic ±1 per column: parity of a multiplicative hash of the index (no RNG)."""
-    i = torch.arange(n, dtype=torch.int64)
-    h = (i * 2654435761 + 12345) % (1 << 32)
-    bit = (h >> 13) & 1
-    return (1 - 2 * bit).to(torch.float32)
-
-
 def rotate(w: torch.Tensor, b: int) -> torch.Tensor:
-    """W R along the last dim: signs, then H_b on each block of b columns."""
+    """W R along the last dim: signs, then H_b on each block of b columns (inverse: golf.artifact.dequant.unrotate)."""
     n = w.shape[-1]
     if b <= 1:
         return w
     x = (w.float() * signs(n).to(w.device)).reshape(*w.shape[:-1], n // b, b)
     return (x @ hadamard_matrix(b).to(w.device)).reshape(w.shape)
-
-
-def unrotate(w: torch.Tensor, b: int) -> torch.Tensor:
-    """W Rᵀ: the exact inverse of `rotate` (H_b is symmetric and its own inverse)."""
-    n = w.shape[-1]
-    if b <= 1:
-        return w
-    x = w.float().reshape(*w.shape[:-1], n // b, b) @ hadamard_matrix(b).to(w.device)
-    return x.reshape(w.shape) * signs(n).to(w.device)
 
 
 def rotate_hessian(H: torch.Tensor, b: int) -> torch.Tensor:

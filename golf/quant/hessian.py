@@ -19,14 +19,6 @@ from golf.errors import GolfError
 FORMAT, VERSION = "golf.hessians", 1
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise GolfError("device = 'cuda' but no CUDA device is available")
-    return torch.device(device)
-
-
 def prepare_eval(model: torch.nn.Module) -> torch.nn.Module:
     """The graph every stage after train runs: eval mode, looping on whenever the model loops."""
     model.eval()

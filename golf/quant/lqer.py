@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from golf.artifact.dequant import lqer_unpack
 from golf.quant.gptq import FP16_TINY, clip_range
 
 
@@ -44,20 +45,6 @@ def pack(A: torch.Tensor, B: torch.Tensor, group: int, factor_bits: int) -> tupl
     return "sym", {"lqA": qA.to(torch.int8), "lqAs": sA, "lqB": qB.to(torch.int8), "lqBs": sB}
 
 
-def unpack(kind: str, t: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The dequantized correction A·B (out, in), fp32."""
-    if kind == "asym":
-        A = t["lqA"].float() * t["lqAs"].float()
-        group = t["lqB"].numel() // t["lqBs"].numel()
-        B = (t["lqB"].float().reshape(-1, group) * t["lqBs"].float()[:, None]).reshape(t["lqB"].shape)
-    elif kind == "sym":
-        A = t["lqA"].float() * t["lqAs"].float()[:, None]
-        B = t["lqB"].float() * t["lqBs"].float()[:, None]
-    else:
-        raise ValueError(f"unknown LQER packing {kind!r}")
-    return A @ B
-
-
 def packed_bits(kind: str, t: dict[str, torch.Tensor], factor_bits: int) -> int:
     """Bits the factors take when packed at their bit widths (codes + fp16 scales)."""
     a_bits, b_bits = (2, 4) if kind == "asym" else (factor_bits, factor_bits)
@@ -68,4 +55,4 @@ def correct(E: torch.Tensor, rank: int, group: int, factor_bits: int) -> tuple[s
     """(packing, factor tensors, dequantized correction) for the error E."""
     A, B = svd_factors(E, rank)
     kind, t = pack(A, B, group, factor_bits)
-    return kind, t, unpack(kind, t)
+    return kind, t, lqer_unpack(kind, t)

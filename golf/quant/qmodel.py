@@ -26,9 +26,7 @@ from golf.quant import codebook, gptq, hadamard, lqer
 from golf.quant.config import QuantizeConfig
 from golf.quant.hessian import check_hessians
 
-FORMAT, VERSION = "golf.qmodel", 1
-LQER_KEYS = ("lqA", "lqAs", "lqB", "lqBs")
-QUANT_KINDS = ("gptq", "rtn", "codebook")
+from golf.artifact.dequant import FORMAT, LQER_KEYS, QUANT_KINDS, VERSION, codebook_values, dequantize_rows, unrotate
 
 
 def tensor_group(name: str) -> str:
@@ -40,13 +38,6 @@ def tensor_group(name: str) -> str:
     if ".mlp." in f".{name}":
         return "mlp"
     return "matrix"
-
-
-def _dtype(name: str) -> torch.dtype:
-    dt = getattr(torch, name.removeprefix("torch."), None)
-    if not isinstance(dt, torch.dtype):
-        raise GolfError(f"qmodel: unknown dtype {name!r}")
-    return dt
 
 
 def code_entropy_bytes(codes: torch.Tensor) -> float:
@@ -81,7 +72,7 @@ def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
     if cfg.codebook_k:
         bits, k = codebook.bits(cfg.codebook_k), 0.0
         res = codebook.quantize(W, H, cfg.codebook_k, cfg.codebook_iters, cfg.method, cfg.block_size, cfg.damp)
-        E = W - codebook.dequantize(res.codes, res.centroids.to(W.device))
+        E = W - codebook_values(res.codes, res.centroids.to(W.device))
         res = codebook.Codebook(codes=res.codes.cpu(), centroids=res.centroids.cpu(), damp_frac=res.damp_frac,
                                 damp_tries=res.damp_tries, fallback=res.fallback)
         clipped, codes = 0.0, res.codes
@@ -93,7 +84,7 @@ def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
             res = gptq.gptq_quantize(W, H, scale, bits, cfg.block_size, cfg.damp)
         else:
             res = gptq.rtn_quantize(W, scale, bits)
-        E = W - gptq.dequantize_rows(res.q, res.scale)
+        E = W - dequantize_rows(res.q, res.scale)
         clipped = float((res.q.abs() == gptq.clip_range(bits)).float().mean())
         res = gptq.Quantized(q=res.q.cpu(), scale=res.scale.cpu(), damp_frac=res.damp_frac,
                              damp_tries=res.damp_tries, fallback=res.fallback)
@@ -208,7 +199,7 @@ def _apply_lqer(state_dict: dict[str, torch.Tensor], errors: dict[str, torch.Ten
         rep["rel_err"] = after / (W.norm().item() or 1.0)
         if name in hessians:
             wh = gptq.h_weighted_error(W, hessians[name])
-            resid = hadamard.unrotate(E - corr, plan[name].get("hadamard", 1))  # back to W's domain
+            resid = unrotate(E - corr, plan[name].get("hadamard", 1))  # back to W's domain
             rep["h_rel_err"] = gptq.h_weighted_error(resid, hessians[name]) / wh if wh > 0 else 0.0
 
 
@@ -243,43 +234,6 @@ def summarize(tensors: dict[str, torch.Tensor], plan: dict, report: dict, cfg: Q
         out[f"{group}_rel_err_max"] = max(r["rel_err"] for r in reps)
         if all("h_rel_err" in r for r in reps):
             out[f"{group}_h_rel_err_mean"] = sum(r["h_rel_err"] for r in reps) / len(reps)
-    return out
-
-
-def dequantize(tensors: dict[str, torch.Tensor], header: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The float state_dict the plan describes (each tensor in its original dtype)."""
-    plan = header.get("plan")
-    if not isinstance(plan, dict):
-        raise GolfError("qmodel: header has no plan")
-    out: dict[str, torch.Tensor] = {}
-    used: set[str] = set()
-
-    def get(key: str) -> torch.Tensor:
-        if key not in tensors:
-            raise GolfError(f"qmodel: tensor {key} is missing (the plan needs it)")
-        used.add(key)
-        return tensors[key]
-
-    for name, p in plan.items():
-        kind = p.get("kind")
-        if kind in QUANT_KINDS:
-            if kind == "codebook":
-                w = codebook.dequantize(get(f"{name}.cq"), get(f"{name}.cb"))
-            else:
-                w = gptq.dequantize_rows(get(f"{name}.q"), get(f"{name}.scale"))
-            if p.get("lqer"):
-                w = w + lqer.unpack(p["lqer"], {k: get(f"{name}.{k}") for k in LQER_KEYS})
-            out[name] = hadamard.unrotate(w, int(p.get("hadamard", 1))).to(_dtype(p["dtype"]))
-        elif kind == "passthrough":
-            out[name] = get(name).to(_dtype(p["dtype"]))
-        elif kind == "float":
-            out[name] = get(name)
-        else:
-            raise GolfError(f"qmodel: {name} has unknown kind {kind!r}")
-        if list(out[name].shape) != list(p["shape"]):
-            raise GolfError(f"qmodel: {name} has shape {list(out[name].shape)}, the plan says {p['shape']}")
-    if extra := sorted(set(tensors) - used):
-        raise GolfError(f"qmodel: tensor {extra[0]} is not in the plan ({len(extra)} unplanned)")
     return out
 
 

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from golf.artifact.runtime import Dist, all_reduce_sum
 from golf.errors import GolfError
 from golf.optim.ema import EMA, SWA, load_average
 from golf.optim.muon import Muon
@@ -63,14 +64,6 @@ class TrainResult:
     """Seconds from `started` (the stage's start) to the end of the first real optimizer step:
     imports, data, compile and warm-up included."""
     rows: list[dict[str, Any]] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GolfError("train.device = 'cuda' but torch sees no CUDA device")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -156,7 +149,7 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
 
 
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
-          val_bytes: np.ndarray, device: torch.device, dctx: ddp.Dist, progress: bool = True,
+          val_bytes: np.ndarray, device: torch.device, dctx: Dist, progress: bool = True,
           evaluate: Callable | None = None, started: float | None = None,
           on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Train `model` in place; on return it holds the averaged (EMA/SWA) weights that were evaluated.
@@ -283,7 +276,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
             _sync(device)
             dt = time.perf_counter() - t0
             bad = 0.0 if math.isfinite(loss) else 1.0
-            loss_sum, bad_sum = ddp.all_reduce_sum([loss if not bad else 0.0, bad], device, world)
+            loss_sum, bad_sum = all_reduce_sum(torch.tensor([loss if not bad else 0.0, bad], dtype=torch.float64)).tolist()
             if bad_sum > 0:  # any rank's NaN stops every rank
                 raise GolfError(f"train: loss is {loss} at step {step + 1} (lr multiplier {lr_mul:.3g}); "
                                 "stopped, no checkpoint written. Lower the learning rates or check the data")

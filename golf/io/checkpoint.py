@@ -1,4 +1,4 @@
-"""The trained model on disk: safetensors weights + header `golf.model` v1 with the model config.
+"""The trained model on disk: safetensors weights + header `golf.artifact.model` v1 with the model config.
 
 The architecture travels with the weights: `load_model` rebuilds the GPT from the header alone,
 never from params.yaml, and loads the weights strictly.
@@ -10,14 +10,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from golf.errors import GolfError
 from golf.io.tensors import load_tensors, save_tensors
-from golf.model.attention import select_backend
-from golf.model.config import ModelConfig
-from golf.model.gpt import GPT
-from golf.params import build_section, section_dict
+from golf.artifact.model.gpt import GPT
+from golf.artifact.model.load import model_from_header
+from golf.params import section_dict
 
-FORMAT, VERSION = "golf.model", 1
+FORMAT, VERSION = "golf.artifact.model", 1
 
 
 def save_model(path: Path, model: GPT, extra: dict[str, Any], keep_train_only: bool = False) -> None:
@@ -40,22 +38,3 @@ def load_model(path: Path, device: str = "cpu") -> tuple[GPT, dict[str, Any]]:
     """(GPT on `device` in eval mode, header). Looping is on whenever the config has loops."""
     tensors, header = load_tensors(Path(path), FORMAT, VERSION)
     return model_from_header(header, tensors, device, source=str(path)), header
-
-
-def model_from_header(header: dict[str, Any], state: dict[str, Any], device: Any = "cpu",
-                      source: str = "header") -> GPT:
-    """The GPT the header's model config describes, with `state` loaded strictly, on `device` in
-    eval mode, looping on whenever the config has loops (the graph every later stage runs)."""
-    if not isinstance(header.get("model"), dict):
-        raise GolfError(f"{source}: header has no 'model' section")
-    cfg = build_section(header["model"], "model", ModelConfig, source=source)
-    model = GPT(cfg)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise GolfError(f"{source}: weights do not match the header's model config: "
-                        f"{' '.join(str(e).split())[:500]}") from None
-    model = model.to(device).eval()
-    model.looping = cfg.num_loops > 0
-    model.set_attention_backend(select_backend(device))
-    return model

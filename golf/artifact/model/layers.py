@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.model.attention import CausalSelfAttention, init_linear
-from golf.model.config import ModelConfig
+from golf.artifact.model.attention import CausalSelfAttention, init_linear
+from golf.artifact.model.config import ModelConfig
 
 
 class RMSNorm(nn.Module):
@@ -49,7 +49,7 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm()
         self.attn = CausalSelfAttention(cfg, layer)
         if cfg.moe_num_experts:
-            from golf.model.moe import MoEMLP  # imports torch._dynamo: only for models that use it
+            from golf.artifact.model.moe import MoEMLP  # imports torch._dynamo: only for models that use it
 
             self.mlp = MoEMLP(cfg)
         else:

@@ -1,36 +1,12 @@
-"""A whole output folder written beside its target and renamed into place: no partial output."""
+"""External download tools (pip, apt-get, npm) run with a deadline; failures become GolfError."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from golf.errors import GolfError
-
-
-@contextmanager
-def staged_dir(final: Path) -> Iterator[Path]:
-    """Yield an empty temp folder beside `final`; on success it replaces `final`, on error it is deleted."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
-    try:
-        yield tmp
-        old = None
-        if final.exists():
-            old = final.parent / f".{final.name}.old.{os.getpid()}"
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def run_tool(cmd: Sequence[str], timeout_s: int, cwd: Path | None = None, what: str = "") -> str:

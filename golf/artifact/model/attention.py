@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.model.config import ModelConfig
+from golf.artifact.model.config import ModelConfig
 
 BACKENDS = ("fa3", "fa4", "fa2", "sdpa", "cudnn")
 DENSE_GATE_INIT_STD = 0.01  # CGATE's dense GatedAttn init (records used 0.005-0.01)

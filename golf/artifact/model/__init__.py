@@ -4,14 +4,14 @@
 Importing the GPT imports torch but never touches CUDA.
 """
 
-from golf.model.config import ModelConfig
+from golf.artifact.model.config import ModelConfig
 
 __all__ = ["GPT", "ModelConfig"]
 
 
 def __getattr__(name: str):
     if name == "GPT":
-        from golf.model.gpt import GPT
+        from golf.artifact.model.gpt import GPT
 
         return GPT
-    raise AttributeError(f"module 'golf.model' has no attribute {name!r}")
+    raise AttributeError(f"module 'golf.artifact.model' has no attribute {name!r}")
