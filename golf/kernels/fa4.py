@@ -14,10 +14,11 @@ cu_seqlens int32 (S + 1,) from 0 to N (equal neighbours are empty sequences), ma
 upper bound of every length: pass a constant (the row length), since torch.compile specializes
 on an int argument. GQA as FA4 does it: H a multiple of Hkv, query head h reads KV head h // (H / Hkv).
 
-CUDA runs FA4 (`available()` says whether it imports); CPU runs a float32 reference of the same
-math, so the ops' registration (fakes, autograd, compile) is testable without a GPU. `register()`
-installs the ops as the "fa4" attention backend of the model (training only: the bundled
-artifact never imports this package).
+CUDA runs FA4 (`available()` says whether it imports) in bf16 (fp16 stays fp16, anything else is
+cast and the results cast back); CPU runs a float32 reference of the same math, so the ops'
+registration (fakes, autograd, compile) is testable without a GPU. `register()` installs the ops as
+the "fa4" attention backend of the model (training only: the bundled artifact never imports this
+package).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ def _kernels() -> tuple[Callable, Callable]:
     return _flash_attn_fwd, _flash_attn_bwd
 
 
+def _half(*ts: Tensor) -> list[Tensor]:
+    """FA4 takes fp16 / bf16 only: anything else runs in bf16 (under autocast q, k, v already are)."""
+    return [t if t.dtype in (torch.float16, torch.bfloat16) else t.to(torch.bfloat16) for t in ts]
+
+
 def _lse_shape(q: Tensor, varlen: bool) -> tuple[int, ...]:
     """FA4's log-sum-exp layout: (B, H, T) dense, (H, N) varlen; float32, contiguous."""
     return (q.size(1), q.size(0)) if varlen else (q.size(0), q.size(2), q.size(1))
@@ -66,9 +72,10 @@ def fa4_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Optional[Tensor],
             max_seqlen: int) -> tuple[Tensor, Tensor]:
     fwd, _ = _kernels()
     ms = max_seqlen if cu_seqlens is not None else None
-    out, lse = fwd(q.contiguous(), k.contiguous(), v.contiguous(), cu_seqlens_q=cu_seqlens,
-                   cu_seqlens_k=cu_seqlens, max_seqlen_q=ms, max_seqlen_k=ms, causal=True, return_lse=True)[:2]
-    return out, lse
+    qh, kh, vh = (t.contiguous() for t in _half(q, k, v))
+    out, lse = fwd(qh, kh, vh, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=ms,
+                   max_seqlen_k=ms, causal=True, return_lse=True)[:2]
+    return out.to(q.dtype), lse
 
 
 @fa4_fwd.register_fake
@@ -83,10 +90,11 @@ def fa4_bwd(q: Tensor, k: Tensor, v: Tensor, out: Tensor, dout: Tensor, lse: Ten
             cu_seqlens: Optional[Tensor], max_seqlen: int) -> tuple[Tensor, Tensor, Tensor]:
     _, bwd = _kernels()
     ms = max_seqlen if cu_seqlens is not None else None
-    # q, k, v are the forward's contiguous inputs, so FA4's empty_like(q) gradients are contiguous too
-    dq, dk, dv = bwd(q.contiguous(), k.contiguous(), v.contiguous(), out, dout.contiguous(), lse, causal=True,
-                     cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=ms, max_seqlen_k=ms)[:3]
-    return dq, dk, dv
+    # contiguous inputs, so FA4's empty_like(q) gradients are contiguous too (what the fake says)
+    qh, kh, vh, oh, doh = (t.contiguous() for t in _half(q, k, v, out, dout))
+    dq, dk, dv = bwd(qh, kh, vh, oh, doh, lse, causal=True, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens,
+                     max_seqlen_q=ms, max_seqlen_k=ms)[:3]
+    return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
 @fa4_bwd.register_fake
@@ -174,3 +182,15 @@ def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
 def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
     """Causal attention within each packed sequence: q (N, H, D), k and v (N, Hkv, D) -> (N, H, D)."""
     return fa4_fwd(q, k, v, cu_seqlens, max_seqlen)[0]
+
+
+def register() -> bool:
+    """Install the ops as the model's "fa4" attention backend (dense and document-masked varlen), so
+    attention_backend auto picks them on Hopper and Blackwell; False, and nothing installed, when FA4
+    does not import. Training calls this; the bundled artifact never does (it keeps SDPA)."""
+    if not available():
+        return False
+    from golf.artifact.model.attention import register_backend
+
+    register_backend("fa4", attention, varlen_attention)
+    return True
