@@ -130,19 +130,22 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, y: torch.Tensor,
-                    moe_weight: float, mtp_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+                    moe_weight: float, mtp_weight: float,
+                    cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean NLL, the weighted auxiliary terms) of one micro-batch; its loss is their sum.
 
     `forward` is `model.nll_and_mtp` when mtp_weight > 0 (one trunk pass for both heads), else
     `model.nll`, either possibly compiled. The MoE balance loss is that of the forward just run.
+    cu_seqlens: the micro-batch's documents for a varlen attention kernel (golf/train/data.py).
     """
     aux = torch.zeros((), device=x.device)
+    docs = {} if cu_seqlens is None else {"cu_seqlens": cu_seqlens}
     if mtp_weight > 0:
-        nll, mtp = forward(x, y)
+        nll, mtp = forward(x, y, **docs)
         if mtp is not None:
             aux = aux + mtp_weight * mtp.mean()
     else:
-        nll = forward(x, y)
+        nll = forward(x, y, **docs)
     if moe_weight > 0:
         aux = aux + moe_weight * model.aux_loss()
     return nll.mean(), aux
@@ -186,8 +189,10 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         else:
             forward = torch.compile(forward, dynamic=False)
     global_seqs = cfg.train_batch_tokens // cfg.train_seq_len
+    # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
+    doc_bos = mcfg.bos_id if getattr(model, "doc_varlen", False) else None
     loader = WindowLoader(train_tokens, cfg.train_seq_len, global_seqs, cfg.grad_accum_steps, dctx.rank, world,
-                          cfg.seed, device)
+                          cfg.seed, device, bos_id=doc_bos)
     if cfg.val_max_tokens:
         val_tokens, val_bytes = val_tokens[:cfg.val_max_tokens + 1], val_bytes[:cfg.val_max_tokens + 1]
 
@@ -199,9 +204,12 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
             g["momentum"] = momentum
         total = torch.zeros((), device=device)  # the LM NLL only: train_loss stays comparable across toggles
         extra = torch.zeros((), device=device)  # the auxiliary terms, so a NaN in them stops training too
-        for x, y in loader.batch(step):
+        for x, y, cu in loader.batch(step):
+            if cu is not None and use_compile:
+                # its length (documents + 1) changes every batch: one graph for all, no recompile
+                torch._dynamo.mark_dynamic(cu, 0)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss, aux = micro_objective(model, forward, x, y, moe_w, mtp_w)
+                loss, aux = micro_objective(model, forward, x, y, moe_w, mtp_w, cu)
             ((loss + aux) / cfg.grad_accum_steps).backward()
             total += loss.detach()
             extra += aux.detach()
