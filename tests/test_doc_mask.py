@@ -240,13 +240,19 @@ def test_fa4_model_compiled_matches_sdpa_mask_and_never_recompiles(record_like):
     the SDPA-mask eager path, and batches with 1 to 40 documents per row share one graph."""
     from torch._dynamo.testing import CompileCounterWithBackend
 
-    fa4.register()
+    assert fa4.register()
+    try:
+        masked_model_on_gpu(record_like, CompileCounterWithBackend("inductor"))
+    finally:
+        attention.unregister_backend("fa4")
+
+
+def masked_model_on_gpu(record_like, counter) -> None:
     torch._dynamo.reset()
     cfg = dataclasses.replace(record_like, model_dim=128, num_heads=2, num_kv_heads=1)  # head_dim 64
     train_model = make(cfg, dtype=torch.float32).cuda()
     eval_model = make(cfg, dtype=torch.float32).cuda()
     train_model.set_attention_backend("fa4")
-    counter = CompileCounterWithBackend("inductor")
     step = torch.compile(train_model.nll, backend=counter, fullgraph=True, dynamic=False)
     for seed, docs_per_row in enumerate((1, 3, 17, 40)):
         x = torch.randint(2, 96, (4, 256), generator=torch.Generator().manual_seed(seed))
