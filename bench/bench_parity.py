@@ -1,7 +1,7 @@
 """Parity: does the fast path (torch.compile, the preset's compile scope and attention kernel) train
 the same model as the plain eager path? Same data, same seed, a few hundred steps.
 
-    python bench/bench_parity.py                 # presets/h100.yaml model, 300 steps of 64 x 1024 tokens
+    python bench/bench_parity.py                 # the h100 preset's model, 300 steps of 64 x 1024 tokens
     python bench/bench_parity.py --quick         # 100 steps
     python bench/bench_parity.py --fast-flags "--compile-scope model"
 
@@ -21,7 +21,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, train
+from trainrun import ROOT, h100_params, train
 
 
 def tail_loss(rows: list[dict]) -> float:
@@ -32,7 +32,7 @@ def tail_loss(rows: list[dict]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml")
+    ap.add_argument("--params", type=Path, default=None, help="full params file (default: the h100 preset)")
     ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--quick", action="store_true", help="100 steps")
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--fast-flags", default="", help="extra `golf train` flags of the fast runs")
     ap.add_argument("--workdir", type=Path, default=None)
     a = ap.parse_args()
+    a.params = a.params or h100_params()
     steps = 100 if a.quick else a.steps
     common = ["--max-wallclock-s", "0", "--iterations", str(steps), "--enable-looping-at", "0.5",
               "--warmup-steps", "2", "--val-every", "0", "--train-batch-tokens", str(a.batch_tokens),

@@ -15,7 +15,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, golf, train
+from trainrun import ROOT, golf, h100_params, train
 
 RECORD_S = 13.2 + 10.4
 TARGET_S = 20.0
@@ -23,12 +23,13 @@ TARGET_S = 20.0
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml")
+    ap.add_argument("--params", type=Path, default=None, help="full params file (default: the h100 preset)")
     ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens")
     ap.add_argument("--checkpoint", type=Path, default=None, help="trained model (default: train 2 eager steps)")
     ap.add_argument("--quick", action="store_true", help="4 calibration batches")
     ap.add_argument("--workdir", type=Path, default=None)
     a = ap.parse_args()
+    a.params = a.params or h100_params()
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench-quant-"))
     ckpt = a.checkpoint
     if ckpt is None:

@@ -1,7 +1,7 @@
 """Training speed of `golf train` at a preset's model: start-to-first-step, tokens/s before and after
 depth recurrence switches on, MFU, peak memory; several variants in one run, so ratios are fair.
 
-    python bench/bench_train.py                      # presets/h100.yaml, 3 variants, 40 steps each
+    python bench/bench_train.py                      # the h100 preset, 3 variants, 40 steps each
     python bench/bench_train.py --quick              # 16 steps each
     python bench/bench_train.py --variant "cudnn=--attention-backend cudnn" --variant "base="
     python bench/bench_train.py --variant "base=" --variant "cdt=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
@@ -25,7 +25,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, median, train
+from trainrun import ROOT, h100_params, median, train
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")  # an environment variable in a variant's words
 LOOP_TIME_FRAC = 0.35
@@ -57,7 +57,7 @@ def phase_rates(rows: list[dict], switch: int) -> tuple[float, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml")
+    ap.add_argument("--params", type=Path, default=None, help="full params file (default: the h100 preset)")
     ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens")
     ap.add_argument("--steps", type=int, default=40, help="optimizer steps per variant (half before looping)")
     ap.add_argument("--warmup-steps", type=int, default=3, help="compile warm-up steps per graph")
@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep each run's files here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
+    a.params = a.params or h100_params()
     steps = 16 if a.quick else a.steps
     base = ["--max-wallclock-s", "0", "--iterations", str(steps), "--enable-looping-at", "0.5",
             "--warmup-steps", str(a.warmup_steps), "--val-every", "0"]

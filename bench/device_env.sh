@@ -2,7 +2,7 @@
 #   . bench/device_env.sh
 # installs the carried wheels (.whl: brotli, zstandard; not in the device image) under /tmp/site,
 # puts them and the checkout on PYTHONPATH, and links the carried tokens (.device-data/tokens,
-# built on the CPU box with `golf tokenize --params presets/h100.yaml`) to data/tokens.
+# built on the CPU box with `golf preset h100 --out h100.yaml && golf tokenize --params h100.yaml`) to data/tokens.
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 DVC_NO_ANALYTICS=1
 # The lent image sets PYTHONDONTWRITEBYTECODE=1 and ships torch without __pycache__, so every
 # process compiled torch's modules from source again: `import torch` 5.6 s instead of 2.1 s. Cache

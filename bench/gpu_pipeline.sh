@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Run golf's GPU stages on a lent device machine (no network there): the stages named in $STAGES
-# (default: train .. ttt-eval) with the params file $PARAMS (flags for one stage in $ARGS_<stage>,
+# (default: train .. ttt-eval) with the preset $PRESET applied to params.yaml (flags for one stage in $ARGS_<stage>,
 # e.g. ARGS_train="--max-wallclock-s 120"), on tokens built on the CPU box and
 # carried in .device-data/tokens. Logs, metrics and plots come back as one tarball under $OUT, and
 # the artifact (model.golf, train_gpt.py: each under 16 MiB) beside it, so a later call can carry
 # it back in .device-data/compress and run ttt-eval alone (a device machine keeps nothing).
 #   device run: carry [".whl", ".device-data"], command "bash bench/gpu_pipeline.sh"
 set -uo pipefail
-PARAMS=${PARAMS:-presets/h100.yaml}
+PRESET=${PRESET:-h100}
 STAGES=${STAGES:-"train hessian-calibrate quantize prune-to-budget compress ttt-eval"}
 OUT=${OUT:-/tmp/golf-out}
 mkdir -p "$OUT/run"
 . bench/device_env.sh > "$OUT/run/env.txt"
-cp "$PARAMS" params.yaml
+python3 -m stages.cli preset "$PRESET" > "$OUT/run/preset.txt" 2>&1 || { cat "$OUT/run/preset.txt"; exit 1; }
 rc=0
 end=$(( $(date +%s) + ${DEADLINE_S:-575} ))        # leave time to pack the results inside one call
 for stage in $STAGES; do

@@ -1,7 +1,7 @@
 """Where a training step's GPU time goes: golf's own train loop under the CUDA profiler (kernels only,
 so the CPU side runs at full speed), before and after depth recurrence switches on.
 
-    python bench/profile_train.py                    # presets/h100.yaml, 8 steps per phase
+    python bench/profile_train.py                    # the h100 preset, 8 steps per phase
     python bench/profile_train.py --quick            # 3 steps per phase
     python bench/profile_train.py --flags "compile_scope=blocks attention_backend=cudnn"
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from trainrun import ROOT
+from trainrun import ROOT, h100_params
 
 BINS = [("attention", r"flash|fmha|cudnn|attention|sdpa"),
         ("matmul", r"gemm|nvjet|cutlass|xmma|wgmma|sm90_|ampere_|cublas"),
@@ -102,13 +102,14 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml")
+    ap.add_argument("--params", type=Path, default=None, help="full params file (default: the h100 preset)")
     ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens")
     ap.add_argument("--steps", type=int, default=8, help="timed steps per phase (one more compiles)")
     ap.add_argument("--quick", action="store_true", help="3 timed steps per phase")
     ap.add_argument("--flags", default="", help='train keys as KEY=VALUE, e.g. "compile_scope=blocks"')
     ap.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
+    a.params = a.params or h100_params()
     if not torch.cuda.is_available():
         raise SystemExit("profile_train.py needs a CUDA GPU")
     flags = {k: scalar(v) for k, v in (kv.split("=", 1) for kv in a.flags.split())}

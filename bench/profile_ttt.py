@@ -1,7 +1,7 @@
 """Where LoRA TTT eval time goes: golf.eval.lora_ttt on the first documents of val, timed under each
 SDPA kernel choice, then once under the CUDA profiler (kernels only).
 
-    python bench/profile_ttt.py                          # presets/h100.yaml, 64 docs, random weights
+    python bench/profile_ttt.py                          # the h100 preset, 64 docs, random weights
     python bench/profile_ttt.py --artifact artifacts/compress/model.golf --docs 128
     python bench/profile_ttt.py --kernels golf,cudnn     # SDPA kernels to time (golf: lora_ttt's own pick)
     python bench/profile_ttt.py --quick                  # 16 docs, golf's pick only
@@ -22,7 +22,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from profile_train import bin_of
-from trainrun import ROOT
+from trainrun import ROOT, h100_params
 
 # each with the math kernel beside it, for the fp32 probe forward that sizes the adapters
 KERNELS = {"golf": None, "default": [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION,
@@ -63,7 +63,7 @@ def run(model, tokens, vb, cfg, device, bos_id):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml")
+    ap.add_argument("--params", type=Path, default=None, help="full params file (default: the h100 preset)")
     ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens")
     ap.add_argument("--artifact", type=Path, default=None, help="model.golf to score (default: fresh weights)")
     ap.add_argument("--docs", type=int, default=64, help="val documents from the start of the stream")
@@ -72,6 +72,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="16 docs, golf's kernel choice only")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke test of the script (no kernel profile)")
     a = ap.parse_args()
+    a.params = a.params or h100_params()
     if a.quick:
         a.docs, a.kernels = min(a.docs, 16), "golf"
     if a.device == "cuda" and not torch.cuda.is_available():

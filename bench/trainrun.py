@@ -54,3 +54,12 @@ def median(xs: list[float]) -> float:
     xs = sorted(xs)
     n = len(xs)
     return float("nan") if not n else xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+def h100_params() -> Path:
+    """params.yaml with the h100 preset overlay applied, as a full params file in a temp folder."""
+    import tempfile
+
+    from golf.presets import preset_params
+
+    return preset_params("h100", ROOT, Path(tempfile.mkdtemp(prefix="golf-h100-")) / "params.yaml")

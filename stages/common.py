@@ -24,7 +24,7 @@ from typing import Annotated, Any, Callable, Optional
 import typer
 
 from golf.errors import GolfError
-from golf.io.metrics import write_metrics
+from golf.io.metrics import timings_path, write_stage_metrics
 from golf.params import choices_text, field_docs, load_section, option_type, read_params
 
 DEFAULT_PARAMS = Path("params.yaml")
@@ -131,11 +131,12 @@ class Timer:
 
 
 def finish(stage: str, metrics_path: Path, values: dict[str, Any]) -> None:
-    """Write metrics/<stage>.json and print the same numbers as the stage's closing summary."""
-    write_metrics(metrics_path, stage, values)
+    """Write metrics/<stage>.json (+ timings/) and print the same numbers as the stage's closing summary."""
+    write_stage_metrics(metrics_path, stage, values)
     width = max(map(len, values), default=0)
     lines = [f"  {k:<{width}}  {_fmt(v)}" for k, v in values.items()]
-    print(f"golf {stage.replace('_', '-')}: done -> {metrics_path}", *lines, sep="\n", file=sys.stderr)
+    print(f"golf {stage.replace('_', '-')}: done -> {metrics_path}, {timings_path(metrics_path)}", *lines,
+          sep="\n", file=sys.stderr)
 
 
 def _fmt(v: Any) -> str:

@@ -13,14 +13,16 @@ from typing import Annotated
 import typer
 
 from golf.compress.config import CompressConfig
+from golf.eval.settings import EvalConfig
 from golf.prune.config import PruneConfig
 from stages.common import Timer, finish, stage_command
 
 
-@stage_command(cfg="prune_to_budget", compress_cfg="compress")
+@stage_command(cfg="prune_to_budget", compress_cfg="compress", ev="eval")
 def prune_to_budget(
     cfg: PruneConfig,
     compress_cfg: CompressConfig,
+    ev: EvalConfig,
     qmodel: Annotated[Path, typer.Option(help="Quantized model (golf.qmodel).")] = Path("artifacts/quantize/qmodel.safetensors"),
     hessians: Annotated[Path, typer.Option(help="Hessians, for hessian_weighted / hessian_two_four.")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
     tokens: Annotated[Path, typer.Option(help="Tokenized data (val split for the eval).")] = Path("data/tokens"),
@@ -45,7 +47,7 @@ def prune_to_budget(
                                   lambda t, h: len(container.encode(t, h, compress_cfg, cache)), H,
                                   log=lambda line: typer.echo(f"golf prune-to-budget: {line}", err=True))
     qm.save_qmodel(out, pruned, new_header)
-    val_bpb = _eval(cfg, pruned, new_header, tokens) if cfg.eval_seq_len else float("nan")
+    val_bpb = _eval(cfg, ev, pruned, new_header, tokens) if cfg.eval_enabled else float("nan")
     finish("prune_to_budget", metrics, {
         "values_zeroed": rep.values_zeroed, "selective_zeroed": rep.selective_zeroed, "rule_zeroed": rep.rule_zeroed,
         "candidates": rep.candidates, "bytes_before": rep.bytes_before, "bytes_after": rep.bytes_after,
@@ -53,7 +55,7 @@ def prune_to_budget(
         "val_bpb": val_bpb, "wall_s": timer.s})
 
 
-def _eval(cfg: PruneConfig, tensors: dict, header: dict, tokens: Path) -> float:
+def _eval(cfg: PruneConfig, ev: EvalConfig, tensors: dict, header: dict, tokens: Path) -> float:
     """Plain val BPB of the pruned, dequantized model."""
     from golf.data.tokens import TokenData
     from golf.eval.plain import evaluate
@@ -66,8 +68,8 @@ def _eval(cfg: PruneConfig, tensors: dict, header: dict, tokens: Path) -> float:
     model = model_from_header(header, dequantize(tensors, header), device, source="pruned qmodel")
     prepare_eval(model)
     data = TokenData(tokens)
-    n = cfg.eval_max_tokens or len(data.val)
-    return evaluate(model, data.val[:n], data.val_bytes[:n], cfg.eval_seq_len, cfg.eval_batch_seqs, device,
+    n = ev.max_tokens or len(data.val)
+    return evaluate(model, data.val[:n], data.val_bytes[:n], ev.seq_len, ev.batch_seqs, device,
                     progress=True).bpb
 
 

@@ -13,13 +13,15 @@ from typing import Annotated
 
 import typer
 
+from golf.eval.settings import EvalConfig
 from golf.quant.config import QuantizeConfig
 from stages.common import Timer, finish, stage_command
 
 
-@stage_command(cfg="quantize")
+@stage_command(cfg="quantize", ev="eval")
 def quantize(
     cfg: QuantizeConfig,
+    ev: EvalConfig,
     checkpoint: Annotated[Path, typer.Option(help="Trained model (golf.artifact.model).")] = Path("artifacts/train/model.safetensors"),
     hessians: Annotated[Path, typer.Option(help="Hessians (golf.hessians).")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
     tokens: Annotated[Path, typer.Option(help="Tokenized data (val split for the eval).")] = Path("data/tokens"),
@@ -37,7 +39,7 @@ def quantize(
     from golf.artifact.dequant import dequantize
     from golf.artifact.runtime import resolve_device
     from golf.quant import hessian, qmodel
-    from golf.quant.config import eval_settings
+    from golf.eval.settings import same_as_checkpoint
 
     timer = Timer()
     device = resolve_device(cfg.device, "quantize.device")
@@ -45,7 +47,7 @@ def quantize(
     H, h_header = load_tensors(hessians, hessian.FORMAT, hessian.VERSION)
     if h_header.get("model_sha256") != hessian.file_sha256(checkpoint):
         raise GolfError(f"{hessians}: collected from another checkpoint than {checkpoint} (rerun hessian-calibrate)")
-    ev, same_as_train = eval_settings(cfg, header)  # fails early when the header has no eval settings
+    same_as_train = same_as_checkpoint(ev, header)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     t_quant = Timer()
     tensors, q_header, rep = qmodel.quantize_state_dict(state, H, cfg, header, names=model.hessian_sites(),
@@ -55,15 +57,15 @@ def quantize(
     atomic_write_text(report, json.dumps(rep, indent=1, sort_keys=True) + "\n")
 
     data = TokenData(tokens)
-    n = ev["max_tokens"] or len(data.val)
+    n = ev.max_tokens or len(data.val)
     val, val_bytes = data.val[:n], data.val_bytes[:n]
 
     def score() -> float:
         hessian.prepare_eval(model)
-        return evaluate(model, val, val_bytes, ev["seq_len"], cfg.eval_batch_seqs, device, progress=True).bpb
+        return evaluate(model, val, val_bytes, ev.seq_len, ev.batch_seqs, device, progress=True).bpb
 
     if not same_as_train:
-        typer.echo(f"golf quantize: eval {ev} differs from the checkpoint's; evaluating the float model too", err=True)
+        typer.echo(f"golf quantize: eval (seq_len {ev.seq_len}, max_tokens {ev.max_tokens}) differs from the checkpoint's; evaluating the float model too", err=True)
     float_bpb = float(header["val_bpb"]) if same_as_train else score()
     model.load_state_dict({k: v.to(device) for k, v in dequantize(tensors, q_header).items()}, strict=True)
     t_eval = Timer()
@@ -73,7 +75,7 @@ def quantize(
     finish("quantize", metrics, {
         "val_bpb": val_bpb, "float_val_bpb": float_bpb, "quant_gap_bpb": val_bpb - float_bpb,
         "float_reevaluated": not same_as_train,
-        "eval_seq_len": ev["seq_len"], "eval_tokens": int(n), **s,
+        "eval_seq_len": ev.seq_len, "eval_tokens": int(n), **s,
         "hessian_tokens": int(h_header.get("tokens", 0)), "quantize_s": quantize_s, "eval_s": eval_s,
         "wall_s": timer.s})
 

@@ -138,3 +138,22 @@ def test_params_option_selects_another_file(tmp_path, monkeypatch):
     r = CliRunner().invoke(_app(seen), ["demo", "--params", str(other)])
     assert r.exit_code == 0, r.output
     assert seen[-1][0].bits == 5
+
+
+@pytest.mark.parametrize("bad, key", [({"seq_len": 0}, "eval.seq_len"), ({"batch_seqs": 0}, "eval.batch_seqs"),
+                                      ({"max_tokens": -1}, "eval.max_tokens")])
+def test_eval_block_values_have_one_meaning(bad, key):
+    from golf.eval.settings import EvalConfig
+
+    with pytest.raises(GolfError, match=key):
+        build_section({"seq_len": 256, "batch_seqs": 8, "max_tokens": 0, **bad}, "eval", EvalConfig)
+
+
+def test_float_bpb_is_reused_only_for_the_checkpoints_own_eval():
+    from golf.eval.settings import EvalConfig, same_as_checkpoint
+
+    ev = EvalConfig(seq_len=256, batch_seqs=8, max_tokens=32768)
+    header = {"val_bpb": 1.9, "eval": {"seq_len": 256, "batch_seqs": 16, "max_tokens": 32768}}
+    assert same_as_checkpoint(ev, header)  # batch size does not change the score
+    assert not same_as_checkpoint(ev, {**header, "eval": {"seq_len": 128, "max_tokens": 32768}})
+    assert not same_as_checkpoint(ev, {"eval": header["eval"]})  # no recorded val_bpb

@@ -18,8 +18,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from test_container import BASE, HEADER, synthetic_model  # noqa: E402
 
 CFG = PruneConfig(budget_bytes=16_000_000, margin_bytes=0, tolerance_bytes=0, method="selective", hessian_weighted=False,
-                  magnitude_fraction=0.0, prune_embedding=False, eval_seq_len=0, eval_batch_seqs=1,
-                  eval_max_tokens=0, device="cpu")
+                  magnitude_fraction=0.0, prune_embedding=False, eval_enabled=False, device="cpu")
 
 
 def zeros(tensors: dict) -> int:

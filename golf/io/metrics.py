@@ -1,14 +1,40 @@
-"""metrics/<stage>.json (flat measured numbers under the stage's name) and plots/<name>.csv."""
+"""metrics/<stage>.json (what a stage produced), metrics/timings/<stage>.json (how fast), plots/<name>.csv.
+
+Outcomes (BPB, bytes, counts) are DVC metrics, so `dvc metrics diff` and `dvc exp show` lead with
+them. Timings (seconds, tokens/s, MFU, peak memory) change on every run with identical outputs, so
+they go to a file DVC does not track: rerunning a stage by hand leaves `dvc status` clean, and an
+experiment's own timings are still in its git commit (`golf report` reads them there).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from golf.io.atomic import atomic_write_text
+
+
+TIMING = re.compile(r".*_s(_.+)?|tokens_per_s.*|mfu|peak_mem_bytes")
+
+
+def is_timing(key: str) -> bool:
+    """wall_s, first_step_s, eval_s_plain, tokens_per_s_ttt, mfu, peak_mem_bytes, ..."""
+    return TIMING.fullmatch(key) is not None
+
+
+def timings_path(metrics_path: Path) -> Path:
+    """metrics/<stage>.json -> metrics/timings/<stage>.json."""
+    return Path(metrics_path).parent / "timings" / Path(metrics_path).name
+
+
+def write_stage_metrics(path: Path, stage: str, values: Mapping[str, Any]) -> None:
+    """The outcomes to `path`, the timings beside it under timings/."""
+    write_metrics(path, stage, {k: v for k, v in values.items() if not is_timing(k)})
+    write_metrics(timings_path(path), stage, {k: v for k, v in values.items() if is_timing(k)})
 
 
 def write_metrics(path: Path, stage: str, values: Mapping[str, Any]) -> None:

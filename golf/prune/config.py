@@ -22,12 +22,8 @@ class PruneConfig:
     """method = magnitude: fraction of each matrix's codes zeroed, smallest |q·scale| first, 0..1."""
     prune_embedding: bool
     """Also prune the tied embedding's codes (the records prune only the int6 block matrices)."""
-    eval_seq_len: int
-    """Tokens per window of the after-prune val BPB (plain eval); 0 = skip the eval."""
-    eval_batch_seqs: int
-    """Windows per forward pass in that eval."""
-    eval_max_tokens: int
-    """Val tokens scored in that eval (a prefix); 0 = the whole val split."""
+    eval_enabled: bool
+    """Score the pruned model's val BPB with the `eval` section's settings; false = skip it (NaN)."""
     device: Literal["auto", "cpu", "cuda"]
     """Where the after-prune eval runs; auto = cuda when available."""
 
@@ -40,8 +36,3 @@ class PruneConfig:
             raise ValueError(f"prune_to_budget.tolerance_bytes = {self.tolerance_bytes}: must be >= 0")
         if not 0.0 <= self.magnitude_fraction <= 1.0:
             raise ValueError(f"prune_to_budget.magnitude_fraction = {self.magnitude_fraction}: must be in 0..1")
-        for key in ("eval_seq_len", "eval_max_tokens"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"prune_to_budget.{key} = {getattr(self, key)}: must be >= 0")
-        if self.eval_batch_seqs < 1:
-            raise ValueError(f"prune_to_budget.eval_batch_seqs = {self.eval_batch_seqs}: must be >= 1")

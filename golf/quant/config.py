@@ -69,12 +69,6 @@ class QuantizeConfig:
     """Group size of B's INT4 scales in the asymmetric packing (LQER_ASYM_GROUP); 0 = always symmetric."""
     lqer_factor_bits: int
     """Bits of the symmetric per-row packing of A and B, used when B's size is not a multiple of the group."""
-    eval_seq_len: int
-    """Tokens per window of the dequantized val eval; 0 = the checkpoint's own eval setting (train's)."""
-    eval_batch_seqs: int
-    """Windows per eval forward batch."""
-    eval_max_tokens: int
-    """Val tokens evaluated (a prefix of the val split); 0 = all; -1 = the checkpoint's own eval setting."""
     device: Literal["auto", "cpu", "cuda"]
     """Where to quantize and evaluate; auto = cuda when available."""
     codebook_k: int
@@ -106,14 +100,12 @@ class QuantizeConfig:
         for key in ("attn_clip_sigmas", "mlp_clip_sigmas", "embed_clip_sigmas", "damp"):
             if getattr(self, key) < 0:
                 bad(key, "must be >= 0")
-        for key in ("block_size", "eval_batch_seqs"):
+        for key in ("block_size",):
             if getattr(self, key) < 1:
                 bad(key, "must be >= 1")
-        for key in ("passthrough_numel", "eval_seq_len", "lqer_asym_group"):
+        for key in ("passthrough_numel", "lqer_asym_group"):
             if getattr(self, key) < 0:
                 bad(key, "must be >= 0")
-        if self.eval_max_tokens < -1:
-            bad("eval_max_tokens", "must be -1 (checkpoint's), 0 (all) or a token count")
         if self.lqer_enabled:
             for key in ("lqer_rank", "lqer_top_k"):
                 if getattr(self, key) < 1:
@@ -130,30 +122,3 @@ class QuantizeConfig:
         if group == "embed":
             return self.embed_bits, self.embed_clip_sigmas or self.clip_sigmas
         return self.matrix_bits, self.clip_sigmas
-
-
-def checkpoint_eval(header: dict) -> dict[str, int] | None:
-    """The eval settings behind a checkpoint's val_bpb: {"seq_len", "max_tokens"} or None if unknown.
-
-    Read from the header's "eval" block when train writes one, else from its train section
-    (train evaluates train_seq_len windows over the first val_max_tokens val tokens).
-    """
-    ev = header.get("eval")
-    if isinstance(ev, dict) and "seq_len" in ev:
-        return {"seq_len": int(ev["seq_len"]), "max_tokens": int(ev.get("max_tokens", 0))}
-    tr = header.get("train")
-    if isinstance(tr, dict) and "train_seq_len" in tr:
-        return {"seq_len": int(tr["train_seq_len"]), "max_tokens": int(tr.get("val_max_tokens", 0))}
-    return None
-
-
-def eval_settings(cfg: QuantizeConfig, header: dict) -> tuple[dict[str, int], bool]:
-    """(the quantized eval's {"seq_len", "max_tokens"}, whether it equals the checkpoint's own eval)."""
-    ck = checkpoint_eval(header)
-    if ck is None and (cfg.eval_seq_len == 0 or cfg.eval_max_tokens == -1):
-        from golf.errors import GolfError
-        raise GolfError("checkpoint header records no eval settings: set quantize.eval_seq_len (> 0) "
-                        "and quantize.eval_max_tokens (>= 0)")
-    mine = {"seq_len": cfg.eval_seq_len or ck["seq_len"],
-            "max_tokens": ck["max_tokens"] if cfg.eval_max_tokens == -1 else cfg.eval_max_tokens}
-    return mine, ck is not None and mine == ck and isinstance(header.get("val_bpb"), (int, float))

@@ -151,6 +151,126 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
     return nll.mean(), aux
 
 
+class Stepper:
+    """One optimizer step over the global batch: micro-batches, the study terms, all-reduce, clip, update."""
+
+    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, loader: WindowLoader, device: torch.device,
+                 world: int) -> None:
+        self.model, self.cfg, self.loader, self.device, self.world = model, cfg, loader, device, world
+        self.muon, self.adam = build_optimizers(model, cfg, device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        mcfg = getattr(model, "cfg", None)
+        # study toggles (issue 9): each term only where the model has the part it trains
+        self.moe_w = cfg.moe_aux_weight if getattr(mcfg, "moe_num_experts", 0) > 0 else 0.0
+        self.mtp_w = cfg.mtp_weight if getattr(mcfg, "mtp_heads", 0) > 0 else 0.0
+        self.cat_ws = cat_matrices(model) if cfg.cat_every > 0 else []
+        self.forward = model.nll_and_mtp if self.mtp_w > 0 else model.nll
+        self.autocast = device.type == "cuda" and cfg.autocast_bf16
+        self.compiled = False
+        self.ema: EMA | None = None  # the weight averages, made when the timed steps start
+        self.swa: SWA | None = None
+
+    def compile(self) -> None:
+        import torch._dynamo as dynamo
+
+        dynamo.config.cache_size_limit = 64
+        self.compiled = True
+        if self.cfg.compile_scope == "blocks" and hasattr(self.model, "compile_blocks"):
+            self.model.compile_blocks(dynamic=False)
+        else:
+            self.forward = torch.compile(self.forward, dynamic=False)
+
+    def __call__(self, step: int, lr_mul: float, momentum: float) -> float:
+        """The mean LM NLL of the step (NaN when any term is not finite)."""
+        cfg, model = self.cfg, self.model
+        for opt in (self.muon, self.adam):
+            for g in opt.param_groups:
+                g["lr"] = g["base_lr"] * lr_mul
+        for g in self.muon.param_groups:
+            g["momentum"] = momentum
+        total = torch.zeros((), device=self.device)  # the LM NLL only: train_loss stays comparable across toggles
+        extra = torch.zeros((), device=self.device)  # the auxiliary terms, so a NaN in them stops training too
+        for x, y, cu in self.loader.batch(step):
+            if cu is not None and self.compiled:
+                # its length (documents + 1) changes every batch: one graph for all, no recompile
+                torch._dynamo.mark_dynamic(cu, 0)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                loss, aux = micro_objective(model, self.forward, x, y, self.moe_w, self.mtp_w, cu)
+            ((loss + aux) / cfg.grad_accum_steps).backward()
+            total += loss.detach()
+            extra += aux.detach()
+        if self.cat_ws and (step + 1) % cfg.cat_every == 0:
+            # once per step, not per micro-batch: the penalty does not depend on the data (and is the
+            # same on every rank, so the gradient average below leaves its share unchanged)
+            pen = cfg.cat_weight * cat_penalty(self.cat_ws, cfg.cat_bits, cfg.cat_clip_sigmas)
+            pen.backward()
+            extra += pen.detach()
+        ddp.all_reduce_grads(self.params, self.world)
+        if cfg.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip_norm)
+        self.muon.step()
+        self.adam.step()
+        model.zero_grad(set_to_none=True)
+        lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
+        return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
+
+    def warm_up(self, looping_later: bool) -> None:
+        """Compile warm-up: run the steps (both graphs when looping will switch on), then restore the
+        weights and optimizer state, so the warm-up trains nothing."""
+        model, cfg = self.model, self.cfg
+        saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        saved_opts = [copy.deepcopy(o.state_dict()) for o in (self.muon, self.adam)]
+        for phase in ([False, True] if looping_later else [None]):
+            if phase is not None:
+                model.looping = phase
+            for s in range(cfg.warmup_steps):
+                self(s, 1.0, cfg.muon_momentum_warmup_start)
+        if looping_later:
+            model.looping = False
+        model.load_state_dict(saved_model)
+        for o, st in zip((self.muon, self.adam), saved_opts):
+            o.load_state_dict(st)
+        model.zero_grad(set_to_none=True)
+        _sync(self.device)
+
+
+def _cuda_precision(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+
+
+def _progress(cfg: TrainConfig, on: bool) -> Any:
+    if not on:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.iterations, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
+
+
+def _show(bar: Any, cfg: TrainConfig, step: int, loss: float, elapsed: float) -> None:
+    if bar is None:
+        return
+    left = cfg.max_wallclock_s - cfg.gptq_reserve_s - elapsed if cfg.max_wallclock_s > 0 else \
+        elapsed / step * (cfg.iterations - step)
+    bar.update(1)
+    bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{step * cfg.train_batch_tokens / elapsed:,.0f}",
+                    left=f"{max(left, 0):.0f}s", refresh=False)
+
+
+def _shared_step_result(loss: float, dt: float, elapsed: float, step: int, lr_mul: float, device: torch.device,
+                        world: int) -> tuple[float, float]:
+    """(mean loss over ranks, the shared clock); any rank's NaN stops every rank."""
+    bad = 0.0 if math.isfinite(loss) else 1.0
+    loss_sum, bad_sum = all_reduce_sum(torch.tensor([loss if not bad else 0.0, bad], dtype=torch.float64)).tolist()
+    if bad_sum > 0:
+        raise GolfError(f"train: loss is {loss} at step {step + 1} (lr multiplier {lr_mul:.3g}); "
+                        "stopped, no checkpoint written. Lower the learning rates or check the data")
+    # MAX over ranks: one shared clock, so the schedule and the stop are the same on every rank.
+    return loss_sum / world, ddp.all_reduce_max(elapsed + dt, device, world)
+
+
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
           val_bytes: np.ndarray, device: torch.device, dctx: Dist, progress: bool = True,
           evaluate: Callable | None = None, started: float | None = None,
@@ -161,72 +281,21 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     on_step: called with the step number after each real step (a profiler's `step`, in bench/).
     """
     started = time.perf_counter() if started is None else started
-    first_step_at = started
     if evaluate is None:
         from golf.eval.plain import evaluate
     world = dctx.world_size
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
-    autocast = device.type == "cuda" and cfg.autocast_bf16
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        torch.set_float32_matmul_precision("high")
+    _cuda_precision(device)
     model.to(device).train()
-    muon, adam = build_optimizers(model, cfg, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    mcfg = getattr(model, "cfg", None)
-    # study toggles (issue 9): each term only where the model has the part it trains
-    moe_w = cfg.moe_aux_weight if getattr(mcfg, "moe_num_experts", 0) > 0 else 0.0
-    mtp_w = cfg.mtp_weight if getattr(mcfg, "mtp_heads", 0) > 0 else 0.0
-    cat_ws = cat_matrices(model) if cfg.cat_every > 0 else []
-    forward = model.nll_and_mtp if mtp_w > 0 else model.nll
-    if use_compile:
-        import torch._dynamo as dynamo
-
-        dynamo.config.cache_size_limit = 64
-        if cfg.compile_scope == "blocks" and hasattr(model, "compile_blocks"):
-            model.compile_blocks(dynamic=False)
-        else:
-            forward = torch.compile(forward, dynamic=False)
-    global_seqs = cfg.train_batch_tokens // cfg.train_seq_len
     # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
-    doc_bos = mcfg.bos_id if getattr(model, "doc_varlen", False) else None
-    loader = WindowLoader(train_tokens, cfg.train_seq_len, global_seqs, cfg.grad_accum_steps, dctx.rank, world,
-                          cfg.seed, device, bos_id=doc_bos)
+    doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
+    loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
+                          cfg.grad_accum_steps, dctx.rank, world, cfg.seed, device, bos_id=doc_bos)
+    stepper = Stepper(model, cfg, loader, device, world)
+    if use_compile:
+        stepper.compile()
     if cfg.val_max_tokens:
         val_tokens, val_bytes = val_tokens[:cfg.val_max_tokens + 1], val_bytes[:cfg.val_max_tokens + 1]
-
-    def step_fn(step: int, lr_mul: float, momentum: float) -> float:
-        for opt in (muon, adam):
-            for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * lr_mul
-        for g in muon.param_groups:
-            g["momentum"] = momentum
-        total = torch.zeros((), device=device)  # the LM NLL only: train_loss stays comparable across toggles
-        extra = torch.zeros((), device=device)  # the auxiliary terms, so a NaN in them stops training too
-        for x, y, cu in loader.batch(step):
-            if cu is not None and use_compile:
-                # its length (documents + 1) changes every batch: one graph for all, no recompile
-                torch._dynamo.mark_dynamic(cu, 0)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-                loss, aux = micro_objective(model, forward, x, y, moe_w, mtp_w, cu)
-            ((loss + aux) / cfg.grad_accum_steps).backward()
-            total += loss.detach()
-            extra += aux.detach()
-        if cat_ws and (step + 1) % cfg.cat_every == 0:
-            # once per step, not per micro-batch: the penalty does not depend on the data (and is the
-            # same on every rank, so the gradient average below leaves its share unchanged)
-            pen = cfg.cat_weight * cat_penalty(cat_ws, cfg.cat_bits, cfg.cat_clip_sigmas)
-            pen.backward()
-            extra += pen.detach()
-        ddp.all_reduce_grads(params, world)
-        if cfg.grad_clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip_norm)
-        muon.step()
-        adam.step()
-        model.zero_grad(set_to_none=True)
-        lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
-        return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
     def run_eval() -> Any:
         was = model.training
@@ -237,40 +306,40 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         model.train(was)
         return r
 
-    # Compile warm-up: run the steps (both graphs when looping will switch on), then throw them away.
     looping_later = can_loop(model) and cfg.enable_looping_at > 0
     if can_loop(model):
         model.looping = cfg.enable_looping_at == 0
     if cfg.warmup_steps > 0:
-        saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        saved_opts = [copy.deepcopy(o.state_dict()) for o in (muon, adam)]
-        for phase in ([False, True] if looping_later else [None]):
-            if phase is not None:
-                model.looping = phase
-            for s in range(cfg.warmup_steps):
-                step_fn(s, 1.0, cfg.muon_momentum_warmup_start)
-        if looping_later:
-            model.looping = False
-        model.load_state_dict(saved_model)
-        for o, st in zip((muon, adam), saved_opts):
-            o.load_state_dict(st)
-        model.zero_grad(set_to_none=True)
-        _sync(device)
+        stepper.warm_up(looping_later)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    rows, step, elapsed, first_step_at = _run_steps(stepper, cfg, looping_later, run_eval, dctx, progress, on_step)
+    raw = run_eval()
+    _load_average(model, stepper)
+    final = run_eval()
+    if rows:
+        rows[-1]["val_bpb"] = round(final.bpb, 6)
+    tps = step * cfg.train_batch_tokens / elapsed if elapsed > 0 else 0.0
+    fpt = model_flops_per_token(model, cfg.train_seq_len)
+    mfu = fpt * tps / (cfg.peak_flops * world) if device.type == "cuda" and cfg.peak_flops > 0 else None
+    return TrainResult(steps=step, train_tokens=step * cfg.train_batch_tokens, train_s=elapsed, tokens_per_s=tps,
+                       val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
+                       looping=bool(getattr(model, "looping", False)), compiled=use_compile, flops_per_token=fpt,
+                       mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
+                       first_step_s=(first_step_at or started) - started, rows=rows)
 
-    ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    swa = SWA(cfg.swa_every, cfg.swa_start_frac) if cfg.swa_enabled else None
+
+def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval: Callable, dctx: Dist,
+               progress: bool, on_step: Callable[[int], None] | None) -> tuple[list[dict], int, float, float | None]:
+    """The timed steps: schedule, step, weight averages, val every val_every; (rows, steps, train clock,
+    when the first step ended)."""
+    model, device, world = stepper.model, stepper.device, dctx.world_size
+    stepper.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    stepper.swa = SWA(cfg.swa_every, cfg.swa_start_frac) if cfg.swa_enabled else None
     wallclock = cfg.max_wallclock_s > 0
-    frac_of = lambda s, t: train_frac(s, t, cfg.iterations, cfg.max_wallclock_s, cfg.gptq_reserve_s)  # noqa: E731
-    step, elapsed, frac = 0, 0.0, 0.0
+    step, elapsed, frac, first_step_at = 0, 0.0, 0.0, None
     rows: list[dict[str, Any]] = []
-    tokens_per_step = cfg.train_batch_tokens
-    bar = None
-    if progress and dctx.is_main:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.iterations, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = _progress(cfg, progress and dctx.is_main)
     try:
         while step < cfg.iterations and not (wallclock and frac >= 1.0):
             if looping_later and not model.looping and frac >= cfg.enable_looping_at:
@@ -280,56 +349,35 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                                 cfg.muon_momentum_warmup_steps)
             _sync(device)
             t0 = time.perf_counter()
-            loss = step_fn(step, lr_mul, mom)
+            loss = stepper(step, lr_mul, mom)
             _sync(device)
             dt = time.perf_counter() - t0
-            bad = 0.0 if math.isfinite(loss) else 1.0
-            loss_sum, bad_sum = all_reduce_sum(torch.tensor([loss if not bad else 0.0, bad], dtype=torch.float64)).tolist()
-            if bad_sum > 0:  # any rank's NaN stops every rank
-                raise GolfError(f"train: loss is {loss} at step {step + 1} (lr multiplier {lr_mul:.3g}); "
-                                "stopped, no checkpoint written. Lower the learning rates or check the data")
-            # MAX over ranks: one shared clock, so the schedule and the stop are the same on every rank.
-            elapsed = ddp.all_reduce_max(elapsed + dt, device, world)
-            loss, step = loss_sum / world, step + 1
-            if step == 1:
-                first_step_at = time.perf_counter()
-            frac = frac_of(step, elapsed)
-            if ema is not None:
-                ema.update(model)
-            if swa is not None and swa.due(step, frac):
-                swa.add(model)
+            loss, elapsed = _shared_step_result(loss, dt, elapsed, step, lr_mul, device, world)
+            step += 1
+            first_step_at = first_step_at or time.perf_counter()
+            frac = train_frac(step, elapsed, cfg.iterations, cfg.max_wallclock_s, cfg.gptq_reserve_s)
+            if stepper.ema is not None:
+                stepper.ema.update(model)
+            if stepper.swa is not None and stepper.swa.due(step, frac):
+                stepper.swa.add(model)
             row = {"step": step, "train_loss": round(loss, 6), "val_bpb": "", "lr_mul": round(lr_mul, 6),
-                   "tokens_per_s": round(tokens_per_step / dt, 1), "elapsed_s": round(elapsed, 3)}
+                   "tokens_per_s": round(cfg.train_batch_tokens / dt, 1), "elapsed_s": round(elapsed, 3)}
             last = step >= cfg.iterations or (wallclock and frac >= 1.0)
             if cfg.val_every and step % cfg.val_every == 0 and not last:
                 row["val_bpb"] = round(run_eval().bpb, 6)  # outside the clock: dt was taken above
             rows.append(row)
             if on_step is not None:
                 on_step(step)
-            if bar is not None:
-                left = (cfg.max_wallclock_s - cfg.gptq_reserve_s - elapsed) if wallclock else \
-                    elapsed / step * (cfg.iterations - step)
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{step * tokens_per_step / elapsed:,.0f}",
-                                left=f"{max(left, 0):.0f}s", refresh=False)
+            _show(bar, cfg, step, loss, elapsed)
     finally:
         if bar is not None:
             bar.close()
+    return rows, step, elapsed, first_step_at
 
-    raw = run_eval()
-    if swa is not None and swa.count:
-        load_average(model, swa.average())
-    elif ema is not None:
-        ema.copy_to(model)
-    final = run_eval()
-    if rows:
-        rows[-1]["val_bpb"] = round(final.bpb, 6)
-    train_tokens_seen = step * tokens_per_step
-    tps = train_tokens_seen / elapsed if elapsed > 0 else 0.0
-    fpt = model_flops_per_token(model, cfg.train_seq_len)
-    mfu = fpt * tps / (cfg.peak_flops * world) if device.type == "cuda" and cfg.peak_flops > 0 else None
-    return TrainResult(steps=step, train_tokens=train_tokens_seen, train_s=elapsed, tokens_per_s=tps,
-                       val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
-                       looping=bool(getattr(model, "looping", False)), compiled=use_compile, flops_per_token=fpt,
-                       mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
-                       first_step_s=first_step_at - started, rows=rows)
+
+def _load_average(model: torch.nn.Module, stepper: Stepper) -> None:
+    """The weights that are evaluated and saved: SWA's average when it took any, else EMA's."""
+    if stepper.swa is not None and stepper.swa.count:
+        load_average(model, stepper.swa.average())
+    elif stepper.ema is not None:
+        stepper.ema.copy_to(model)
