@@ -5,7 +5,7 @@ The record script (openai/parameter-golf, records/track_10min_16mb/
 2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/train_gpt.py) is fetched by whoever
 runs this into .record/ (git-ignored; a lent machine gets it with carry [".record"]), never committed. It runs on golf's tokens with its README's
 settings (brotli instead of lrzip, TTT off), its FA3 calls served by golf's FA4 custom ops
-(bench/fa3_standin/); golf runs `golf train` at the record model (presets/h100.yaml: the same 786,432
+(bench/fa3_standin/); golf runs `golf train` at the record model (the h100 preset: the same 786,432
 tokens per step on one GPU) in step mode, looping from half its steps, as bench/bench_train.py does.
 
     python bench/bench_record.py --record REC/train_gpt.py            # everything, in order (~17 min)
@@ -42,7 +42,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from trainrun import ROOT, train
+from trainrun import ROOT, h100_params, train
 
 STEP_LINE = re.compile(r"^\[\s*([\d.]+)\]\s+(\d+)/\d+ train_loss: \S+ train_time: \S+ tok/s: ([\d.]+)")
 LOOP_LINE = re.compile(r"layer_loop:enabled step:(\d+)")
@@ -212,7 +212,7 @@ def run_golf(a: argparse.Namespace) -> dict:
 def report(golf: dict, rec: dict, state: dict, out: Path) -> None:
     import torch
 
-    record = {"first_step_s": rec["first_step_s"], "pre": rec["pre"], "post": rec["post"], "loop_step": rec["loop_step"], "steps": rec["steps"],
+    record = {**{k: rec[k] for k in ("first_step_s", "pre", "post", "loop_step", "steps")},
               "script": state["script"], "wall_s": state["wall_s"]}
     ratio = {k: golf[k] / record[k] for k in ("first_step_s", "pre", "post")}
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
@@ -232,7 +232,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--record", type=Path, help="the record's train_gpt.py (for --start-record)")
     ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens", help="golf's tokens, for both")
-    ap.add_argument("--params", type=Path, default=ROOT / "presets/h100.yaml", help="golf's params file")
+    ap.add_argument("--params", type=Path, default=None, help="golf's full params file (default: the h100 preset)")
     ap.add_argument("--golf-steps", type=int, default=40, help="golf's optimizer steps (looping from half)")
     ap.add_argument("--golf-flag", action="append", default=[], metavar="FLAG",
                     help="an extra `golf train` flag word (repeatable), e.g. --golf-flag=--attention-backend")
@@ -249,10 +249,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="golf 16 steps, the record 40 s of training")
     ap.add_argument("--stamp-since", type=float, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    if a.quick:
-        a.golf_steps, a.record_wall_s, a.post_lines = 16, 40.0, 2
     if a.stamp_since is not None:
         return stamp_lines(a.stamp_since)
+    if a.quick:
+        a.golf_steps, a.record_wall_s, a.post_lines = 16, 40.0, 2
+    a.params = a.params or h100_params()
     everything = not (a.start_record or a.golf or a.collect)
     if a.golf:
         run_golf(a)
