@@ -11,10 +11,10 @@ unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=/tmp/pycache
 if ls .whl/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    export PYTHONPATH=/tmp/site:$PWD
+    export PYTHONPATH=/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 else
-    export PYTHONPATH=$PWD
-fi
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+fi   # what was on PYTHONPATH stays after: e.g. the FlashAttention 4 stack (pyproject's gpu extra, unpacked)
 mkdir -p data artifacts
 [ -d .device-data/tokens ] && ln -sfn "$PWD/.device-data/tokens" data/tokens
 [ -f .device-data/compress/model.golf ] && ln -sfn "$PWD/.device-data/compress" artifacts/compress

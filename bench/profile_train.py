@@ -59,9 +59,9 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
 
     from golf.data.tokens import TokenData
     from golf.artifact.model import GPT, ModelConfig
-    from golf.artifact.model.attention import select_backend
     from golf.params import load_section
     from golf.artifact.runtime import init_dist
+    from golf.train.backend import set_backend
     from golf.train.config import TrainConfig
     from golf.train.loop import model_flops_per_token, seed_everything, train
 
@@ -72,7 +72,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     device = torch.device("cuda")
     seed_everything(cfg.seed)
     model = GPT(load_section(params, "model", ModelConfig))
-    model.set_attention_backend(select_backend(device) if cfg.attention_backend == "auto" else cfg.attention_backend)
+    print("attention:", set_backend(model, cfg.attention_backend, device))
     with profile(activities=[ProfilerActivity.CUDA], schedule=schedule(wait=1, warmup=1, active=steps)) as prof:
         res = train(model, cfg, data.train, data.val, data.val_bytes, device, init_dist(device)[0], progress=False,
                     evaluate=lambda *a, **k: NoEval(), on_step=lambda _: prof.step())
@@ -90,8 +90,8 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     fpt = model_flops_per_token(model, cfg.train_seq_len)
     tps = cfg.train_batch_tokens / (step_ms / 1e3)
     print(f"\n## {'after' if looping else 'before'} looping: {n} timed steps, {step_ms:.1f} ms/step, "
-          f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / 798e12:.1%}, kernels {busy:.1f} ms/step "
-          f"(busy {busy / step_ms:.1%})\n")
+          f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / cfg.peak_flops:.1%} (of train.peak_flops), "
+          f"kernels {busy:.1f} ms/step (busy {busy / step_ms:.1%})\n")
     print("| bin | ms/step | share of step |\n|---|---:|---:|")
     for label, ms in sorted(bins.items(), key=lambda kv: -kv[1]):
         print(f"| {label} | {ms:.1f} | {ms / step_ms:.1%} |")

@@ -40,10 +40,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
     from golf.errors import GolfError
     from golf.io.metrics import write_csv
     from golf.artifact.model import GPT
-    from golf.artifact.model.attention import select_backend
     from golf.io.checkpoint import save_model
     from golf.params import section_dict
     from golf.artifact.runtime import init_dist, resolve_device
+    from golf.train.backend import set_backend
+    from golf.train.data import check_bos
     from golf.train.loop import seed_everything, train as run_train
 
     data = TokenData(tokens)
@@ -52,16 +53,14 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
     if len(data.val) - 1 < cfg.train_seq_len:
         raise GolfError(f"{tokens}: val split has {len(data.val)} tokens, fewer than train.train_seq_len + 1 "
                         f"= {cfg.train_seq_len + 1}")
+    if model_cfg.doc_masked_attention:
+        check_bos(tokens, model_cfg.bos_id, data.bos_id)
     dctx, device = init_dist(resolve_device(cfg.device, "train.device"))
     if device.type == "cuda":
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)
     model = GPT(model_cfg)
-    backend = select_backend(device) if cfg.attention_backend == "auto" else cfg.attention_backend
-    try:
-        model.set_attention_backend(backend)
-    except RuntimeError as e:
-        raise GolfError(f"train.attention_backend = {backend!r}: {e}") from None
+    attention = set_backend(model, cfg.attention_backend, device)
     try:
         res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=timer.t0)
     finally:
@@ -80,8 +79,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
     values = {"val_bpb": res.val_bpb, "val_loss": res.val_loss, "val_bpb_raw": res.val_bpb_raw, "steps": res.steps,
               "train_tokens": res.train_tokens, "tokens_per_s": round(res.tokens_per_s, 1),
               "params": sum(p.numel() for p in model.parameters()), "peak_mem_bytes": res.peak_mem_bytes,
-              "attention_backend": str(getattr(model, "attention_backend", "sdpa")), "compile": res.compiled,
-              "fused_kernels": res.fused_kernels,
+              **attention, "compile": res.compiled, "fused_kernels": res.fused_kernels,
               "train_s": round(res.train_s, 3), "first_step_s": round(res.first_step_s, 3),
               "world_size": dctx.world_size}
     if res.mfu is not None:

@@ -133,13 +133,13 @@ def test_loader_is_deterministic_and_sharded_by_rank():
     b = one.batch(3)
     assert len(b) == 2 and b[0][0].shape == (4, 16)
     assert torch.equal(b[0][1][:, :-1], b[0][0][:, 1:])  # targets are inputs shifted by one
-    whole = torch.cat([x for x, _ in b])
-    split = torch.cat([x for x, _ in r0.batch(3)] + [x for x, _ in r1.batch(3)])
+    whole = torch.cat([x for x, *_ in b])
+    split = torch.cat([x for x, *_ in r0.batch(3)] + [x for x, *_ in r1.batch(3)])
     assert torch.equal(whole, split)  # the global batch does not depend on the world size
-    assert torch.equal(whole, torch.cat([x for x, _ in one.batch(3)]))
-    assert not torch.equal(whole, torch.cat([x for x, _ in one.batch(4)]))
+    assert torch.equal(whole, torch.cat([x for x, *_ in one.batch(3)]))
+    assert not torch.equal(whole, torch.cat([x for x, *_ in one.batch(4)]))
     other_seed = WindowLoader(toks, 16, 8, 2, 0, 1, seed=6, device=torch.device("cpu"))
-    assert not torch.equal(whole, torch.cat([x for x, _ in other_seed.batch(3)]))
+    assert not torch.equal(whole, torch.cat([x for x, *_ in other_seed.batch(3)]))
 
 
 @pytest.mark.parametrize("over,msg", [
@@ -293,7 +293,7 @@ MODEL = dict(
     skip_gates_enabled=True, num_loops=1, loop_start=1, loop_end=1, parallel_start_layer=2,
     smear_gate_enabled=True, gate_window=8, bigram_vocab_size=0, bigram_dim=0, ve_dim=0, ve_layers=[],
     sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5, gated_attn_enabled=False,
-    moe_num_experts=0, moe_top_k=1, mtp_heads=0, embed_dim=0,
+    moe_num_experts=0, moe_top_k=1, mtp_heads=0, embed_dim=0, doc_masked_attention=False,
 )
 
 
@@ -313,11 +313,11 @@ def write_tokens(d: Path, vocab: int = 29) -> None:
     (d / "manifest.json").write_text(json.dumps(manifest))
 
 
-def write_params(path: Path, **train_over) -> None:
+def write_params(path: Path, model_over: dict | None = None, **train_over) -> None:
     import yaml
 
     train = {**TRAIN, "iterations": 12, "val_every": 6, **train_over}
-    path.write_text(yaml.safe_dump({"model": MODEL, "train": train}))
+    path.write_text(yaml.safe_dump({"model": {**MODEL, **(model_over or {})}, "train": train}))
 
 
 def invoke(tmp_path: Path, *extra: str):
@@ -384,3 +384,37 @@ def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, ca
     assert err.count("train.fused_kernels = auto: the device is cpu, not CUDA; training uses the eager PyTorch path") == 1
     with pytest.raises(GolfError, match=r"^train\.fused_kernels = 'on' but the device is cpu"):
         train(TinyLM(), tcfg(fused_kernels="on"), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+
+
+def test_golf_train_with_document_masking(tmp_path):
+    """CPU: SDPA with the document mask (FA4 is GPU-only); the metrics say what was tried and picked."""
+    from golf.io.checkpoint import load_model
+
+    write_tokens(tmp_path / "tokens")
+    write_params(tmp_path / "params.yaml", {"doc_masked_attention": True}, iterations=4, val_every=0)
+    r = invoke(tmp_path)
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "metrics/train.json").read_text())["train"]
+    assert m["attention_backend"] == "sdpa" and m["attention_order"] == "sdpa" and m["val_bpb"] > 0
+    model, header = load_model(tmp_path / "artifacts/train/model.safetensors")
+    assert header["model"]["doc_masked_attention"] is True and model.attention_backend == "sdpa"
+
+
+def test_golf_train_document_masking_refuses_a_backend_that_cannot(tmp_path):
+    write_tokens(tmp_path / "tokens")
+    write_params(tmp_path / "params.yaml", {"doc_masked_attention": True})
+    r = invoke(tmp_path, "--attention-backend", "cudnn")
+    assert r.exit_code == 1 and "train.attention_backend = 'cudnn'" in r.output
+    assert "model.doc_masked_attention = true" in r.output and "fa4, sdpa" in r.output
+
+
+def test_golf_train_document_masking_needs_bos_in_every_shard(tmp_path):
+    from golf.data.shards import shard_name, write_shard
+
+    write_tokens(tmp_path / "tokens")
+    write_shard(tmp_path / "tokens" / shard_name("train", 1), np.arange(1, 3001) % 28 + 1)  # ids 1..28: no BOS 0
+    write_params(tmp_path / "params.yaml", {"doc_masked_attention": True})
+    r = invoke(tmp_path)
+    assert r.exit_code == 1 and "train_000001.bin: no BOS (token id 0)" in r.output, r.output
+    write_params(tmp_path / "params.yaml")  # without masking the same shards train
+    assert invoke(tmp_path, "--iterations", "2", "--val-every", "0").exit_code == 0

@@ -19,8 +19,9 @@ before every document they influence, so changing a token never changes an earli
 Phased global SGD: once the first `prefix_docs·(i+1)/num_phases` docs are fully scored, all base
 parameters take SGD passes over those docs' tokens (chunks of global_chunk_tokens, cosine lr over
 chunks, last chunk skipped as in §7.3), then the LoRA and its optimizer are rebuilt and scoring
-resumes with the updated base. Documents are not isolated inside a training sequence (the
-records use cu_seqlens; the golf.artifact.model contract has no varlen attention).
+resumes with the updated base. Its training sequences straddle documents; under
+model.doc_masked_attention the model keeps attention inside each of them (the records use
+cu_seqlens), and the per-document chunk windows above hold one document each either way.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Fused Triton kernels for training (issue 17): softcapped cross-entropy and the LeakyReLU² MLP.
+"""GPU kernels for training (issue 17), each guarded so a CPU machine imports and tests them.
 
-Training only. The model never imports this package: the train loop installs the fused functions
-into the model (golf/train), so eval, the bundled artifact runner and every later stage run the
-eager PyTorch path without Triton. Importing `golf.kernels` itself needs neither torch nor Triton;
-`softcap_ce` and `leaky_relu2` need both.
+softcap_ce and leaky_relu2: fused Triton kernels (softcapped cross-entropy, the LeakyReLU² MLP
+activation); fa4: FlashAttention 4 as torch.library custom ops (dense and varlen), installed as
+the "fa4" attention backend. Training only: the model never imports this package (the train loop
+installs the fused functions and registers the backend, golf/train), so eval, the bundled artifact
+runner and every later stage run without Triton or FA4. Importing `golf.kernels` itself needs
+neither torch nor Triton.
 """
 
 from __future__ import annotations

@@ -84,7 +84,8 @@ class TrainConfig:
     """What one compiled graph holds: the whole loss ("model"), or one block and the loss head
     ("blocks": each distinct block compiles once, the looped graph reuses them; faster start)."""
     attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
-    """Attention kernel; auto = the fastest importable (fa3 > fa4 > fa2 > sdpa); cudnn = SDPA's cuDNN kernel."""
+    """Attention kernel; auto = the fastest usable (fa4 > fa3 > fa2 > sdpa; with model.doc_masked_attention
+    fa4 > sdpa, the ones that mask documents); fa4 = golf/kernels/fa4.py's ops; cudnn = SDPA's cuDNN kernel."""
     autocast_bf16: bool
     """bf16 autocast for the forward on CUDA (ignored on CPU)."""
     fused_kernels: Literal["auto", "on", "off"]

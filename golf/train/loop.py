@@ -136,15 +136,17 @@ def peak_memory_bytes(device: torch.device) -> int:
 
 
 def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, y: torch.Tensor,
-                    moe_weight: float, mtp_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+                    moe_weight: float, mtp_weight: float,
+                    cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(mean NLL, the weighted auxiliary terms) of one micro-batch; its loss is their sum.
 
     `forward` (possibly compiled) returns the NLL, or (NLL, t+2 NLL or None) from one trunk pass:
     GPT.train_loss (means), or another model's `nll` / `nll_and_mtp` (per token). The MoE balance
-    loss is that of the forward just run.
+    loss is that of the forward just run. cu_seqlens: the micro-batch's documents for a varlen
+    attention kernel (golf/train/data.py).
     """
     aux = torch.zeros((), device=x.device)
-    out = forward(x, y)
+    out = forward(x, y) if cu_seqlens is None else forward(x, y, cu_seqlens=cu_seqlens)
     nll, mtp = out if isinstance(out, tuple) else (out, None)
     if mtp is not None and mtp_weight > 0:
         aux = aux + mtp_weight * mtp.mean()
@@ -171,6 +173,7 @@ class Stepper:
         else:
             self.forward = model.nll_and_mtp if self.mtp_w > 0 else model.nll
         self.autocast = device.type == "cuda" and cfg.autocast_bf16
+        self.compiled = False
         self.ema: EMA | None = None  # the weight averages, made when the timed steps start
         self.swa: SWA | None = None
 
@@ -178,6 +181,7 @@ class Stepper:
         import torch._dynamo as dynamo
 
         dynamo.config.cache_size_limit = 64
+        self.compiled = True
         if self.cfg.compile_scope == "blocks" and hasattr(self.model, "compile_blocks"):
             self.model.compile_blocks(dynamic=False)
         else:
@@ -193,9 +197,12 @@ class Stepper:
             g["momentum"] = momentum
         total = torch.zeros((), device=self.device)  # the LM NLL only: train_loss stays comparable across toggles
         extra = torch.zeros((), device=self.device)  # the auxiliary terms, so a NaN in them stops training too
-        for x, y in self.loader.batch(step):
+        for x, y, cu in self.loader.batch(step):
+            if cu is not None and self.compiled:
+                # its length (documents + 1) changes every batch: one graph for all, no recompile
+                torch._dynamo.mark_dynamic(cu, 0)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                loss, aux = micro_objective(model, self.forward, x, y, self.moe_w, self.mtp_w)
+                loss, aux = micro_objective(model, self.forward, x, y, self.moe_w, self.mtp_w, cu)
             ((loss + aux) / cfg.grad_accum_steps).backward()
             total += loss.detach()
             extra += aux.detach()
@@ -289,8 +296,10 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     model.to(device).train()
     fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main) and \
         fused_kernels.install(model)
+    # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
+    doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
     loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
-                          cfg.grad_accum_steps, dctx.rank, world, cfg.seed, device)
+                          cfg.grad_accum_steps, dctx.rank, world, cfg.seed, device, bos_id=doc_bos)
     stepper = Stepper(model, cfg, loader, device, world)
     if use_compile:
         stepper.compile()

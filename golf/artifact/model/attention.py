@@ -1,9 +1,16 @@
 """Causal GQA attention: QK-norm, partial RoPE, q_gain, XSA, output gates, pluggable kernels.
 
 Tensors keep the FlashAttention layout (B, T, H, D). The kernel is picked once per device by
-`select_backend` (FA3 on Hopper, FA4, FA2, else torch SDPA); every import is guarded so this
+`select_backend` (FA4, FA3 on Hopper, FA2, else torch SDPA); every import is guarded so this
 module never needs a GPU or a flash-attn wheel to import, and CPU always runs SDPA. "cudnn" is
 SDPA restricted to the cuDNN kernel (never auto-selected: pick it with train.attention_backend).
+"fa4" exists only once the training side registers golf/kernels/fa4.py's custom ops
+(`register_backend`): this package is bundled with the artifact and never imports the kernels.
+
+Document masking (model.doc_masked_attention): a BOS starts a document, and so does each row's first
+token; a token attends to the earlier tokens of its own document only. A varlen backend gets the
+documents as cu_seqlens over the flattened rows (the train loop builds them on the host: no
+recompile per batch, golf/train/loop.py); SDPA gets the same documents as a boolean mask.
 """
 
 from __future__ import annotations
@@ -18,18 +25,39 @@ from torch import nn
 from golf.artifact.model.config import ModelConfig
 
 BACKENDS = ("fa3", "fa4", "fa2", "sdpa", "cudnn")
+DOC_MASK_BACKENDS = ("fa4", "sdpa")  # the ones that can keep attention inside documents
 DENSE_GATE_INIT_STD = 0.01  # CGATE's dense GatedAttn init (records used 0.005-0.01)
 
-# name -> (module, attribute) of each FlashAttention entry point
+# name -> (module, attribute) of each flash-attn package's entry point; FA4's own graph-breaks
+# under torch.compile, so "fa4" only comes through the registry
 _FA_ENTRY = {"fa3": ("flash_attn_interface", "flash_attn_func"),
-             "fa4": ("flash_attn.cute", "flash_attn_func"),
              "fa2": ("flash_attn", "flash_attn_func")}
+# name -> (dense(q, k, v), varlen(q, k, v, cu_seqlens, max_seqlen)): kernels registered at run time
+_REGISTRY: dict[str, tuple[Callable, Callable]] = {}
+
+
+def register_backend(name: str, dense: Callable, varlen: Callable) -> None:
+    """Serve backend `name` with causal `dense` (B,T,H,D) and `varlen` (N,H,D) kernels."""
+    _REGISTRY[name] = (dense, varlen)
+
+
+def unregister_backend(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def registered(backend: str) -> bool:
+    """True for a backend served by registered kernels (documents go to it as cu_seqlens)."""
+    return backend in _REGISTRY
 
 
 def _load(backend: str) -> Callable | None:
-    """The flash-attn function of `backend`, or None when its package is not importable."""
+    """The dense kernel of `backend`, or None when it is neither registered nor importable."""
+    if backend in _REGISTRY:
+        return _REGISTRY[backend][0]
     if backend == "cudnn":
         return F.scaled_dot_product_attention if torch.backends.cudnn.is_available() else None
+    if backend not in _FA_ENTRY:
+        return None
     mod, attr = _FA_ENTRY[backend]
     try:
         return getattr(importlib.import_module(mod), attr)
@@ -48,30 +76,55 @@ def set_sdpa_kernels(backend: str) -> None:
     torch.backends.cuda.enable_cudnn_sdp(True)
 
 
-def select_backend(device: torch.device | str) -> str:
-    """The fastest attention kernel usable on `device`: fa3 | fa4 | fa2 | sdpa (CPU: sdpa)."""
+def backend_order(device: torch.device | str, doc_masked: bool = False) -> list[str]:
+    """The backends `select_backend` tries on `device`, fastest first (what train records)."""
     device = torch.device(device)
     if device.type != "cuda" or not torch.cuda.is_available():
-        return "sdpa"
+        return ["sdpa"]
     major, _ = torch.cuda.get_device_capability(device)
-    wanted = []
-    if major == 9:
-        wanted.append("fa3")  # FA3 kernels are Hopper-only
-    if major >= 9:
-        wanted.append("fa4")
-    if major >= 8:
-        wanted.append("fa2")
-    for name in wanted:
-        if _load(name) is not None:
-            return name
-    return "sdpa"
+    order = ["fa4"] * (major >= 9) + ["fa3"] * (major == 9) + ["fa2"] * (major >= 8) + ["sdpa"]
+    return [b for b in order if b in DOC_MASK_BACKENDS] if doc_masked else order
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str) -> torch.Tensor:
-    """Causal attention, (B,T,H,D) q and (B,T,Hkv,D) k/v -> (B,T,H,D); GQA without copies."""
+def select_backend(device: torch.device | str, doc_masked: bool = False) -> str:
+    """The first of `backend_order` that is registered or importable (sdpa always is)."""
+    return next(b for b in backend_order(device, doc_masked) if b == "sdpa" or _load(b) is not None)
+
+
+def doc_mask(idx: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """(B, 1, T, T) bool for SDPA: i sees j <= i of its own document (BOS-delimited, per row)."""
+    doc = (idx == bos_id).cumsum(1)
+    causal = torch.ones(idx.size(1), idx.size(1), dtype=torch.bool, device=idx.device).tril()
+    return ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
+
+
+def doc_cu_seqlens(idx: torch.Tensor, bos_id: int) -> torch.Tensor:
+    """int32 (S + 1,) starts of the documents of the flattened (B*T) rows, then B*T: every row start
+    and every BOS. Data-dependent length (nonzero): build it outside a compiled graph."""
+    starts = idx == bos_id
+    starts[:, 0] = True
+    pos = torch.nonzero(starts.flatten()).flatten()
+    return torch.cat((pos, pos.new_tensor([idx.numel()]))).to(torch.int32)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str,
+           docs: torch.Tensor | None = None) -> torch.Tensor:
+    """Causal attention, (B,T,H,D) q and (B,T,Hkv,D) k/v -> (B,T,H,D); GQA without copies but under
+    an SDPA mask. `docs`: cu_seqlens for a registered backend, the boolean doc_mask for SDPA, None
+    = the whole row."""
+    if backend in _REGISTRY:
+        if docs is None:
+            return _REGISTRY[backend][0](q, k, v)
+        b, t = q.shape[:2]
+        y = _REGISTRY[backend][1](*(x.reshape(b * t, *x.shape[2:]) for x in (q, k, v)), docs, t)
+        return y.view(b, t, *y.shape[1:])
     if backend in ("sdpa", "cudnn"):  # cudnn: SDPA with only the cuDNN kernel on (set_sdpa_kernels)
+        if docs is not None:  # KV heads repeated: SDPA's kernels that take a mask have no GQA
+            g = q.size(2) // k.size(2)
+            k, v = k.repeat_interleave(g, 2), v.repeat_interleave(g, 2)
         y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=True, enable_gqa=q.size(2) != k.size(2))
+                                           attn_mask=docs, is_causal=docs is None,
+                                           enable_gqa=q.size(2) != k.size(2))
         return y.transpose(1, 2)
     fn = _load(backend)
     if fn is None:
@@ -158,8 +211,10 @@ class CausalSelfAttention(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                ve: torch.Tensor | None = None, adapter=None, slot: int = 0) -> torch.Tensor:
-        """x: (B,T,d) normed input -> (B,T,d). ve: value embedding added to v, already scaled."""
+                ve: torch.Tensor | None = None, adapter=None, slot: int = 0,
+                docs: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B,T,d) normed input -> (B,T,d). ve: value embedding added to v, already scaled.
+        docs: the documents (see `attend`), None without document masking."""
         b, t, _ = x.shape
         q = self._project("c_q", x, adapter, slot).reshape(b, t, self.num_heads, self.head_dim)
         k = self._project("c_k", x, adapter, slot).reshape(b, t, self.num_kv_heads, self.head_dim)
@@ -174,7 +229,7 @@ class CausalSelfAttention(nn.Module):
         # back to v's dtype (bf16 under autocast) so every kernel sees one dtype
         q = (q * self.q_gain.to(q.dtype)[:, None]).to(v.dtype)
         k = k.to(v.dtype)
-        y = attend(q, k, v, self.backend)
+        y = attend(q, k, v, self.backend, docs)
         if self.use_xsa:
             y = xsa(y, v)
         if self.gate_kind == "sparse":

@@ -19,6 +19,9 @@ class ModelConfig:
     """Tokens in the vocabulary (rows of the embedding / columns of the logits)."""
     bos_id: int
     """Token id that starts every document (the SmearGate never mixes across it)."""
+    doc_masked_attention: bool
+    """No token attends across a BOS: attention, the bigram hash and the SmearGate all stay inside the
+    document (a BOS starts one, and so does each window's first token); false = causal over the window."""
     num_layers: int
     """Physical transformer blocks (distinct weight sets)."""
     model_dim: int

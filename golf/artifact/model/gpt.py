@@ -10,6 +10,10 @@ Every weight matrix is an `nn.Linear` under its contract name, so forward hooks 
 the `adapter(site, x)` protocol (docs/contracts.md) is only consulted when an adapter is given,
 so the plain path is unchanged. Control flow depends only on config and the Python flag
 `looping`, which keeps `torch.compile(fullgraph=True)` happy (one recompile when it flips).
+
+With model.doc_masked_attention every attention layer stays inside the BOS-delimited documents
+of its row: `hidden` builds the documents once per forward (attention.doc_mask, or the
+cu_seqlens a varlen backend takes, which the train loop passes in built on the host).
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.artifact.model.attention import BACKENDS, Rotary, _load, init_linear, set_sdpa_kernels
+from golf.artifact.model.attention import (BACKENDS, DOC_MASK_BACKENDS, Rotary, _load, doc_cu_seqlens, doc_mask,
+                                          init_linear, registered, set_sdpa_kernels)
 from golf.artifact.model.config import ModelConfig
 from golf.artifact.model.layers import BigramHash, Block, RMSNorm, SmearGate, ValueEmbedding
 
@@ -83,9 +88,12 @@ class GPT(nn.Module):
         return len(self.cfg.layer_sequence(self.looping))
 
     def set_attention_backend(self, backend: str) -> None:
-        """Use `backend` (see attention.select_backend) in every layer; checked importable."""
+        """Use `backend` (see attention.select_backend) in every layer; checked able and importable."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown attention backend {backend!r}; known: {', '.join(BACKENDS)}")
+        if self.cfg.doc_masked_attention and backend not in DOC_MASK_BACKENDS:
+            raise ValueError(f"model.doc_masked_attention = true needs a backend that masks documents "
+                             f"({', '.join(DOC_MASK_BACKENDS)}); {backend!r} cannot")
         if backend != "sdpa" and _load(backend) is None:
             raise RuntimeError(f"attention backend {backend!r} is not importable here")
         set_sdpa_kernels(backend)
@@ -101,6 +109,19 @@ class GPT(nn.Module):
         for m in self.modules():
             if hasattr(m, "fused_act"):
                 m.fused_act = activation
+
+    @property
+    def doc_varlen(self) -> bool:
+        """Documents go to attention as cu_seqlens (a registered varlen backend), not as a mask."""
+        return self.cfg.doc_masked_attention and registered(self.attention_backend)
+
+    def _documents(self, idx: torch.Tensor, cu_seqlens: torch.Tensor | None) -> torch.Tensor | None:
+        """What every attention layer gets for document masking (None when it is off)."""
+        if not self.cfg.doc_masked_attention:
+            return None
+        if self.doc_varlen:
+            return cu_seqlens if cu_seqlens is not None else doc_cu_seqlens(idx, self.cfg.bos_id)
+        return doc_mask(idx, self.cfg.bos_id)
 
     def compile_blocks(self, **compile_kwargs) -> None:
         """Regional compilation: torch.compile each block's two forms and the loss head, not the loop.
@@ -133,9 +154,11 @@ class GPT(nn.Module):
             return x + s
         return torch.lerp(s, x, torch.sigmoid(self.skip_gates[i]).to(x.dtype))
 
-    def hidden(self, idx: torch.Tensor, adapter=None) -> torch.Tensor:
-        """(B,T) token ids -> (B,T,d) final-norm output."""
+    def hidden(self, idx: torch.Tensor, adapter=None, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,T) token ids -> (B,T,d) final-norm output. cu_seqlens: the documents of idx
+        (attention.doc_cu_seqlens) when a varlen backend masks them; found from idx when not given."""
         cfg = self.cfg
+        docs = self._documents(idx, cu_seqlens)
         for m in self._moe_layers():
             m.aux_losses.clear()
         x = x0 = self._embed(idx)
@@ -160,11 +183,11 @@ class GPT(nn.Module):
                     lane0 = self._skip(lane0, skips.pop(), dec)
                 lane0, lane1 = block.forward_parallel(
                     lane0, lane1, x0, rope, self.parallel_resid_lambdas[layer],
-                    self.parallel_post_lambdas[layer], ve_l, *tail)
+                    self.parallel_post_lambdas[layer], ve_l, *tail, docs=docs)
                 continue
             if 0 <= dec < n_skips:
                 x = self._skip(x, skips.pop(), dec)
-            x = block(x, x0, rope, ve_l, *tail)
+            x = block(x, x0, rope, ve_l, *tail, docs=docs)
             if slot < n_enc:
                 skips.append(x)
         if lane0 is not None:
@@ -190,14 +213,15 @@ class GPT(nn.Module):
         """(B,T) ids -> (B,T,V) float32 softcapped logits."""
         return self._logits(self.hidden(idx, adapter), adapter)
 
-    def nll(self, idx: torch.Tensor, targets: torch.Tensor, adapter=None) -> torch.Tensor:
-        """(B,T) per-token NLL in nats, float32, full-vocabulary log-softmax in fp32.
+    def nll(self, idx: torch.Tensor, targets: torch.Tensor, adapter=None,
+            cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,T) per-token NLL in nats, float32, full-vocabulary log-softmax in fp32 (cu_seqlens: `hidden`).
 
         Without an adapter the head runs over row chunks, so at most NLL_CHUNK_ELEMENTS fp32
         logits exist at once in inference (autograd still keeps each chunk for backward).
         """
         b, t = idx.shape
-        h = self.hidden(idx, adapter)
+        h = self.hidden(idx, adapter, cu_seqlens)
         if adapter is not None:
             z = self._logits(h, adapter)
             return F.cross_entropy(z.flatten(0, 1), targets.flatten(), reduction="none").view(b, t)
@@ -232,24 +256,26 @@ class GPT(nn.Module):
         z = self._logits(g)
         return F.cross_entropy(z.flatten(0, 1), targets[:, 1:].flatten(), reduction="none").view(b, t - 1)
 
-    def nll_and_mtp(self, idx: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def nll_and_mtp(self, idx: torch.Tensor, targets: torch.Tensor,
+                    cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(nll (B, T) as `nll(idx, targets)`, mtp_nll (B, T-1) or None when mtp_heads = 0), one trunk pass.
 
         targets[:, t] is token t+1 (the usual shifted window), so targets[:, t+1] is token t+2: the
         t+2 head is scored at positions 0..T-2 with no extra data. The train loop's loss is
         nll.mean() + train.mtp_weight * mtp_nll.mean().
         """
-        h = self.hidden(idx)
+        h = self.hidden(idx, cu_seqlens=cu_seqlens)
         nll = self._chunked_nll(h, targets)
         if not len(self.mtp) or idx.size(1) < 2:
             return nll, None
         return nll, self._mtp_nll(h, targets)
 
-    def train_loss(self, idx: torch.Tensor, targets: torch.Tensor, mtp: bool = False
-                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def train_loss(self, idx: torch.Tensor, targets: torch.Tensor, mtp: bool = False,
+                   cu_seqlens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(mean NLL, mean t+2 NLL when `mtp` and the model has the head, else None), one trunk pass:
-        the means of `nll_and_mtp`, through the fused head when installed (use_fused_kernels)."""
-        h = self.hidden(idx)
+        the means of `nll_and_mtp`, through the fused head when installed (use_fused_kernels);
+        cu_seqlens: `hidden`."""
+        h = self.hidden(idx, cu_seqlens=cu_seqlens)
         nll = self._mean_nll(h, targets)
         if not (mtp and len(self.mtp) and idx.size(1) >= 2):
             return nll, None

@@ -69,8 +69,8 @@ class Block(nn.Module):
         self.register_buffer("ln_scale_factor", torch.tensor(1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0,
                                                              dtype=torch.float64), persistent=False)
 
-    def _attn(self, x_in, rope, ve, adapter, slot):
-        return self.attn_scale * self.attn(self.attn_norm(x_in) * self.ln_scale_factor, rope, ve, adapter, slot)
+    def _attn(self, x_in, rope, ve, adapter, slot, docs):
+        return self.attn_scale * self.attn(self.attn_norm(x_in) * self.ln_scale_factor, rope, ve, adapter, slot, docs)
 
     def _mlp(self, x, adapter, slot):
         h = self.mlp_norm(x) * self.ln_scale_factor
@@ -84,18 +84,19 @@ class Block(nn.Module):
     def mix(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return self.resid_mix[0] * x + self.resid_mix[1] * x0
 
-    def forward(self, x, x0, rope, ve=None, adapter=None, slot: int = 0) -> torch.Tensor:
-        """Serial form: x -> x_in + attn, then + mlp."""
+    def forward(self, x, x0, rope, ve=None, adapter=None, slot: int = 0, docs=None) -> torch.Tensor:
+        """Serial form: x -> x_in + attn, then + mlp. docs: the attention's documents (or None)."""
         x = self.mix(x, x0)
-        x = x + self._attn(x, rope, ve, adapter, slot)
+        x = x + self._attn(x, rope, ve, adapter, slot, docs)
         return x + self._mlp(x, adapter, slot)
 
-    def forward_parallel(self, lane0, lane1, x0, rope, resid, post, ve=None, adapter=None, slot: int = 0):
+    def forward_parallel(self, lane0, lane1, x0, rope, resid, post, ve=None, adapter=None, slot: int = 0,
+                         docs=None):
         """Two-lane form: attention reads mix(lane0, x0), the MLP reads lane1; both write to both.
 
         lane_k <- resid[k]*lane_k + post[0,k]*attn_out + post[1,k]*mlp_out.
         """
-        a = self._attn(self.mix(lane0, x0), rope, ve, adapter, slot)
+        a = self._attn(self.mix(lane0, x0), rope, ve, adapter, slot, docs)
         m = self._mlp(lane1, adapter, slot)
         lane0 = resid[0] * lane0 + post[0, 0] * a + post[1, 0] * m
         lane1 = resid[1] * lane1 + post[0, 1] * a + post[1, 1] * m
@@ -126,7 +127,8 @@ class SmearGate(nn.Module):
 class BigramHash(nn.Module):
     """Hashed (previous, current) token pair -> table row -> projected to d, times a scalar.
 
-    Bucket (36313*t_i XOR 27191*t_{i-1}) mod (V_b - 1); position 0 uses bucket V_b - 1.
+    Bucket (36313*t_i XOR 27191*t_{i-1}) mod (V_b - 1); position 0 uses bucket V_b - 1, and so
+    does every BOS under model.doc_masked_attention (its previous token is another document's).
     The table starts at zero (no effect at init); proj follows the general init rule so the
     table still receives gradient.
     """
@@ -134,6 +136,7 @@ class BigramHash(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.buckets = cfg.bigram_vocab_size
+        self.bos_id = cfg.bos_id if cfg.doc_masked_attention else None
         self.embed = nn.Embedding(cfg.bigram_vocab_size, cfg.bigram_dim)
         nn.init.zeros_(self.embed.weight)
         self.proj = nn.Linear(cfg.bigram_dim, cfg.model_dim, bias=False)
@@ -143,6 +146,8 @@ class BigramHash(nn.Module):
     def hash(self, idx: torch.Tensor) -> torch.Tensor:
         cur, prev = idx[:, 1:].long(), idx[:, :-1].long()
         h = torch.bitwise_xor(36313 * cur, 27191 * prev) % (self.buckets - 1)
+        if self.bos_id is not None:
+            h = h.masked_fill(idx[:, 1:] == self.bos_id, self.buckets - 1)
         first = torch.full_like(idx[:, :1], self.buckets - 1, dtype=torch.long)
         return torch.cat((first, h), dim=1)
 

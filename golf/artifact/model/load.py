@@ -14,7 +14,8 @@ from golf.errors import GolfError
 def model_from_header(header: dict[str, Any], state: dict[str, Any], device: Any = "cpu",
                       source: str = "header") -> GPT:
     """The GPT the header's model config describes, with `state` loaded strictly, on `device` in
-    eval mode, looping on whenever the config has loops (the graph every later stage runs)."""
+    eval mode, looping on whenever the config has loops (the graph every later stage runs), on the
+    fastest attention backend here that can run it (document masking: a registered fa4, else SDPA)."""
     if not isinstance(header.get("model"), dict):
         raise GolfError(f"{source}: header has no 'model' section")
     cfg = build_section(header["model"], "model", ModelConfig, source=source)
@@ -30,5 +31,5 @@ def model_from_header(header: dict[str, Any], state: dict[str, Any], device: Any
                         f"{' '.join(str(e).split())[:500]}") from None
     model = model.to(device).eval()
     model.looping = cfg.num_loops > 0
-    model.set_attention_backend(select_backend(device))
+    model.set_attention_backend(select_backend(device, cfg.doc_masked_attention))
     return model

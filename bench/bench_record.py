@@ -1,0 +1,279 @@
+"""golf against the 1.0611 record script, side by side on one GPU, on the same tokens, with the same
+attention kernel: start to the first step and tokens/s before and after depth recurrence switches on.
+
+The record script (openai/parameter-golf, records/track_10min_16mb/
+2026-04-27_SP8192_LQER_SparseGate_BOSSmearFix_9HpStack_1.0611/train_gpt.py) is fetched by whoever
+runs this into .record/ (git-ignored; a lent machine gets it with carry [".record"]), never committed. It runs on golf's tokens with its README's
+settings (brotli instead of lrzip, TTT off), its FA3 calls served by golf's FA4 custom ops
+(bench/fa3_standin/); golf runs `golf train` at the record model (the h100 preset: the same 786,432
+tokens per step on one GPU) in step mode, looping from half its steps, as bench/bench_train.py does.
+
+    python bench/bench_record.py --record REC/train_gpt.py            # everything, in order (~17 min)
+
+A lent machine runs at most 600 s per command and the record needs ~571 s to its first step on
+the H200, so the run splits into calls while the machine stays up (state in --state-dir, /tmp):
+
+    python bench/bench_record.py --record REC/train_gpt.py --start-record   # launches it detached, returns
+    python bench/bench_record.py --collect --wait-s 540     # exit 3: not through its phases yet
+    python bench/bench_record.py --collect --wait-s 240     # it is: stop it, run golf, print the table
+
+golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs
+(`--golf` runs golf alone first instead; `--collect` then reuses its result).
+
+Reading the record's log: its step lines carry tok/s cumulative since training began, so a phase's
+rate comes from two lines s1 < s2: (s2 - s1) / (s2 / r2 - s1 / r1) tokens per second; steps up to K
+of "layer_loop:enabled step:K" ran before looping. golf's phases use its per-step rows the same way
+(total tokens over total time of the phase's steps, the first two of each phase left out).
+Start to the first step: the record's from its launch (each log line is stamped); golf's from its
+process launch (the train metrics' first_step_s plus the process time before the stage's clock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from trainrun import ROOT, h100_params, train
+
+STEP_LINE = re.compile(r"^\[\s*([\d.]+)\]\s+(\d+)/\d+ train_loss: \S+ train_time: \S+ tok/s: ([\d.]+)")
+LOOP_LINE = re.compile(r"layer_loop:enabled step:(\d+)")
+DONE_LINE = re.compile(r"stopping_early|peak memory allocated")
+SKIP_STEPS = 2  # steps left out at the start of each phase (compile / allocator warm-up)
+# The record README's settings (TTT off, brotli: what bench/ can run on one GPU), as the script's env vars.
+RECORD_ENV = {
+    "VOCAB_SIZE": "8192", "CASEOPS_ENABLED": "1", "ITERATIONS": "20000", "PHASED_TTT_ENABLED": "0",
+    "TTT_ENABLED": "0", "EMBED_BITS": "7", "MATRIX_LR": "0.026", "MIN_LR": "0.1", "MLP_CLIP_SIGMAS": "11.5",
+    "ATTN_CLIP_SIGMAS": "13.0", "EMBED_CLIP_SIGMAS": "14.0", "GRAD_CLIP_NORM": "0.3", "WARMUP_STEPS": "20",
+    "MUON_BACKEND_STEPS": "5", "WARMDOWN_FRAC": "0.85", "BETA2": "0.99", "SPARSE_ATTN_GATE_SCALE": "0.5",
+    "GPTQ_RESERVE_SECONDS": "0.5", "GPTQ_CALIBRATION_BATCHES": "16", "VAL_LOSS_EVERY": "0",
+    "GATED_ATTN_QUANT_GATE": "1", "SPARSE_ATTN_GATE_ENABLED": "1", "GATE_WINDOW": "12", "SMEAR_GATE_ENABLED": "1",
+    "LQER_ENABLED": "1", "LQER_ASYM_ENABLED": "1", "LQER_RANK": "4", "LQER_FACTOR_BITS": "4",
+    "LQER_ASYM_GROUP": "64", "LQER_TOP_K": "3", "FUSED_CE_ENABLED": "1", "COMPRESSOR": "brotli",
+    "TRAIN_LOG_EVERY": "5",
+}
+# CASEOPS_ENABLED=1 only makes the script read golf's per-token byte sidecar (val_bytes_*.bin, the same
+# layout) for its BPB denominator: its varlen val eval needs one. The tokens are whatever golf wrote.
+
+
+# ---- the record script -------------------------------------------------------------------------
+
+def record_data(tokens: Path, into: Path) -> tuple[Path, Path]:
+    """golf's shards under the names the record script reads (symlinks): (dataset dir, tokenizer)."""
+    ds = into / "datasets" / "fineweb10B_sp8192"
+    ds.mkdir(parents=True, exist_ok=True)
+    for split, name in (("train", "train"), ("val", "val"), ("val_bytes", "val_bytes")):
+        shards = sorted(tokens.glob(f"{split}_[0-9]*.bin"))
+        if not shards and split != "val_bytes":
+            raise SystemExit(f"{tokens}: no {split}_NNNNNN.bin shards")
+        for i, f in enumerate(shards):
+            (ds / f"fineweb_{name}_{i:06d}.bin").symlink_to(f.resolve())
+    tok = into / "tokenizers" / "fineweb_8192_bpe.model"
+    tok.parent.mkdir(parents=True, exist_ok=True)
+    tok.symlink_to((tokens / "tokenizer.model").resolve())
+    return ds, tok
+
+
+def start_record(script: Path, tokens: Path, state_dir: Path, wall_s: float, seed: int) -> dict:
+    """Launch the record detached (its own session, output stamped into a log); return its state."""
+    if not script.is_file():
+        raise SystemExit(f"--record {script}: not found (fetch openai/parameter-golf into an ignored folder)")
+    state_dir.mkdir(parents=True, exist_ok=True)
+    run = Path(tempfile.mkdtemp(prefix="record-run.", dir=state_dir))
+    ds, tok = record_data(tokens, run / "data")
+    log = state_dir / "record.log"
+    env = {**os.environ, **RECORD_ENV, "RUN_ID": "record", "DATA_DIR": f"{run / 'data'}/", "DATA_PATH": str(ds),
+           "TOKENIZER_PATH": str(tok), "MAX_WALLCLOCK_SECONDS": str(wall_s), "SEED": str(seed),
+           "TORCHINDUCTOR_CACHE_DIR": str(run / "inductor-cache"),  # cold, as golf's runs
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "fa3_standin"), str(ROOT),
+                                         os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    t0 = time.time()
+    stamp = f"{sys.executable} -u {Path(__file__).resolve()} --stamp-since {t0!r}"
+    cmd = f"torchrun --standalone --nproc_per_node=1 {script.resolve()} 2>&1 | {stamp} > {log}"
+    proc = subprocess.Popen(["bash", "-c", cmd], cwd=run, env=env, start_new_session=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = {"pgid": proc.pid, "log": str(log), "t0": t0, "script": str(script), "tokens": str(tokens),
+             "wall_s": wall_s, "seed": seed}
+    (state_dir / "record.json").write_text(json.dumps(state, indent=1) + "\n")
+    print(f"record: launched (process group {proc.pid}), log {log}")
+    return state
+
+
+def stamp_lines(t0: float) -> None:
+    """stdin -> stdout, each line prefixed with [seconds since t0] (the record's log filter)."""
+    for line in sys.stdin:
+        sys.stdout.write(f"[{time.time() - t0:8.2f}] {line}")
+        sys.stdout.flush()
+
+
+def parse_record(text: str) -> dict:
+    """{first_step_s, loop_step, pre, post, steps, done} from a stamped record log (None where absent)."""
+    steps = [(int(m[2]), float(m[1]), float(m[3])) for m in map(STEP_LINE.match, text.splitlines()) if m]
+    loop = LOOP_LINE.search(text)
+    k = int(loop[1]) if loop else None
+
+    def rate(lines: list[tuple[int, float, float]]) -> float | None:
+        if len(lines) < 2:
+            return None
+        (s1, _, r1), (s2, _, r2) = lines[0], lines[-1]
+        return (s2 - s1) / (s2 / r2 - s1 / r1)  # s / r = seconds since training began / tokens per step
+
+    pre = [s for s in steps if SKIP_STEPS <= s[0] <= (k if k is not None else 10**9)]
+    post = [s for s in steps if k is not None and s[0] >= k + SKIP_STEPS]
+    return {"first_step_s": next((t for s, t, _ in steps if s == 1), None), "loop_step": k,
+            "pre": rate(pre), "post": rate(post),
+            "steps": steps[-1][0] if steps else 0, "post_lines": len(post), "done": bool(DONE_LINE.search(text))}
+
+
+def record_ready(p: dict, post_lines: int) -> bool:
+    return p["post"] is not None and (p["post_lines"] >= post_lines or p["done"])
+
+
+def stop_record(state: dict) -> None:
+    """End the record's whole process group (torchrun, its worker, the log filter)."""
+    for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(state["pgid"], sig)
+        except ProcessLookupError:
+            return
+        end = time.time() + wait
+        while time.time() < end:
+            try:
+                os.killpg(state["pgid"], 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.5)
+
+
+def wait_record(state: dict, wait_s: float, post_lines: int) -> dict | None:
+    """The parsed log once the record is through both phases (then stopped), or None after wait_s."""
+    end = time.time() + wait_s
+    while True:
+        text = Path(state["log"]).read_text(errors="replace") if Path(state["log"]).exists() else ""
+        p = parse_record(text)
+        if record_ready(p, post_lines):
+            stop_record(state)
+            return p
+        try:
+            os.killpg(state["pgid"], 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        if not alive or time.time() >= end:
+            tail = "\n".join(text.splitlines()[-12:])
+            why = "it ended before both phases" if not alive else f"not through both phases after {wait_s:.0f} s"
+            print(f"record: {why} ({time.time() - state['t0']:.0f} s since launch, {p['steps']} steps); "
+                  f"log ends:\n{tail}")
+            return None
+        time.sleep(5.0)
+
+
+# ---- golf ----------------------------------------------------------------------------------------
+
+def golf_phase_rates(rows: list[dict], switch: int, batch_tokens: int) -> tuple[float, float]:
+    """tokens/s of the steps before looping (the first SKIP_STEPS left out) and after, as total tokens
+    over total time, the same estimator as the record's."""
+    dts = {int(r["step"]): batch_tokens / float(r["tokens_per_s"]) for r in rows}
+    pre = [dt for s, dt in dts.items() if SKIP_STEPS < s <= switch]
+    post = [dt for s, dt in dts.items() if s > switch + SKIP_STEPS]
+    rate = lambda xs: len(xs) * batch_tokens / sum(xs) if xs else float("nan")  # noqa: E731
+    return rate(pre), rate(post)
+
+
+def run_golf(a: argparse.Namespace) -> dict:
+    from golf.params import read_params
+
+    params = read_params(a.params)
+    flags = ["--max-wallclock-s", "0", "--iterations", str(a.golf_steps), "--enable-looping-at", "0.5",
+             "--warmup-steps", str(a.warmup_steps), "--val-every", "0", "--seed", str(a.seed), *a.golf_flag]
+    r = train(a.state_dir / "golf", a.params, a.tokens, flags)
+    m = r["metrics"]
+    pre, post = golf_phase_rates(r["rows"], a.golf_steps // 2, int(params["train"]["train_batch_tokens"]))
+    launch_to_stage = r["process_s"] - m["wall_s"]  # interpreter start, CLI imports: before the stage's clock
+    out = {"params": str(a.params), "flags": flags, "first_step_s": m["first_step_s"] + launch_to_stage,
+           "first_step_s_stage": m["first_step_s"], "pre": pre, "post": post, "steps": m["steps"],
+           "attention": m["attention_backend"], "doc_masked_attention": params["model"].get("doc_masked_attention"),
+           "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"]}
+    (a.state_dir / "golf.json").write_text(json.dumps(out, indent=1) + "\n")
+    print("golf:", json.dumps(out), flush=True)
+    return out
+
+
+# ---- the table -----------------------------------------------------------------------------------
+
+def report(golf: dict, rec: dict, state: dict, out: Path) -> None:
+    import torch
+
+    record = {**{k: rec[k] for k in ("first_step_s", "pre", "post", "loop_step", "steps")},
+              "script": state["script"], "wall_s": state["wall_s"]}
+    ratio = {k: golf[k] / record[k] for k in ("first_step_s", "pre", "post")}
+    gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    result = {"date": date.today().isoformat(), "gpu": gpu, "torch": torch.__version__, "tokens": state["tokens"],
+              "golf": golf, "record": record, "golf_over_record": ratio}
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"\n{gpu}, {result['date']}, tokens {state['tokens']}; golf: {golf['attention']} attention, "
+          f"doc_masked_attention {golf['doc_masked_attention']}")
+    print("| | start to 1st step | tok/s before looping | after looping |\n|---|---:|---:|---:|")
+    for name, r in (("golf", golf), ("record script (FA4 via golf.kernels.fa4)", record)):
+        print(f"| {name} | {r['first_step_s']:.0f} s | {r['pre'] / 1e6:.3f} M | {r['post'] / 1e6:.3f} M |")
+    print(f"| golf / record | {ratio['first_step_s']:.2f} | {ratio['pre']:.2f} | {ratio['post']:.2f} |")
+    print(f"\nwritten: {out}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--record", type=Path, help="the record's train_gpt.py (for --start-record)")
+    ap.add_argument("--tokens", type=Path, default=ROOT / "data/tokens", help="golf's tokens, for both")
+    ap.add_argument("--params", type=Path, default=None, help="golf's full params file (default: the h100 preset)")
+    ap.add_argument("--golf-steps", type=int, default=40, help="golf's optimizer steps (looping from half)")
+    ap.add_argument("--golf-flag", action="append", default=[], metavar="FLAG",
+                    help="an extra `golf train` flag word (repeatable), e.g. --golf-flag=--attention-backend")
+    ap.add_argument("--warmup-steps", type=int, default=3, help="golf's compile warm-up steps per graph")
+    ap.add_argument("--record-wall-s", type=float, default=60.0, help="the record's training seconds")
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--post-lines", type=int, default=3, help="record step lines wanted after looping")
+    ap.add_argument("--state-dir", type=Path, default=Path("/tmp/golf-bench-record"))
+    ap.add_argument("--json", type=Path, default=None, help="where to write the result (default: state dir)")
+    ap.add_argument("--start-record", action="store_true", help="launch the record detached and return")
+    ap.add_argument("--golf", action="store_true", help="run golf now and keep its result for --collect")
+    ap.add_argument("--collect", action="store_true", help="wait for the record, stop it, run golf if needed, print")
+    ap.add_argument("--wait-s", type=float, default=3600.0, help="--collect: how long to wait for the record")
+    ap.add_argument("--quick", action="store_true", help="golf 16 steps, the record 40 s of training")
+    ap.add_argument("--stamp-since", type=float, default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.stamp_since is not None:
+        return stamp_lines(a.stamp_since)
+    if a.quick:
+        a.golf_steps, a.record_wall_s, a.post_lines = 16, 40.0, 2
+    a.params = a.params or h100_params()
+    everything = not (a.start_record or a.golf or a.collect)
+    if a.golf:
+        run_golf(a)
+    if a.start_record or everything:
+        if a.record is None:
+            ap.error("--record PATH is needed to start the record script")
+        start_record(a.record, a.tokens, a.state_dir, a.record_wall_s, a.seed)
+    if not (a.collect or everything):
+        return
+    state_file = a.state_dir / "record.json"
+    if not state_file.is_file():
+        raise SystemExit(f"{state_file}: no record run to collect (start one with --start-record)")
+    state = json.loads(state_file.read_text())
+    rec = wait_record(state, a.wait_s, a.post_lines)
+    if rec is None:
+        sys.exit(3)  # call --collect again while the machine is up
+    golf_file = a.state_dir / "golf.json"
+    golf = json.loads(golf_file.read_text()) if golf_file.is_file() else run_golf(a)
+    report(golf, rec, state, a.json or a.state_dir / "bench_record.json")
+
+
+if __name__ == "__main__":
+    main()
