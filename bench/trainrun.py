@@ -45,6 +45,7 @@ def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cach
             "--metrics", str(workdir / "train.json"), "--plots", str(workdir / "train.csv"), *flags]
     wall = golf("train", args, workdir / "train.log", env)
     metrics = json.loads((workdir / "train.json").read_text())["train"]
+    metrics |= json.loads((workdir / "timings" / "train.json").read_text())["train"]  # seconds, tokens/s, memory
     with open(workdir / "train.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     return {"metrics": metrics, "rows": rows, "process_s": wall}
