@@ -341,7 +341,7 @@ def test_checkpoint_round_trip(tiny_model_config, tmp_path):
     path = tmp_path / "model.safetensors"
     save_model(path, model, {"train": {"seed": 3}, "val_bpb": 1.5})
     loaded, header = load_model(path)
-    assert header["format"] == "golf.artifact.model" and header["version"] == 1
+    assert header["format"] == "golf.model" and header["version"] == 1
     assert header["train"] == {"seed": 3} and header["val_bpb"] == 1.5
     assert header["model"]["bigram_vocab_size"] == 40 and header["model"]["ve_layers"] == []
     assert loaded.cfg == model.cfg and loaded.looping  # num_loops > 0: later stages loop
@@ -354,7 +354,7 @@ def test_checkpoint_round_trip(tiny_model_config, tmp_path):
 def test_checkpoint_refuses_unknown(tiny_model_config, tmp_path):
     model = GPT(tiny_model_config)
     path = tmp_path / "m.safetensors"
-    save_tensors(path, model.state_dict(), {"format": "golf.artifact.model", "version": 2, "model": {}})
+    save_tensors(path, model.state_dict(), {"format": "golf.model", "version": 2, "model": {}})
     with pytest.raises(GolfError, match="v2"):
         load_model(path)
     save_tensors(path, model.state_dict(), {"format": "golf.qmodel", "version": 1, "model": {}})
@@ -363,7 +363,7 @@ def test_checkpoint_refuses_unknown(tiny_model_config, tmp_path):
     bad = tmp_path / "bad.safetensors"
     save_model(bad, model, {})
     from golf.io.tensors import load_tensors
-    tensors, header = load_tensors(bad, "golf.artifact.model", 1)
+    tensors, header = load_tensors(bad, "golf.model", 1)
     header["model"]["mlp_mult"] = 2.0  # valid config, but no longer the weights' shapes
     save_tensors(bad, tensors, header)
     with pytest.raises(GolfError, match="do not match"):

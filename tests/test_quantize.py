@@ -103,7 +103,7 @@ def test_round_trip_through_the_file(tmp_path):
         assert abs(rel.item() - rep["tensors"][n]["rel_err"]) < 1e-4
     with pytest.raises(GolfError, match="golf.qmodel"):
         from golf.io.tensors import save_tensors
-        save_tensors(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, {"format": "golf.artifact.model", "version": 1})
+        save_tensors(tmp_path / "other.safetensors", {"x": torch.zeros(1)}, {"format": "golf.model", "version": 1})
         qmodel.load_qmodel(tmp_path / "other.safetensors")
     with pytest.raises(GolfError, match="blocks.0.mlp.fc.weight.scale"):
         dequantize({k: v for k, v in tensors.items() if k != "blocks.0.mlp.fc.weight.scale"}, header)

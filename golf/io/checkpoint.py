@@ -1,4 +1,4 @@
-"""The trained model on disk: safetensors weights + header `golf.artifact.model` v1 with the model config.
+"""The trained model on disk: safetensors weights + header `golf.model` v1 with the model config.
 
 The architecture travels with the weights: `load_model` rebuilds the GPT from the header alone,
 never from params.yaml, and loads the weights strictly.
@@ -15,7 +15,7 @@ from golf.artifact.model.gpt import GPT
 from golf.artifact.model.load import model_from_header
 from golf.params import section_dict
 
-FORMAT, VERSION = "golf.artifact.model", 1
+FORMAT, VERSION = "golf.model", 1
 
 
 def save_model(path: Path, model: GPT, extra: dict[str, Any], keep_train_only: bool = False) -> None:
