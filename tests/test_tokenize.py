@@ -160,7 +160,8 @@ def test_cli_smoke(tmp_path, monkeypatch):
     r = runner.invoke(app, ["tokenize", "--vocab-size", "420"])
     assert r.exit_code == 0, r.output
     assert TokenData(Path("data/tokens")).vocab_size == 420
-    assert "wall_s" in json.loads(Path("metrics/tokenize.json").read_text())["tokenize"]
+    assert "wall_s" in json.loads(Path("metrics/timings/tokenize.json").read_text())["tokenize"]
+    assert json.loads(Path("metrics/tokenize.json").read_text())["tokenize"]["denominator"] == "recomputed_from_docs"
     r = runner.invoke(app, ["tokenize", "--vocab-size", "9", "--corpus", "nowhere"])
     assert r.exit_code == 1 and "tokenize.vocab_size = 9" in r.output
 
