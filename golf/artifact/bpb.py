@@ -1,4 +1,4 @@
-"""Byte accounting for BPB: the canonical LUTs (golf-techniques §1.6) and the val byte sidecar.
+"""Byte accounting for BPB: the canonical LUTs (docs/techniques.md §1.6) and the val byte sidecar.
 
 bytes(t) = base_bytes[y_t] + (has_leading_space[y_t] and not is_boundary[x_t]) for target y_t
 after x_t. BOS is a boundary with 0 bytes, so the first piece of a document never pays for a

@@ -1,6 +1,6 @@
 """BPB bookkeeping shared by every eval mode: fp64 sums over exactly the scored tokens.
 
-BPB = Σ NLL / (ln 2 · Σ bytes) (golf-techniques §1.6). A scored token is named by its position
+BPB = Σ NLL / (ln 2 · Σ bytes) (docs/techniques.md §1.6). A scored token is named by its position
 `t` in the val stream (t >= 1: token 0 has no predecessor); its NLL is -log p(x_t | x_<t) with
 the full-vocabulary softmax and its bytes are the val byte sidecar's `val_bytes[t]` (BOS = 0).
 The three sums (nll, tokens, bytes) are fp64 and all-reduced when torch.distributed is

@@ -1,4 +1,4 @@
-"""Sliding-window eval (golf-techniques §7.2) and the window scorer every mode shares.
+"""Sliding-window eval (docs/techniques.md §7.2) and the window scorer every mode shares.
 
 Positions: the val stream has N tokens x_0..x_{N-1}; there are M = N - 1 targets. A window
 with start `ws` feeds inputs x[ws : ws+len] and predicts x[ws+1 : ws+len+1], len = min(L, M - ws).

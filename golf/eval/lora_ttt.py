@@ -1,4 +1,4 @@
-"""Per-document batched LoRA TTT + phased global SGD (golf-techniques §7.4, VARLEN -> LQER).
+"""Per-document batched LoRA TTT + phased global SGD (docs/techniques.md §7.4, VARLEN -> LQER).
 
 Documents start at BOS; a doc's span runs up to and *including* the next BOS, so its targets are
 the tokens (start, end] and the docs' targets tile the stream's targets 1..N-1 exactly. Each doc

@@ -1,6 +1,6 @@
 """Plain BPB: non-overlapping windows of seq_len tokens (the eval every stage uses).
 
-The records (golf-techniques §1.3) truncate the val stream to ((N-1)//seq_len)*seq_len + 1 tokens
+The records (docs/techniques.md §1.3) truncate the val stream to ((N-1)//seq_len)*seq_len + 1 tokens
 and drop the tail. We instead score the tail too, in one last shorter window, so every token after
 the first is scored exactly once (docs/contracts.md); on the 40 M-token val split the difference
 is under one window (< 2048 tokens, < 0.01 % of the score). This equals `sliding.evaluate` with

@@ -3,7 +3,7 @@
 plain always runs (the quantized non-sliding reference), then sliding (if enabled), then TTT
 (if ttt_mode != none). The headline is chosen by configuration, not by outcome: the TTT score
 if TTT ran, else sliding, else plain. Taking the minimum over passes would itself break C4
-("no picking the best of several passes", golf-techniques §7.5).
+("no picking the best of several passes", docs/techniques.md §7.5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Legal score-first TTT with chunked global SGD (golf-techniques §7.3, LEAKY -> REC3).
+"""Legal score-first TTT with chunked global SGD (docs/techniques.md §7.3, LEAKY -> REC3).
 
 The val stream's M = N - 1 targets are cut into chunks of `chunk_tokens` (input positions
 [c*T, (c+1)*T)). Each window of the sliding plan belongs to the chunk holding its first scored

@@ -1,4 +1,4 @@
-"""Weight averages (golf-techniques §2.5): an fp32 EMA of every floating tensor of the state_dict,
+"""Weight averages (docs/techniques.md §2.5): an fp32 EMA of every floating tensor of the state_dict,
 updated every step, and an optional SWA (uniform average of snapshots every N steps late in training).
 
 EMA warm-up. A plain EMA started from the init keeps decay^t of the init weights after t updates:

@@ -1,4 +1,4 @@
-"""Muon: momentum SGD whose update is orthogonalized by a Newton–Schulz iteration (golf-techniques §2.3).
+"""Muon: momentum SGD whose update is orthogonalized by a Newton–Schulz iteration (docs/techniques.md §2.3).
 
 For each matrix parameter p with gradient g (per step, in this order):
 

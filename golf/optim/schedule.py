@@ -1,4 +1,4 @@
-"""Schedules by training fraction (golf-techniques §2.4): no lr warm-up, a flat phase, then a
+"""Schedules by training fraction (docs/techniques.md §2.4): no lr warm-up, a flat phase, then a
 linear warm-down to a floor; and Muon's momentum warm-up by step.
 
 frac is step / iterations in step mode, or elapsed train seconds / (max_wallclock_s - reserve)

@@ -2,7 +2,7 @@
 
 Codes are golf.qmodel's `<weight>.q` (int8, out x in) with `<weight>.scale` (fp16, out): the
 dequantized weight is q * scale[row]. Zeroing a ±1 code moves the weight by exactly scale[row],
-so its cost is scale_row² (golf-techniques §5.1), times H_jj when Hessian-weighted.
+so its cost is scale_row² (docs/techniques.md §5.1), times H_jj when Hessian-weighted.
 """
 
 from __future__ import annotations

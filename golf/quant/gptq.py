@@ -1,6 +1,6 @@
 """Per-row symmetric integer quantization: std-clipped scales, round-to-nearest and full-Hessian GPTQ.
 
-golf-techniques §4.1. The per-row scale s_i = max(k·std(W_i)/R, 1e-10) is fixed before the sweep
+docs/techniques.md §4.1. The per-row scale s_i = max(k·std(W_i)/R, 1e-10) is fixed before the sweep
 and rounded to fp16 first, so the rounding uses exactly the scale the file stores and
 dequantization (q·s) reproduces what GPTQ saw. Codes are int8 in [-R, R], R = 2^(bits-1) - 1.
 """

@@ -1,4 +1,4 @@
-"""H = Σ XᵀX per quantized weight, collected with forward hooks in the graph eval runs (golf-techniques §3).
+"""H = Σ XᵀX per quantized weight, collected with forward hooks in the graph eval runs (docs/techniques.md §3).
 
 X is the input of the weight's module (or the output, for the tied embedding: the final norm's
 output), flattened to (tokens, in) in fp32. The sum over batches is divided by the number of

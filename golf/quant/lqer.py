@@ -1,4 +1,4 @@
-"""LQER: a quantized rank-r correction of the quantization error E = W − Q·s (golf-techniques §4.4).
+"""LQER: a quantized rank-r correction of the quantization error E = W − Q·s (docs/techniques.md §4.4).
 
 E ≈ A·B with A = U_r·diag(S_r) (out, r) and B = Vh_r (r, in) from a truncated SVD.
 Asymmetric packing (the records' LQER_ASYM): A as INT2 codes in [-2, 1] with one fp16 scale

@@ -2,7 +2,7 @@
 
 One code path for 1 and N processes (golf/train/ddp.py). The clock (`train_s`) counts only the
 optimizer steps: the compile warm-up before it (whose weights and optimizer state are restored)
-and every val eval are outside it, as in the records (golf-techniques §2.4). In wall-clock mode the
+and every val eval are outside it, as in the records (docs/techniques.md §2.4). In wall-clock mode the
 ranks all-reduce (MAX) their clocks every step, so the schedule and the stop decision are identical
 on all ranks and the slowest rank's clock decides; a non-finite loss on any rank stops them all.
 

@@ -1,6 +1,6 @@
 """One configurable GPT: the BASE model plus every component of the REC3 -> LQER stack.
 
-Data flow (golf-techniques §2.1, §2.2):
+Data flow (docs/techniques.md §2.1, §2.2):
   tok_emb (+ bigram) -> SmearGate -> RMSNorm = x0
   -> virtual layer sequence (depth recurrence when `looping`), split into U-Net encoder and
      decoder halves with gated skips; from `parallel_start_layer` on, two residual lanes

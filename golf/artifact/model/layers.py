@@ -1,7 +1,7 @@
 """The GPT's parts other than attention: norm, MLP, the transformer block, input embeddings.
 
 A `Block` runs either the serial form (attention then MLP on one residual stream) or the
-two-lane parallel form (LQER, golf-techniques §2.2 item 8). The optional input parts
+two-lane parallel form (LQER, docs/techniques.md §2.2 item 8). The optional input parts
 (SmearGate, BigramHash, value embeddings) live here too, each zero-effect at init.
 """
 
