@@ -33,9 +33,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from golf.artifact.model.gpt import NLL_CHUNK_ELEMENTS
 from golf.kernels.leaky_relu2 import leaky_relu2, leaky_relu2_reference
 from golf.kernels.softcap_ce import softcap_ce_sum
-from golf.artifact.model.gpt import NLL_CHUNK_ELEMENTS
 
 ROOT = Path(__file__).resolve().parents[1]
 

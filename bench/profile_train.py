@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from trainrun import ROOT, h100_params
 
 BINS = [("attention", r"flash|fmha|cudnn|attention|sdpa"),
@@ -57,10 +56,10 @@ class NoEval:
 def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int) -> None:
     from torch.profiler import ProfilerActivity, profile, schedule
 
-    from golf.data.tokens import TokenData
     from golf.artifact.model import GPT, ModelConfig
-    from golf.params import load_section
     from golf.artifact.runtime import init_dist
+    from golf.data.tokens import TokenData
+    from golf.params import load_section
     from golf.train.backend import set_backend
     from golf.train.config import TrainConfig
     from golf.train.loop import model_flops_per_token, seed_everything, train

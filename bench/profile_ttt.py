@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
 from profile_train import bin_of
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from trainrun import ROOT, h100_params
 
 # each with the math kernel beside it, for the fp32 probe forward that sizes the adapters

@@ -13,8 +13,8 @@ import argparse
 import lzma
 from pathlib import Path
 
-from golf.data.config import TokenizeConfig
 from golf.corpus.docs import read_docs
+from golf.data.config import TokenizeConfig
 from golf.data.split import ValSplit
 from golf.params import load_section
 

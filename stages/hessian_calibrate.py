@@ -25,12 +25,12 @@ def hessian_calibrate(
     metrics: Annotated[Path, typer.Option(help="Metrics JSON.")] = Path("metrics/hessian_calibrate.json"),
 ) -> None:
     """Collect GPTQ Hessians from train windows or the model's own samples."""
+    from golf.artifact.runtime import resolve_device
     from golf.data.tokens import TokenData
     from golf.errors import GolfError
-    from golf.io.tensors import save_tensors
     from golf.io.checkpoint import load_model
+    from golf.io.tensors import save_tensors
     from golf.params import section_dict
-    from golf.artifact.runtime import resolve_device
     from golf.quant import hessian
 
     timer = Timer()

@@ -36,16 +36,17 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig,
 
     import torch
 
+    from golf.artifact.model import GPT
+    from golf.artifact.runtime import init_dist, resolve_device
     from golf.data.tokens import TokenData
     from golf.errors import GolfError
-    from golf.io.metrics import write_csv
-    from golf.artifact.model import GPT
     from golf.io.checkpoint import save_model
+    from golf.io.metrics import write_csv
     from golf.params import section_dict
-    from golf.artifact.runtime import init_dist, resolve_device
     from golf.train.backend import set_backend
     from golf.train.data import check_bos
-    from golf.train.loop import seed_everything, train as run_train
+    from golf.train.loop import seed_everything
+    from golf.train.loop import train as run_train
 
     data = TokenData(tokens)
     if data.vocab_size > model_cfg.vocab_size:

@@ -31,9 +31,9 @@ def ttt_eval(
     """Score the artifact on the val split (plain, sliding, TTT)."""
     import torch
 
+    from golf.artifact.runtime import init_dist, resolve_device
     from golf.data.tokens import TokenData
     from golf.eval.artifact import check_data, load_artifact_model
-    from golf.artifact.runtime import init_dist, resolve_device
     from golf.eval.run import metrics_of, run_modes
     from golf.io.atomic import atomic_write_text
     from golf.io.metrics import write_csv

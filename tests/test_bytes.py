@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from test_tokenize import cfg, make_corpus, tiny_docs
 
 from golf.artifact.bpb import build_luts, sidecar, target_bytes
 from golf.data.prepare import build_tokens
 from golf.data.tokenizer import SPACE, load_processor, normalized_bytes, prepare_text
 from golf.data.tokens import TokenData
-from test_tokenize import cfg, make_corpus, tiny_docs
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import os
 import pytest
 
 from golf.artifact.codecs import decode
+from golf.artifact.shuffle import shuffle, unshuffle
+from golf.artifact.typed import build_section
 from golf.compress import codecs
 from golf.compress.config import CompressConfig
-from golf.artifact.shuffle import shuffle, unshuffle
 from golf.errors import GolfError
-from golf.artifact.typed import build_section
 
 CFG = CompressConfig(codec="auto", brotli_quality=11, brotli_lgwin=22, zstd_level=19, lzma_preset=6,
                      lzma_extreme=False, byte_shuffle_stride=2, transpose=True, per_group=True, workers=2, chunk_bytes=0)

@@ -9,12 +9,11 @@ import socket
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_train import TinyLM, corpus, tcfg  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from golf.artifact.runtime import Dist
 from golf.train import ddp
 from golf.train.loop import train
-
-from test_train import TinyLM, corpus, tcfg  # noqa: E402  (tests/ is on sys.path under pytest)
 
 STEPS = 6
 

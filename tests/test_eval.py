@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from toy_model import ToyLM
 
-from golf.errors import GolfError
 from golf.artifact import sliding
-from golf.eval import plain
 from golf.artifact.scoring import Totals, check_sidecar
 from golf.artifact.sliding import window_plan
-from toy_model import ToyLM
+from golf.errors import GolfError
+from golf.eval import plain
 
 
 def stream(n: int, vocab: int = 37, seed: int = 1, bos: int = 0) -> tuple[np.ndarray, np.ndarray]:

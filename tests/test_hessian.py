@@ -120,7 +120,10 @@ def test_train_batches_seeded_and_in_range():
 
 def test_self_generated_batches_seeded():
     model = Toy()
-    gen = lambda seed: list(hessian.self_generated_batches(model, 2, 3, 8, 0.8, seed, 1, torch.device("cpu")))
+
+    def gen(seed):
+        return list(hessian.self_generated_batches(model, 2, 3, 8, 0.8, seed, 1, torch.device("cpu")))
+
     a, b = gen(4), gen(4)
     assert len(a) == 2 and a[0].shape == (3, 8)
     assert all(torch.equal(x, y) for x, y in zip(a, b))

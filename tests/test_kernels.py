@@ -298,9 +298,10 @@ def test_train_with_the_kernels_matches_eager(device, tiny_model_config, monkeyp
     """golf.train.loop.train with train.fused_kernels = on (on CPU the interpreter stands in for the
     GPU): the kernels are installed, two steps give the eager run's losses within bf16 tolerance,
     and the model comes back eager."""
+    from test_train import SOLO, corpus, tcfg
+
     from golf.train import fused
     from golf.train.loop import train
-    from test_train import SOLO, corpus, tcfg
 
     if device == "cpu":
         monkeypatch.setattr(fused, "missing", lambda device, autocast_bf16: "")

@@ -7,15 +7,20 @@ A deliberately peeking TTT (trains on a chunk before scoring it) must fail the s
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from toy_model import ToyLM
 
 from golf.artifact import sliding
-from golf.eval import lora_ttt, plain, ttt
 from golf.artifact.scoring import Totals
 from golf.artifact.sliding import score_windows, window_plan
-from toy_model import ToyLM
+from golf.eval import lora_ttt, plain, ttt
+from golf.eval.config import TttEvalConfig
+from golf.params import load_section
 
 BOS = 0
 N = 160
@@ -41,14 +46,15 @@ def per_token(mode: str, tokens: np.ndarray, vb: np.ndarray) -> np.ndarray:
     elif mode == "sliding":
         sliding.evaluate(model, tokens, vb, SEQ, 5, 3, "cpu", totals=tot)
     elif mode == "chunk_sgd":
-        ttt.evaluate(model, tokens, vb, seq_len=SEQ, stride=8, batch_seqs=2, chunk_tokens=20, lr=0.05,
-                     momentum=0.9, epochs=2, grad_clip=1.0, param_filter=(), device="cpu", totals=tot)
+        ttt.evaluate(model, tokens, vb, ttt_cfg(seq_len=SEQ, batch_seqs=2, chunk_tokens=20, lr=0.05, momentum=0.9,
+                                                epochs=2, grad_clip=1.0, param_filter=()),
+                     stride=8, device="cpu", totals=tot)
     elif mode == "lora":
-        lora_ttt.evaluate(model, tokens, vb, bos_id=BOS, seq_len=SEQ, chunk_size=4, batch_docs=3, lora_rank=3,
-                          lora_alpha=6.0, lora_lr=0.05, beta1=0.0, beta2=0.99, eps=1e-10, weight_decay=0.5,
-                          phased_prefix_docs=6, phased_num_phases=2, global_lr=0.02, global_momentum=0.9,
-                          global_epochs=1, global_chunk_tokens=16, batch_seqs=2, grad_clip=1.0, device="cpu",
-                          totals=tot)
+        lora_ttt.evaluate(model, tokens, vb, ttt_cfg(
+            seq_len=SEQ, chunk_size=4, batch_docs=3, lora_rank=3, lora_alpha=6.0, lora_lr=0.05, beta1=0.0, beta2=0.99,
+            eps=1e-10, weight_decay=0.5, phased_prefix_docs=6, phased_num_phases=2, global_lr=0.02,
+            global_momentum=0.9, global_epochs=1, global_chunk_tokens=16, batch_seqs=2, grad_clip=1.0, seed=0),
+            bos_id=BOS, device="cpu", totals=tot)
     elif mode == "peeking_chunk_sgd":
         peeking_chunk_sgd(model, tokens, tot)
     else:
@@ -93,3 +99,10 @@ def test_ttt_modes_actually_adapt():
     frozen = per_token("sliding", a, vb)
     for mode in ("chunk_sgd", "lora"):
         assert not np.allclose(per_token(mode, a, vb)[40:], frozen[40:]), mode
+
+
+def ttt_cfg(**over) -> TttEvalConfig:
+    """params.yaml's ttt_eval section with the test's settings."""
+    base = load_section(Path(__file__).resolve().parents[1] / "params.yaml", "ttt_eval", TttEvalConfig)
+    small = dataclasses.replace(base, stride=1, chunk_size=1, max_val_tokens=0)  # valid with any test seq_len
+    return dataclasses.replace(small, **over)

@@ -9,13 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from golf.errors import GolfError
-from golf.io.tensors import save_tensors
 from golf.artifact.model import GPT, ModelConfig
 from golf.artifact.model import gpt as gpt_module
 from golf.artifact.model.attention import select_backend
-from golf.io.checkpoint import load_model, save_model
 from golf.artifact.model.layers import SmearGate
+from golf.errors import GolfError
+from golf.io.checkpoint import load_model, save_model
+from golf.io.tensors import save_tensors
 from golf.params import field_docs
 
 B, T = 3, 16

@@ -9,8 +9,8 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from golf.errors import GolfError
 from golf.artifact.typed import build_section
+from golf.errors import GolfError
 from golf.params import field_docs, load_section
 from stages.common import stage_command
 

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from golf.artifact.dequant import dequantize
-from golf.errors import GolfError
 from golf.artifact.typed import build_section
+from golf.errors import GolfError
 from golf.params import field_docs
 from golf.quant import gptq, qmodel
 from golf.quant.config import HessianCalibrateConfig, QuantizeConfig
@@ -178,10 +178,10 @@ def write_tokens(d: Path, vocab: int) -> None:
 def test_stage_commands(tmp_path, tiny_model_config):
     from typer.testing import CliRunner
 
+    from golf.artifact.model.gpt import GPT
     from golf.data.tokens import TokenData
     from golf.eval.plain import evaluate
     from golf.io.checkpoint import save_model
-    from golf.artifact.model.gpt import GPT
     from stages.cli import app
 
     torch.manual_seed(0)

@@ -12,8 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from golf.errors import GolfError
 from golf import compliance
+from golf.errors import GolfError
 from golf.report import exps, render, stats, table, timings
 
 # ---- a `dvc exp show --json` fixture ----------------------------------------------------------

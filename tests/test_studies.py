@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_model import B, T, make, tokens  # the same perturbed tiny GPT and token batches
 
 from golf.artifact.dequant import dequantize, unrotate
 from golf.artifact.model import GPT
-from golf.io.checkpoint import load_model, save_model
 from golf.artifact.model.moe import MoEMLP
-from test_model import B, T, make, tokens  # the same perturbed tiny GPT and token batches
+from golf.io.checkpoint import load_model, save_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -365,7 +365,7 @@ def qcfg(**over):
     from golf.quant.config import QuantizeConfig
 
     base = dict(device="cpu", lqer_enabled=False, block_size=8)
-    return load_section(ROOT / "presets" / "cpu-small.yaml", "quantize", QuantizeConfig, {**base, **over})
+    return load_section(ROOT / "params.yaml", "quantize", QuantizeConfig, {**base, **over})
 
 
 @pytest.mark.parametrize("over", [dict(codebook_k=1), dict(codebook_k=257), dict(codebook_k=8, codebook_iters=0)])
@@ -379,8 +379,11 @@ def test_quantize_config_rejects(over):
 def test_quant_keys_off_by_default():
     import yaml
 
-    for f in ["params.yaml", "presets/cpu-small.yaml", "presets/h100.yaml", "presets/record.yaml"]:
-        p = yaml.safe_load((ROOT / f).read_text())
+    from golf.presets import apply_overlay, read_overlay
+
+    base = (ROOT / "params.yaml").read_text()
+    for f in ["cpu-small", "h100", "record"]:
+        p = yaml.safe_load(apply_overlay(base, read_overlay(ROOT / "presets" / f"{f}.yaml")))
         assert p["quantize"]["codebook_k"] == 0 and p["quantize"]["hadamard"] is False, f
         m = p["model"]
         assert (m["moe_num_experts"], m["mtp_heads"], m["embed_dim"]) == (0, 0, 0), f
@@ -442,7 +445,7 @@ def test_codebook_tensors_pass_the_container_and_are_not_pruned():
     assert prunable(tensors, prune_embedding=True) == []  # indices are not ±1 codes
     sections, manifest = layout.split(tensors, per_group=True, transpose=True)
     back = join(sections, manifest)
-    cfg = load_section(ROOT / "presets" / "cpu-small.yaml", "compress", CompressConfig)
+    cfg = load_section(ROOT / "params.yaml", "compress", CompressConfig)
     t2, h2 = decode(container.encode(tensors, header, cfg))
     for n, t in tensors.items():
         assert torch.equal(back[n], t) and torch.equal(t2[n], t) and t2[n].dtype == t.dtype, n

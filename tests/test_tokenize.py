@@ -8,11 +8,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from golf.data.config import TokenizeConfig
+from golf.artifact.shards import list_shards, load_split
 from golf.corpus.docs import write_corpus
+from golf.data.config import TokenizeConfig
 from golf.data.imported import import_shards
 from golf.data.prepare import build_tokens
-from golf.artifact.shards import list_shards, load_split
 from golf.data.shards import write_shard
 from golf.data.tokens import TokenData
 from golf.errors import GolfError

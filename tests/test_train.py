@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from golf.errors import GolfError
 from toy_model import ToyLM
-from golf.artifact.typed import build_section
+
 from golf.artifact.runtime import Dist
+from golf.artifact.typed import build_section
+from golf.errors import GolfError
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
 from golf.train.loop import train

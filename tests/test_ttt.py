@@ -6,20 +6,19 @@ import dataclasses
 import json
 import math
 import struct
-
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from toy_model import ToyLM
 
-from golf.errors import GolfError
 from golf.artifact import sliding
-from golf.eval import lora_ttt, ttt
 from golf.artifact.scoring import Totals
+from golf.errors import GolfError
+from golf.eval import lora_ttt, ttt
 from golf.eval.config import TttEvalConfig
 from golf.params import load_section
-from toy_model import ToyLM
 
 LORA = dict(seq_len=24, chunk_size=5, batch_docs=3, lora_rank=3, lora_alpha=6.0, lora_lr=0.05, beta1=0.0,
             beta2=0.99, eps=1e-10, weight_decay=0.5, phased_prefix_docs=0, phased_num_phases=0, global_lr=0.01,
@@ -247,9 +246,9 @@ def tokens_dir(tmp_path_factory):
 def make_artifact(path, model_cfg, sha: str) -> None:
     from pathlib import Path
 
+    from golf.artifact.model.gpt import GPT
     from golf.compress import container
     from golf.compress.config import CompressConfig
-    from golf.artifact.model.gpt import GPT
     from golf.params import load_section, section_dict
 
     torch.manual_seed(0)

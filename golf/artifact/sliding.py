@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from golf.artifact.runtime import autocast, progress_bar, rank_world
 from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs, check_sidecar, eval_mode
 

@@ -35,9 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from golf.errors import GolfError
 from golf.artifact.runtime import autocast, progress_bar, rank_world
 from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs, eval_mode
+from golf.errors import GolfError
 from golf.eval.config import TttEvalConfig
 from golf.eval.ttt import cosine_lr, train_span
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from golf.artifact import sliding
-from golf.eval import lora_ttt, plain, ttt
 from golf.artifact.scoring import Totals, as_numpy, check_inputs, check_sidecar
+from golf.eval import lora_ttt, plain, ttt
 from golf.eval.config import TttEvalConfig
 
 

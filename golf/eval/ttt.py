@@ -21,11 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from golf.errors import GolfError
-from golf.eval.config import TttEvalConfig
 from golf.artifact.runtime import all_reduce_sum, autocast, dist_on, progress_bar, rank_world
 from golf.artifact.scoring import EvalResult, Totals, as_numpy, check_inputs
 from golf.artifact.sliding import rank_share, score_windows, window_plan
+from golf.errors import GolfError
+from golf.eval.config import TttEvalConfig
 
 
 def select_params(model: torch.nn.Module, name_filter: Sequence[str]) -> list[torch.nn.Parameter]:

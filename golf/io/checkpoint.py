@@ -10,9 +10,9 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from golf.io.tensors import load_tensors, save_tensors
 from golf.artifact.model.gpt import GPT
 from golf.artifact.model.load import model_from_header
+from golf.io.tensors import load_tensors, save_tensors
 from golf.params import section_dict
 
 FORMAT, VERSION = "golf.model", 1

@@ -17,7 +17,6 @@ from typing import Any, Iterable, Mapping
 
 from golf.io.atomic import atomic_write_text
 
-
 TIMING = re.compile(r".*_s(_.+)?|tokens_per_s.*|mfu|peak_mem_bytes")
 
 

@@ -20,13 +20,20 @@ from typing import Any, Iterable
 
 import torch
 
+from golf.artifact.dequant import (
+    FORMAT,
+    LQER_KEYS,
+    QUANT_KINDS,
+    VERSION,
+    codebook_values,
+    dequantize_rows,
+    unrotate,
+)
 from golf.errors import GolfError
 from golf.params import section_dict
 from golf.quant import codebook, gptq, hadamard, lqer
 from golf.quant.config import QuantizeConfig
 from golf.quant.hessian import check_hessians
-
-from golf.artifact.dequant import FORMAT, LQER_KEYS, QUANT_KINDS, VERSION, codebook_values, dequantize_rows, unrotate
 
 
 def tensor_group(name: str) -> str:

@@ -22,8 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.artifact.model.attention import (BACKENDS, DOC_MASK_BACKENDS, Rotary, _load, doc_cu_seqlens, doc_mask,
-                                          init_linear, registered, set_sdpa_kernels)
+from golf.artifact.model.attention import (
+    BACKENDS,
+    DOC_MASK_BACKENDS,
+    Rotary,
+    _load,
+    doc_cu_seqlens,
+    doc_mask,
+    init_linear,
+    registered,
+    set_sdpa_kernels,
+)
 from golf.artifact.model.config import ModelConfig
 from golf.artifact.model.layers import BigramHash, Block, RMSNorm, SmearGate, ValueEmbedding
 
