@@ -187,6 +187,7 @@ STAGE_PARAMS = """ttt_eval:
   stride: 8
   batch_seqs: 4
   max_val_tokens: 0
+  device: cpu
   position_buckets: 8
   sliding_enabled: true
   ttt_mode: {mode}

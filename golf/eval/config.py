@@ -16,6 +16,8 @@ class TttEvalConfig:
     """Windows (or training sequences) per forward, per rank."""
     max_val_tokens: int
     """Score only the first this-many val tokens (0 = all); for fast CPU runs, and metrics say how many were scored."""
+    device: Literal["auto", "cpu", "cuda"]
+    """Where the artifact is scored; auto = cuda when available (one GPU per torchrun process)."""
     position_buckets: int
     """Rows of plots/ttt_eval.csv: BPB in this many equal spans of the val stream."""
     sliding_enabled: bool

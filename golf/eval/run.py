@@ -8,7 +8,9 @@ if TTT ran, else sliding, else plain. Taking the minimum over passes would itsel
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,3 +73,33 @@ def metrics_of(run: dict[str, Any]) -> dict[str, Any]:
         # scored val tokens per second of this mode (sliding runs more tokens through the model)
         m[f"tokens_per_s_{name}"] = round(r["result"].tokens / r["eval_s"], 1) if r["eval_s"] > 0 else 0.0
     return m
+
+
+def score_artifact(cfg: TttEvalConfig, artifact: Path, tokens: Path, out: Path, plots: Path) -> dict[str, Any] | None:
+    """The ttt_eval stage's work: the artifact alone, scored on val in every enabled mode; per-mode
+    detail JSON under `out`, the headline's BPB-by-position CSV at `plots`. The metrics on rank 0,
+    None on other ranks (torchrun: one process per GPU)."""
+    from golf.artifact.runtime import init_dist, resolve_device
+    from golf.data.tokens import TokenData
+    from golf.eval.artifact import check_data, load_artifact_model
+    from golf.io.atomic import atomic_write_text
+    from golf.io.metrics import write_csv
+    from golf.params import section_dict
+
+    dctx, dev = init_dist(resolve_device(cfg.device, "ttt_eval.device"))
+    data = TokenData(tokens)
+    model, header = load_artifact_model(artifact, dev)
+    check_data(artifact, header, data.manifest, data.val, model.cfg.vocab_size)
+    try:
+        run = run_modes(model, data.val, data.val_bytes, data.luts, data.bos_id, cfg, dev, progress=dctx.is_main)
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if not dctx.is_main:
+        return None
+    for name, r in run["modes"].items():
+        detail = {"mode": name, **r["result"].as_dict(), "eval_s": r["eval_s"], **r["details"],
+                  "buckets": r["buckets"], "ttt_eval": section_dict(cfg), "world_size": dctx.world_size}
+        atomic_write_text(out / f"{name}.json", json.dumps(detail, indent=2) + "\n")
+    write_csv(plots, run["modes"][run["headline"]]["buckets"])
+    return {**metrics_of(run), "world_size": dctx.world_size}

@@ -1,0 +1,74 @@
+"""The train stage's work: tokens -> a trained GPT checkpoint, per-step rows and the metrics.
+
+One process of N under torchrun (stages/train.py relaunches itself when train.nproc_per_node > 1):
+every rank trains, rank 0 writes the checkpoint and the CSV and returns the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from golf.artifact.model.config import ModelConfig
+from golf.train.config import TrainConfig
+
+
+def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Path, plots: Path,
+                 started: float | None = None) -> dict[str, Any] | None:
+    """Train, save the averaged weights to `out` and the rows to `plots`; the metrics on rank 0, else None.
+    started: time.perf_counter() at the stage's start (first_step_s counts from it)."""
+    started = time.perf_counter() if started is None else started
+    import torch
+
+    from golf.artifact.model import GPT
+    from golf.artifact.runtime import init_dist, resolve_device
+    from golf.data.tokens import TokenData
+    from golf.errors import GolfError
+    from golf.io.checkpoint import save_model
+    from golf.io.metrics import write_csv
+    from golf.params import section_dict
+    from golf.train import ddp
+    from golf.train.backend import set_backend
+    from golf.train.data import check_bos
+    from golf.train.loop import seed_everything
+    from golf.train.loop import train as run_train
+
+    data = TokenData(tokens)
+    if data.vocab_size > model_cfg.vocab_size:
+        raise GolfError(f"{tokens}: tokenizer vocab {data.vocab_size} > model.vocab_size = {model_cfg.vocab_size}")
+    if len(data.val) - 1 < cfg.train_seq_len:
+        raise GolfError(f"{tokens}: val split has {len(data.val)} tokens, fewer than train.train_seq_len + 1 "
+                        f"= {cfg.train_seq_len + 1}")
+    if model_cfg.doc_masked_attention:
+        check_bos(tokens, model_cfg.bos_id, data.bos_id)
+    dctx, device = init_dist(resolve_device(cfg.device, "train.device"))
+    if device.type == "cuda":
+        device = torch.device("cuda", dctx.local_rank)
+    seed_everything(cfg.seed)
+    model = GPT(model_cfg)
+    attention = set_backend(model, cfg.attention_backend, device)
+    try:
+        res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started)
+    finally:
+        if dctx.enabled:
+            ddp.shutdown()
+    if not dctx.is_main:
+        return None
+    splits = data.manifest.get("splits", {})
+    extra = {"train": section_dict(cfg), "val_bpb": res.val_bpb, "val_loss": res.val_loss, "looping": res.looping,
+             "data": {"tokenizer_sha256": data.manifest.get("tokenizer_sha256", ""),
+                      "train_tokens": splits.get("train", {}).get("tokens", len(data.train)),
+                      "val_tokens": splits.get("val", {}).get("tokens", len(data.val))},
+             "eval": {"seq_len": cfg.train_seq_len, "batch_seqs": cfg.val_batch_seqs, "max_tokens": cfg.val_max_tokens}}
+    save_model(out, model.cpu(), extra)
+    write_csv(plots, res.rows)
+    values = {"val_bpb": res.val_bpb, "val_loss": res.val_loss, "val_bpb_raw": res.val_bpb_raw, "steps": res.steps,
+              "train_tokens": res.train_tokens, "tokens_per_s": round(res.tokens_per_s, 1),
+              "params": sum(p.numel() for p in model.parameters()), "peak_mem_bytes": res.peak_mem_bytes,
+              **attention, "compile": res.compiled, "fused_kernels": res.fused_kernels,
+              "train_s": round(res.train_s, 3), "first_step_s": round(res.first_step_s, 3),
+              "world_size": dctx.world_size}
+    if res.mfu is not None:
+        values["mfu"] = round(res.mfu, 4)
+    return values
