@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import test_fa4  # tests/ is on sys.path under pytest
 import torch
 
 from golf.artifact.model import GPT, attention
@@ -226,12 +227,7 @@ def test_shard_without_bos_is_a_clear_error(tmp_path):
 
 # ---- GPU: FA4 in the model, compiled -------------------------------------------------------------
 
-def needs_fa4(test):
-    for mark in (pytest.mark.gpu,
-                 pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-                 pytest.mark.skipif(not fa4.available(), reason="needs flash-attn-4 (pip install -e '.[gpu]')")):
-        test = mark(test)
-    return test
+needs_fa4 = test_fa4.needs_fa4  # GPU + flash-attn-4, else skipped
 
 
 @needs_fa4
