@@ -48,7 +48,6 @@ from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
 
-H100_BF16_PEAK_FLOPS = 798e12  # the records' MFU denominator for one H100 (dense bf16)
 
 
 @dataclass
