@@ -49,7 +49,6 @@ from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
 
 
-
 @dataclass
 class TrainResult:
     steps: int
