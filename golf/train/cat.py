@@ -33,9 +33,11 @@ clip range) and T = SIGMOID_TEMPERATURE,
     d(f) = (sigmoid(T (|f| - 1/2)) - sigmoid(-T/2)) / (1/2 - sigmoid(-T/2))
     pen  = mean over all penalised elements of d(f)
 
-d is 0 on grid points (with zero gradient there), rises smoothly to 1 at the rounding boundary
-|f| = 1/2 and keeps rising beyond the clip range; dd/dw = d'(|f|) sign(f) / s with d' > 0, so
-descent moves each weight toward its nearest grid point. Unlike the squared form it is in grid
+d is 0 on grid points (with zero gradient there) and rises smoothly to 1 at the rounding boundary
+|f| = 1/2; dd/dw = d'(|f|) sign(f) / s with d' > 0, so descent moves each weight toward its nearest
+grid point. Beyond the clip range (|f| > 1/2 at code ±R) it keeps pulling toward the outermost code
+for a fraction of a step, then saturates (d -> about 2, no gradient): unlike the squared form it
+lets far outliers be (quantize clamps them). Unlike the squared form it is in grid
 units (each row weighs the same whatever its scale) and it pushes hardest on the weights nearest
 a rounding boundary, those whose code is most fragile. The study used it at weight 0.001 every
 50 steps (docs/ablation.md): set cat_weight / cat_every for it, the defaults are the squared form's.
