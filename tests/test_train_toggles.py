@@ -193,6 +193,20 @@ def test_qat_off_leaves_the_weights_alone_and_on_switches_late(capsys):
     assert any(not torch.equal(a, b) for a, b in zip(off.state_dict().values(), late.state_dict().values()))
 
 
+def test_quantize_says_when_the_qat_grid_differs_from_its_plan():
+    from test_quantize import qcfg
+
+    from golf.quant.run import qat_grid_note
+
+    cfg = qcfg(matrix_bits=6, clip_sigmas=12.85, attn_bits=0, attn_clip_sigmas=0.0, mlp_bits=5, mlp_clip_sigmas=0.0)
+    assert qat_grid_note({}, cfg) is None  # a checkpoint from before the QAT keys
+    assert qat_grid_note({"qat_start_frac": 0.0, "qat_bits": 4, "qat_clip_sigmas": 1.0}, cfg) is None  # QAT off
+    note = qat_grid_note({"qat_start_frac": 0.85, "qat_bits": 6, "qat_clip_sigmas": 12.85}, cfg)
+    assert note is not None and "mlp 5 bits / 12.85 sigmas" in note and "attn" not in note
+    same = qcfg(matrix_bits=6, clip_sigmas=12.85, attn_bits=0, attn_clip_sigmas=0.0, mlp_bits=0, mlp_clip_sigmas=0.0)
+    assert qat_grid_note({"qat_start_frac": 0.85, "qat_bits": 6, "qat_clip_sigmas": 12.85}, same) is None
+
+
 def test_qat_switching_on_does_not_recompile():
     """The compiled forward sees the same parameter tensors, only new values: no second graph."""
     import torch._dynamo as dynamo
