@@ -228,6 +228,28 @@ def test_qat_switching_on_does_not_recompile():
     dynamo.reset()
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_late_qat_in_a_compiled_gpu_run_does_not_recompile(tiny_model_config):
+    """golf's GPT, torch.compile'd (inductor) on CUDA: QAT switching on mid-run compiles nothing new."""
+    import torch._dynamo as dynamo
+
+    from golf.artifact.model.gpt import GPT
+
+    tr, _ = corpus(3000, vocab=96, seed=1)
+    va, vb = corpus(400, vocab=96, seed=2)
+    dynamo.reset()
+    torch.manual_seed(0)
+    model = GPT(tiny_model_config)
+    cfg = tcfg(iterations=6, val_every=0, warmup_steps=1, train_batch_tokens=2 * 24, grad_accum_steps=1,
+               val_max_tokens=2 * 24, device="cuda", compile="on", fused_kernels="off", enable_looping_at=0.0,
+               qat_start_frac=0.5)
+    with dynamo.config.patch(error_on_recompile=True):
+        res = train(model, cfg, tr, va, vb, torch.device("cuda"), SOLO, progress=False)
+    assert res.compiled and all(math.isfinite(r["train_loss"]) for r in res.rows)
+    dynamo.reset()
+
+
 # ---- 4. CAT's sigmoid form ---------------------------------------------------------------------------
 
 def test_sigmoid_distance_zero_on_grid_max_half_way_gradient_to_nearest_point():
