@@ -76,7 +76,8 @@ class KANLinear(nn.Module):
         self.spline = nn.Linear(n_in * (grid + order), n_out, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = KAN_RANGE * torch.tanh(x.float() / KAN_RANGE)  # fp32: bf16 would misplace points between knots
+        # at least fp32: bf16 would misplace points between knots
+        u = KAN_RANGE * torch.tanh(x.to(torch.promote_types(x.dtype, torch.float32)) / KAN_RANGE)
         basis = bspline_basis(u, self.grid, self.order).flatten(-2).to(x.dtype)
         return self.base(F.silu(x)) + self.spline(basis)
 
