@@ -162,6 +162,19 @@ def test_kan_off_is_the_dense_mlp_and_on_is_sized_near_it(tiny_model_config):
     assert all(lin.weight.abs().sum() == 0 for lin in (mlp.proj.base, mlp.proj.spline))  # output starts at 0
 
 
+@pytest.mark.parametrize("over", [KAN, dict(**KAN, kan_grid=12, kan_order=1), dict(**KAN, mlp_mult=0.5), VR])
+def test_weights_floor_bounds_the_toggled_count(tiny_model_config, over):
+    """The loader's pre-build floor (config.weights_floor) counts the KAN MLP as built: never above the
+    real count, within 10% of it; a header asking for a bigger spline than the file holds fails first."""
+    cfg = dataclasses.replace(tiny_model_config, **over)
+    real = sum(t.numel() for t in GPT(cfg).state_dict().values())
+    assert cfg.weights_floor() <= real <= 1.1 * cfg.weights_floor()
+    if cfg.mlp_kind == "kan":
+        header = {"model": {**section_dict(cfg), "mlp_mult": 1e6, "kan_grid": 60}}
+        with pytest.raises(GolfError, match="needs at least .* weights, the file holds"):
+            model_from_header(header, GPT(cfg).state_dict(), source="m.golf")
+
+
 @pytest.mark.parametrize("over, key", [(dict(kan_grid=0), "kan_grid"), (dict(kan_order=-1), "kan_order"),
                                        (dict(kan_grid=40, kan_order=30), "kan_order"),
                                        (dict(moe_num_experts=2), "mlp_kind")])
@@ -220,6 +233,28 @@ def test_a_tiny_model_with_the_toggle_trains_and_its_loss_falls(over):
     moved = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     want = {"value_lambdas"} if over is VR else {k for k in before if ".mlp.fc.spline" in k or ".mlp.proj.base" in k}
     assert want and want <= moved
+
+
+def test_regional_compile_of_the_toggled_model_matches_eager_and_never_recompiles(tiny_model_config):
+    """compile_blocks: the first slot (returns v0) and the later ones (mix it in) are a few graphs, the
+    same NLL as eager, and switching looping on compiles nothing new (lam is a tensor, not a constant)."""
+    import torch._dynamo as dynamo
+    from torch._dynamo.testing import CompileCounter
+
+    model = make(tiny_model_config, **KAN, **VR)
+    eager = make(tiny_model_config, **KAN, **VR)
+    counter = CompileCounter()
+    dynamo.reset()
+    model.compile_blocks(backend=counter, dynamic=False)
+    idx = tokens()
+    y = torch.roll(idx, -1, dims=1)
+    torch.testing.assert_close(model.nll(idx, y), eager.nll(idx, y))
+    before = counter.frame_count
+    assert before <= 5 < len(model.blocks) + 1
+    model.looping = eager.looping = True
+    torch.testing.assert_close(model.nll(idx, y), eager.nll(idx, y))
+    assert counter.frame_count == before
+    dynamo.reset()
 
 
 # ---- the files every later stage reads -------------------------------------------------------
