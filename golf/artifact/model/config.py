@@ -166,12 +166,11 @@ class ModelConfig:
             raise bad("embed_dim", f"must be 0 (off) or in [1, model_dim = {self.model_dim})")
         if self.mlp_kind == "kan":
             if not 1 <= self.kan_grid <= MAX_KAN_BASIS:
-                raise bad("kan_grid", f"must lie in [1, {MAX_KAN_BASIS}] when mlp_kind = kan")
+                raise bad("kan_grid", f"must lie in [1, {MAX_KAN_BASIS}]")
             if not 0 <= self.kan_order <= MAX_KAN_BASIS - self.kan_grid:
-                raise bad("kan_order", f"must lie in [0, {MAX_KAN_BASIS - self.kan_grid}] (kan_grid + kan_order "
-                                       f"<= {MAX_KAN_BASIS}) when mlp_kind = kan")
+                raise bad("kan_order", f"must lie in [0, {MAX_KAN_BASIS} - kan_grid]")
             if self.moe_num_experts:
-                raise bad("mlp_kind", "kan builds dense-shaped KAN MLPs, not MoE experts; set moe_num_experts = 0")
+                raise bad("mlp_kind", "kan has no MoE form: set moe_num_experts = 0")
 
     def _check_parallel(self, bad) -> None:
         psl = self.parallel_start_layer
