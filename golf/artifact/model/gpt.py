@@ -3,7 +3,8 @@
 Data flow (docs/techniques.md §2.1, §2.2):
   tok_emb (+ bigram) -> SmearGate -> RMSNorm = x0
   -> virtual layer sequence (depth recurrence when `looping`), split into U-Net encoder and
-     decoder halves with gated skips; from `parallel_start_layer` on, two residual lanes
+     decoder halves with gated skips; from `parallel_start_layer` on, two residual lanes;
+     with model.value_residual every attention after the first mixes in the first one's values
   -> final RMSNorm -> logits = h @ E^T (tied) -> softcap.
 
 Every weight matrix is an `nn.Linear` under its contract name, so forward hooks see its input;
@@ -318,7 +319,7 @@ class GPT(nn.Module):
     def hessian_sites(self) -> dict[str, tuple[nn.Module, str]]:
         """{weight name: (module, "input" | "output")} whose X gives that weight's H = X^T X.
 
-        Covers every 2-D matrix GPTQ quantizes: the six block linears, bigram.proj, ve.proj,
+        Covers every 2-D matrix GPTQ quantizes: the block linears (six; eight with the KAN MLP), bigram.proj, ve.proj,
         the MoE routers and experts (each expert's H from the tokens routed to it), embed_proj /
         head_proj of a factorized embedding, and the LM head (the tied tok_emb.weight via the
         final norm's output, or head_proj's output when factorized). Left out, as
