@@ -25,6 +25,7 @@ def tiny_model_values() -> dict:
         bigram_dim=12, ve_dim=0, ve_layers=(), sparse_attn_gate_enabled=True,
         sparse_attn_gate_scale=0.5, gated_attn_enabled=False,
         moe_num_experts=0, moe_top_k=1, mtp_heads=0, embed_dim=0, doc_masked_attention=False,
+        value_residual=False, mlp_kind="dense", kan_grid=5, kan_order=3,
     )
 
 

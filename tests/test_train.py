@@ -296,6 +296,7 @@ MODEL = dict(
     smear_gate_enabled=True, gate_window=8, bigram_vocab_size=0, bigram_dim=0, ve_dim=0, ve_layers=[],
     sparse_attn_gate_enabled=True, sparse_attn_gate_scale=0.5, gated_attn_enabled=False,
     moe_num_experts=0, moe_top_k=1, mtp_heads=0, embed_dim=0, doc_masked_attention=False,
+    value_residual=False, mlp_kind="dense", kan_grid=5, kan_order=3,
 )
 
 

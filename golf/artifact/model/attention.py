@@ -212,9 +212,11 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                 ve: torch.Tensor | None = None, adapter=None, slot: int = 0,
-                docs: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B,T,d) normed input -> (B,T,d). ve: value embedding added to v, already scaled.
-        docs: the documents (see `attend`), None without document masking."""
+                docs: torch.Tensor | None = None, v0: torch.Tensor | None = None,
+                lam: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (B,T,d) normed input -> ((B,T,d) output, (B,T,Hkv,D) values attended with).
+        ve: value embedding added to v, already scaled. docs: the documents (see `attend`), None
+        without document masking. v0, lam: value residual, v <- lam*v + (1-lam)*v0 (model.value_residual)."""
         b, t, _ = x.shape
         q = self._project("c_q", x, adapter, slot).reshape(b, t, self.num_heads, self.head_dim)
         k = self._project("c_k", x, adapter, slot).reshape(b, t, self.num_kv_heads, self.head_dim)
@@ -222,6 +224,8 @@ class CausalSelfAttention(nn.Module):
         if ve is not None:
             v = v + ve.to(v.dtype)
         v = v.reshape(b, t, self.num_kv_heads, self.head_dim)
+        if v0 is not None:
+            v = torch.lerp(v0.to(v.dtype), v, lam.to(v.dtype))
         q = F.rms_norm(q, (self.head_dim,))
         k = F.rms_norm(k, (self.head_dim,))
         q = apply_rotary(q, *rope, self.rope_dims)
@@ -238,7 +242,7 @@ class CausalSelfAttention(nn.Module):
         elif self.gate_kind == "dense":
             g = torch.sigmoid(F.linear(x, self.attn_gate_w.to(x.dtype)))
             y = y * g.to(y.dtype)[..., None]
-        return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot)
+        return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot), v
 
 
 def init_linear(module: nn.Linear, zero: bool) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 MAX_LOOPS = 16  # the records loop 2-3 times; a header asking for billions would hang the loader building the layer list
+MAX_KAN_BASIS = 64  # grid + order: the study uses 5 + 3; the Cox-de Boor loop runs `order` times per call
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,6 +92,15 @@ class ModelConfig:
     embed_dim: int
     """Factorized embedding width e < model_dim: tok_emb is (vocab, e), embed_proj lifts it to model_dim and the
     tied head projects down through head_proj (0 = off: tok_emb is model_dim wide)."""
+    value_residual: bool
+    """Value residual (ResFormer): every virtual layer after the first attends with lam*v + (1-lam)*v0, v0 the
+    first layer's values (per KV head), lam one learned scalar per physical layer starting at 0.5."""
+    mlp_kind: Literal["dense", "kan"]
+    """MLP form: dense (fc -> activation -> proj) or kan (two B-spline KAN layers; `activation` unused)."""
+    kan_grid: int
+    """KAN: B-spline intervals over the fixed range [-2, 2] (unused when mlp_kind = dense)."""
+    kan_order: int
+    """KAN: B-spline order (3 = cubic); each input feature has kan_grid + kan_order basis functions."""
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> ValueError:
@@ -154,6 +164,13 @@ class ModelConfig:
             raise bad("mtp_heads", "must be 0 (off) or 1 (one t+2 head)")
         if not 0 <= self.embed_dim < self.model_dim:
             raise bad("embed_dim", f"must be 0 (off) or in [1, model_dim = {self.model_dim})")
+        if self.mlp_kind == "kan":
+            if not 1 <= self.kan_grid <= MAX_KAN_BASIS:
+                raise bad("kan_grid", f"must lie in [1, {MAX_KAN_BASIS}]")
+            if not 0 <= self.kan_order <= MAX_KAN_BASIS - self.kan_grid:
+                raise bad("kan_order", f"must lie in [0, {MAX_KAN_BASIS} - kan_grid]")
+            if self.moe_num_experts:
+                raise bad("mlp_kind", "kan has no MoE form: set moe_num_experts = 0")
 
     def _check_parallel(self, bad) -> None:
         psl = self.parallel_start_layer
@@ -176,6 +193,19 @@ class ModelConfig:
     def mlp_hidden(self) -> int:
         return int(self.mlp_mult * self.model_dim)
 
+    @property
+    def kan_hidden(self) -> int:
+        """KAN MLP hidden width h = max(1, mlp_hidden // (1 + kan_grid + kan_order)): each KAN layer
+        in -> out holds in*out base weights and in*(grid+order)*out spline weights, so the two layers
+        d -> h -> d hold 2*d*h*(1 + grid + order) <= the dense MLP's 2*d*mlp_hidden."""
+        return max(1, self.mlp_hidden // (1 + self.kan_grid + self.kan_order))
+
+    def mlp_weights(self) -> int:
+        """Weights of one block's MLP (every expert of an MoE one)."""
+        if self.mlp_kind == "kan":
+            return 2 * self.model_dim * self.kan_hidden * (1 + self.kan_grid + self.kan_order)
+        return 2 * self.model_dim * self.mlp_hidden * max(1, self.moe_num_experts)
+
     def weights_floor(self) -> int:
         """At most the number of weights this config builds (embeddings, each block's attention and
         MLP matrices, U-Net skips), in Python ints without building anything: golf/artifact/model/load.py
@@ -183,7 +213,7 @@ class ModelConfig:
         checks it never exceeds the real count)."""
         d, e, v, hd = self.model_dim, self.embed_dim or self.model_dim, self.vocab_size, self.head_dim
         attn = 2 * d * hd * (self.num_heads + self.num_kv_heads)
-        mlp = 2 * d * self.mlp_hidden * max(1, self.moe_num_experts)
+        mlp = self.mlp_weights()
         virtual = self.num_layers + self.num_loops * (self.loop_end - self.loop_start + 1)
         return (v * e + self.num_layers * (attn + mlp) + (virtual // 2 * d if self.unet_skips else 0)
                 + self.bigram_vocab_size * self.bigram_dim + v * self.ve_dim + (0 if self.tie_embeddings else v * d))

@@ -3,7 +3,8 @@
 Data flow (docs/techniques.md §2.1, §2.2):
   tok_emb (+ bigram) -> SmearGate -> RMSNorm = x0
   -> virtual layer sequence (depth recurrence when `looping`), split into U-Net encoder and
-     decoder halves with gated skips; from `parallel_start_layer` on, two residual lanes
+     decoder halves with gated skips; from `parallel_start_layer` on, two residual lanes;
+     with model.value_residual every attention after the first mixes in the first one's values
   -> final RMSNorm -> logits = h @ E^T (tied) -> softcap.
 
 Every weight matrix is an `nn.Linear` under its contract name, so forward hooks see its input;
@@ -64,6 +65,10 @@ class GPT(nn.Module):
             # one row per physical layer, as LQER stores them (rows before the start stay unused)
             self.parallel_resid_lambdas = nn.Parameter(torch.full((L, 2), 1.1))
             self.parallel_post_lambdas = nn.Parameter(torch.ones(L, 2, 2))
+        if cfg.value_residual:
+            # one lam per physical layer (looped layers reuse theirs); the first slot's row mixes nothing.
+            # One convex weight rather than two free scalars: it keeps v's scale, and c_v can learn any scale itself.
+            self.value_lambdas = nn.Parameter(torch.full((L,), 0.5))
         self.final_norm = RMSNorm()
         self.lm_head = None if cfg.tie_embeddings else nn.Linear(d, cfg.vocab_size, bias=False)
         # multi-token prediction (train only): h_t -> norm(h_t + W h_t) -> the same head, predicts t+2;
@@ -79,7 +84,7 @@ class GPT(nn.Module):
         nn.init.normal_(self.tok_emb.weight, std=self.cfg.tied_embed_init_std)
         for name, m in self.named_modules():
             if isinstance(m, nn.Linear) and not name.startswith("smear"):
-                zero = (name.endswith("attn.proj") or name.endswith("mlp.proj") or name == "lm_head"
+                zero = (name.endswith("attn.proj") or ".mlp.proj" in name or name == "lm_head"
                         or (".mlp.experts." in name and name.endswith(".proj")) or name.startswith("mtp."))
                 init_linear(m, zero)
 
@@ -176,12 +181,15 @@ class GPT(nn.Module):
         seq, n_enc, n_skips = self._split(self.looping)
         psl = cfg.parallel_start_layer
         skips: list[torch.Tensor] = []
-        lane0 = lane1 = None
+        lane0 = lane1 = v0 = None
         for slot, layer in enumerate(seq):
             # the slot is only for the adapter: passing it always would make a compiled block
             # specialize on it (one graph per virtual layer)
             tail = (adapter, slot) if adapter is not None else ()
             block = self.blocks[layer]
+            # value residual: the first slot returns its values, every later one mixes them in
+            vres = {} if not cfg.value_residual else {"return_v": True} if v0 is None else {
+                "v0": v0, "lam": self.value_lambdas[layer]}
             ve_l = ve * self.ve.layer_scales[self.ve_index[layer]] if layer in self.ve_index else None
             dec = slot - n_enc  # decoder position (negative in the encoder)
             if 0 <= psl <= layer:
@@ -190,13 +198,14 @@ class GPT(nn.Module):
                     lane0 = lane1 = x
                 if 0 <= dec < n_skips:
                     lane0 = self._skip(lane0, skips.pop(), dec)
-                lane0, lane1 = block.forward_parallel(
-                    lane0, lane1, x0, rope, self.parallel_resid_lambdas[layer],
-                    self.parallel_post_lambdas[layer], ve_l, *tail, docs=docs)
+                out = block.forward_parallel(lane0, lane1, x0, rope, self.parallel_resid_lambdas[layer],
+                                             self.parallel_post_lambdas[layer], ve_l, *tail, docs=docs, **vres)
+                lane0, lane1, v0 = out if "return_v" in vres else (*out, v0)
                 continue
             if 0 <= dec < n_skips:
                 x = self._skip(x, skips.pop(), dec)
-            x = block(x, x0, rope, ve_l, *tail, docs=docs)
+            out = block(x, x0, rope, ve_l, *tail, docs=docs, **vres)
+            x, v0 = out if "return_v" in vres else (out, v0)
             if slot < n_enc:
                 skips.append(x)
         if lane0 is not None:
@@ -310,7 +319,7 @@ class GPT(nn.Module):
     def hessian_sites(self) -> dict[str, tuple[nn.Module, str]]:
         """{weight name: (module, "input" | "output")} whose X gives that weight's H = X^T X.
 
-        Covers every 2-D matrix GPTQ quantizes: the six block linears, bigram.proj, ve.proj,
+        Covers every 2-D matrix GPTQ quantizes: the block linears (six; eight with the KAN MLP), bigram.proj, ve.proj,
         the MoE routers and experts (each expert's H from the tokens routed to it), embed_proj /
         head_proj of a factorized embedding, and the LM head (the tied tok_emb.weight via the
         final norm's output, or head_proj's output when factorized). Left out, as

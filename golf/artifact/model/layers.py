@@ -45,6 +45,57 @@ class MLP(nn.Module):
         return self.proj(h.square())
 
 
+KAN_RANGE = 2.0  # the fixed spline grid spans [-KAN_RANGE, KAN_RANGE]; inputs are squashed into it by tanh
+
+
+def bspline_basis(x: torch.Tensor, grid: int, order: int) -> torch.Tensor:
+    """(..., n) in [-KAN_RANGE, KAN_RANGE) -> (..., n, grid + order) uniform B-spline basis (Cox-de Boor).
+
+    The knots extend `order` intervals beyond each end, so at every point of the range exactly
+    order + 1 bases may be nonzero and all of them are >= 0 and sum to 1 (a partition of unity).
+    """
+    h = 2 * KAN_RANGE / grid
+    knots = -KAN_RANGE + h * torch.arange(-order, grid + order + 1, device=x.device, dtype=x.dtype)
+    x = x.unsqueeze(-1)
+    b = ((x >= knots[:-1]) & (x < knots[1:])).to(x.dtype)  # order 0: the indicator of each interval
+    for p in range(1, order + 1):
+        b = ((x - knots[:-(p + 1)]) * b[..., :-1] + (knots[p + 1:] - x) * b[..., 1:]) / (p * h)
+    return b
+
+
+class KANLinear(nn.Module):
+    """One KAN layer n_in -> n_out written as two nn.Linear maps over features of x:
+    base(silu(x)) + spline(B(u)), u = KAN_RANGE * tanh(x / KAN_RANGE) (slope 1 at 0, always inside the
+    fixed grid) and B its B-spline basis, n_in * (grid + order) features. Plain Linears, so GPTQ's
+    Hessian hooks see each one's real input and Muon trains both 2-D weights (docs/ablation.md)."""
+
+    def __init__(self, n_in: int, n_out: int, grid: int, order: int):
+        super().__init__()
+        self.grid, self.order = grid, order
+        self.base = nn.Linear(n_in, n_out, bias=False)
+        self.spline = nn.Linear(n_in * (grid + order), n_out, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # at least fp32: bf16 would misplace points between knots
+        u = KAN_RANGE * torch.tanh(x.to(torch.promote_types(x.dtype, torch.float32)) / KAN_RANGE)
+        basis = bspline_basis(u, self.grid, self.order).flatten(-2).to(x.dtype)
+        return self.base(F.silu(x)) + self.spline(basis)
+
+
+class KANMLP(nn.Module):
+    """model.mlp_kind = kan: KANLinear d -> kan_hidden -> d (sized near the dense MLP: config.kan_hidden);
+    the names fc / proj keep the dense MLP's tensor groups (GPTQ bits, container sections), and proj's
+    two Linears start at zero like the dense proj."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.fc = KANLinear(cfg.model_dim, cfg.kan_hidden, cfg.kan_grid, cfg.kan_order)
+        self.proj = KANLinear(cfg.kan_hidden, cfg.model_dim, cfg.kan_grid, cfg.kan_order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.fc(x))
+
+
 class Block(nn.Module):
     """One physical layer: resid_mix, attention and MLP with per-dim output scales."""
 
@@ -59,7 +110,7 @@ class Block(nn.Module):
 
             self.mlp = MoEMLP(cfg)
         else:
-            self.mlp = MLP(cfg)
+            self.mlp = KANMLP(cfg) if cfg.mlp_kind == "kan" else MLP(cfg)
         self.attn_scale = nn.Parameter(torch.ones(d))
         self.mlp_scale = nn.Parameter(torch.ones(d))
         # x_in = m0*x + m1*x0: lets every layer look back at the embedding; starts as identity
@@ -69,8 +120,9 @@ class Block(nn.Module):
         self.register_buffer("ln_scale_factor", torch.tensor(1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0,
                                                              dtype=torch.float64), persistent=False)
 
-    def _attn(self, x_in, rope, ve, adapter, slot, docs):
-        return self.attn_scale * self.attn(self.attn_norm(x_in) * self.ln_scale_factor, rope, ve, adapter, slot, docs)
+    def _attn(self, x_in, rope, ve, adapter, slot, docs, v0, lam):
+        y, v = self.attn(self.attn_norm(x_in) * self.ln_scale_factor, rope, ve, adapter, slot, docs, v0, lam)
+        return self.attn_scale * y, v
 
     def _mlp(self, x, adapter, slot):
         h = self.mlp_norm(x) * self.ln_scale_factor
@@ -84,23 +136,28 @@ class Block(nn.Module):
     def mix(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
         return self.resid_mix[0] * x + self.resid_mix[1] * x0
 
-    def forward(self, x, x0, rope, ve=None, adapter=None, slot: int = 0, docs=None) -> torch.Tensor:
-        """Serial form: x -> x_in + attn, then + mlp. docs: the attention's documents (or None)."""
+    def forward(self, x, x0, rope, ve=None, adapter=None, slot: int = 0, docs=None, v0=None, lam=None,
+                return_v: bool = False):
+        """Serial form: x -> x_in + attn, then + mlp. docs: the attention's documents (or None).
+        Value residual: v0, lam mix the first layer's values in; return_v = also return this layer's
+        values ((x, v)), which the first layer does."""
         x = self.mix(x, x0)
-        x = x + self._attn(x, rope, ve, adapter, slot, docs)
-        return x + self._mlp(x, adapter, slot)
+        a, v = self._attn(x, rope, ve, adapter, slot, docs, v0, lam)
+        x = x + a
+        x = x + self._mlp(x, adapter, slot)
+        return (x, v) if return_v else x
 
     def forward_parallel(self, lane0, lane1, x0, rope, resid, post, ve=None, adapter=None, slot: int = 0,
-                         docs=None):
+                         docs=None, v0=None, lam=None, return_v: bool = False):
         """Two-lane form: attention reads mix(lane0, x0), the MLP reads lane1; both write to both.
 
-        lane_k <- resid[k]*lane_k + post[0,k]*attn_out + post[1,k]*mlp_out.
+        lane_k <- resid[k]*lane_k + post[0,k]*attn_out + post[1,k]*mlp_out. v0, lam, return_v: `forward`.
         """
-        a = self._attn(self.mix(lane0, x0), rope, ve, adapter, slot, docs)
+        a, v = self._attn(self.mix(lane0, x0), rope, ve, adapter, slot, docs, v0, lam)
         m = self._mlp(lane1, adapter, slot)
         lane0 = resid[0] * lane0 + post[0, 0] * a + post[1, 0] * m
         lane1 = resid[1] * lane1 + post[0, 1] * a + post[1, 1] * m
-        return lane0, lane1
+        return (lane0, lane1, v) if return_v else (lane0, lane1)
 
 
 class SmearGate(nn.Module):
