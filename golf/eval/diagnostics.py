@@ -1,0 +1,156 @@
+"""ttt_eval's diagnostics: NLL and BPB by position in the window, and word-start vs continuation tokens.
+
+`DiagTotals` is the scorer's `Totals` (golf/artifact/scoring.py) plus two more sets of fp64 sums, so
+every mode fills them while it scores, at no extra forward pass:
+
+- by window position: a scored token's input offset k in the window that scored it (its prediction
+  saw k + 1 tokens of that window; under document masking, fewer when a BOS is inside), in
+  `num_buckets` equal spans of [0, seq_len). Plain eval scores every offset alike; sliding scores
+  offsets >= seq_len - stride only (after its first window), so its BPB is about plain's BPB at those
+  offsets (docs/diagnostics.md).
+- by word class of the target piece (golf/artifact/bpb.py LUTs): word_start = it starts a word (a
+  leading "▁", or the first piece after a boundary such as BOS, which has no "▁" because
+  add_dummy_prefix is off), continuation = any other piece that stands for text, boundary = a
+  control target (BOS: the next document's start, 0 bytes).
+
+The counts are kept on the host; torch.distributed all-reduces them with the main sums.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from golf.artifact.runtime import all_reduce_sum
+from golf.artifact.scoring import Totals
+
+WORD_CLASSES = ("word_start", "continuation", "boundary")
+
+
+def word_classes(tokens: np.ndarray, luts: Any) -> np.ndarray:
+    """uint8 per stream position: the WORD_CLASSES index of the token there as a target (position 0:
+    boundary, it is never scored)."""
+    tok = np.asarray(tokens, np.int64)
+    prev = np.concatenate([[tok[0]], tok[:-1]])
+    bound_y, bound_x = luts.is_boundary[tok], luts.is_boundary[prev]
+    starts = ~bound_y & (luts.has_leading_space[tok] | bound_x)
+    cls = np.where(bound_y, 2, np.where(starts, 0, 1)).astype(np.uint8)
+    cls[0] = 2
+    return cls
+
+
+def _bpb(nll: float, nbytes: float) -> float | None:
+    return nll / (math.log(2) * nbytes) if nbytes > 0 else None
+
+
+class DiagTotals(Totals):
+    """Totals with sums by window-position bucket and by word class (`classes`: `word_classes`, or None)."""
+
+    def __init__(self, val_bytes: Any, n_tokens: int, num_buckets: int, seq_len: int,
+                 classes: np.ndarray | None = None, keep_tokens: bool = False):
+        super().__init__(val_bytes, n_tokens, num_buckets, keep_tokens)
+        nb = max(1, min(num_buckets, seq_len))
+        self.window_width = math.ceil(seq_len / nb)
+        self.window = torch.zeros(3, math.ceil(seq_len / self.window_width), dtype=torch.float64)
+        self.classes = classes
+        self.by_class = torch.zeros(3, len(WORD_CLASSES), dtype=torch.float64)  # nll, tokens, bytes
+        self.unplaced = 0  # tokens scored without a window position
+
+    def add(self, positions: torch.Tensor, nll: torch.Tensor, window_pos: Any = None) -> None:
+        super().add(positions, nll)
+        pos = positions.detach().reshape(-1).cpu().numpy()
+        if len(pos) == 0:
+            return
+        n = nll.detach().reshape(-1).double().cpu()
+        rows = torch.stack([n, torch.ones_like(n), torch.from_numpy(self.vb[pos].astype(np.float64))])
+        if window_pos is None:
+            self.unplaced += len(pos)
+        else:
+            k = torch.as_tensor(window_pos).detach().reshape(-1).cpu().long() // self.window_width
+            self.window.index_add_(1, k, rows)
+        if self.classes is not None:
+            self.by_class.index_add_(1, torch.from_numpy(self.classes[pos].astype(np.int64)), rows)
+
+    def all_reduce(self) -> None:
+        if not self.reduced:
+            all_reduce_sum(self.window)
+            all_reduce_sum(self.by_class)
+        super().all_reduce()
+
+    def window_rows(self) -> list[dict[str, float]]:
+        """[{position (first input offset of the bucket), tokens, nll (nats per token), bpb}] for buckets
+        that scored tokens; empty when the mode left any token without a window position."""
+        self.all_reduce()
+        if self.unplaced:
+            return []
+        rows = []
+        for i in range(self.window.shape[1]):
+            nll, toks, nbytes = self.window[:, i].tolist()
+            if toks > 0:
+                rows.append({"position": i * self.window_width, "tokens": int(toks), "nll": nll / toks,
+                             "bpb": _bpb(nll, nbytes)})
+        return rows
+
+    def class_stats(self) -> dict[str, dict[str, float | int | None]]:
+        """{word class: {tokens, bytes, nll (nats per token), bpb}}; {} without LUTs."""
+        self.all_reduce()
+        if self.classes is None:
+            return {}
+        out = {}
+        for i, name in enumerate(WORD_CLASSES):
+            nll, toks, nbytes = self.by_class[:, i].tolist()
+            out[name] = {"tokens": int(toks), "bytes": int(nbytes), "nll": nll / toks if toks else None,
+                         "bpb": _bpb(nll, nbytes)}
+        return out
+
+
+def window_table(windows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One row per window position, columns tokens_<mode>, nll_<mode>, bpb_<mode> for every mode with
+    rows (blank where a mode scored nothing in that bucket): the CSV dvc plots draws, one line per mode."""
+    modes = [m for m, rows in windows.items() if rows]
+    by = {m: {r["position"]: r for r in windows[m]} for m in modes}
+    table = []
+    for p in sorted({p for m in modes for p in by[m]}):
+        row: dict[str, Any] = {"position": p}
+        for m in modes:
+            r = by[m].get(p, {})
+            row.update({f"tokens_{m}": r.get("tokens", 0), f"nll_{m}": r.get("nll", ""), f"bpb_{m}": r.get("bpb", "")})
+        table.append(row)
+    return table
+
+
+def plot_windows(path: Any, windows: dict[str, list[dict[str, Any]]], overall: dict[str, float], seq_len: int,
+                 stride: int) -> None:
+    """A PNG of NLL and BPB by window position, one line per mode, each mode's overall BPB dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from golf.io.atomic import atomic_write_bytes
+
+    fig, (ax_nll, ax_bpb) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    for m, rows in windows.items():
+        if not rows:
+            continue
+        x = [r["position"] for r in rows]
+        line, = ax_nll.plot(x, [r["nll"] for r in rows], marker=".", label=m)
+        ax_bpb.plot(x, [r["bpb"] for r in rows], marker=".", color=line.get_color(), label=m)
+        if m in overall:
+            ax_bpb.axhline(overall[m], color=line.get_color(), ls="--", lw=0.8)
+    ax_bpb.axvline(seq_len - stride, color="grey", ls=":", lw=0.8)
+    ax_nll.set_ylabel("mean NLL (nats / token)")
+    ax_bpb.set_ylabel("BPB (dashed: mode overall)")
+    ax_bpb.set_xlabel(f"input offset in the window (seq_len {seq_len}; dotted: seq_len - stride = {seq_len - stride})")
+    ax_nll.legend()
+    ax_nll.set_title("ttt-eval: loss by position in the context window")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
