@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,12 @@ from golf.artifact.model import GPT
 from golf.artifact.scoring import Totals
 from golf.artifact.sliding import window_plan
 from golf.eval import plain
+from golf.eval.config import TttEvalConfig
 from golf.eval.diagnostics import DiagTotals, plot_windows, window_table, word_classes
+from golf.eval.run import run_modes
+from golf.params import load_section
+
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 
 def window_start_of(n: int, seq_len: int, stride: int) -> np.ndarray:
@@ -83,7 +89,7 @@ def test_under_doc_masking_sliding_equals_plain_where_the_document_fits_both_win
 
 def luts_for(vocab: int) -> Luts:
     ids = np.arange(vocab)
-    return Luts(base_bytes=(ids % 4 + 1).astype(np.int16), has_leading_space=ids % 3 == 1, is_boundary=ids == 0)
+    return Luts(base_bytes=np.where(ids == 0, 0, ids % 4 + 1).astype(np.int16), has_leading_space=ids % 3 == 1, is_boundary=ids == 0)
 
 
 def test_word_classes_follow_the_lut_flags():
@@ -160,3 +166,25 @@ def test_compliance_from_the_checkpoint_and_hessian_headers():
     unknown = compliance.from_artifacts(None, None, 100, 1.0, 1)
     assert unknown.train_s is None and unknown.fits_train is None and unknown.fits is None
     assert "compliance_train_s" not in unknown.as_metrics()
+
+
+@pytest.mark.parametrize("stride", [32, 8])
+def test_run_modes_pairs_every_mode_with_plain(stride):
+    """The paired column splits sliding - plain BPB exactly; stride = seq_len changes nothing."""
+    vocab, seq_len = 37, 32
+    luts = luts_for(vocab)
+    tok, _ = stream(400, vocab=vocab, seed=5)
+    vb = sidecar(tok, luts, 0)
+    cfg = dataclasses.replace(load_section(PARAMS, "ttt_eval", TttEvalConfig), seq_len=seq_len, stride=stride,
+                              max_val_tokens=0, position_buckets=8, ttt_mode="none", sliding_enabled=True, batch_seqs=3)
+    run = run_modes(ToyLM(seed=4, dtype=torch.float32), tok, vb, luts, 0, cfg, torch.device("cpu"))
+    p, s = run["modes"]["plain"], run["modes"]["sliding"]
+    assert p["paired"] == [] and [r["position"] for r in s["paired"]] == list(range(0, seq_len, 4))
+    assert sum(r["dbpb_share"] for r in s["paired"]) == pytest.approx(s["result"].bpb - p["result"].bpb, abs=1e-6)
+    if stride == seq_len:
+        assert all(r["dnll"] == 0.0 for r in s["paired"])
+    else:  # tokens late in their plain window already had >= L - S inputs: sliding changes them less
+        assert max(abs(r["dnll"]) for r in s["paired"][-1:]) < max(abs(r["dnll"]) for r in s["paired"][:2])
+    table = window_table({m: r["window"] for m, r in run["modes"].items()},
+                         {m: r["paired"] for m, r in run["modes"].items()})
+    assert {"dnll_sliding", "dbpb_share_sliding", "bpb_plain", "bpb_sliding"} <= set(table[0])

@@ -12,6 +12,9 @@ every mode fills them while it scores, at no extra forward pass:
   leading "▁", or the first piece after a boundary such as BOS, which has no "▁" because
   add_dummy_prefix is off), continuation = any other piece that stands for text, boundary = a
   control target (BOS: the next document's start, 0 bytes).
+- paired with plain (`keep_nll`: 4 bytes per val token): every mode scores every token once, so
+  mode minus plain NLL token by token, bucketed by the token's offset in its *plain* window, splits
+  the difference of the two BPBs exactly by how much context plain gave each token.
 
 The counts are kept on the host; torch.distributed all-reduces them with the main sums.
 """
@@ -52,8 +55,9 @@ class DiagTotals(Totals):
     """Totals with sums by window-position bucket and by word class (`classes`: `word_classes`, or None)."""
 
     def __init__(self, val_bytes: Any, n_tokens: int, num_buckets: int, seq_len: int,
-                 classes: np.ndarray | None = None, keep_tokens: bool = False):
+                 classes: np.ndarray | None = None, keep_tokens: bool = False, keep_nll: bool = False):
         super().__init__(val_bytes, n_tokens, num_buckets, keep_tokens)
+        self.nll32 = np.zeros(n_tokens, np.float32) if keep_nll else None  # summed over ranks: zeros
         nb = max(1, min(num_buckets, seq_len))
         self.window_width = math.ceil(seq_len / nb)
         self.window = torch.zeros(3, math.ceil(seq_len / self.window_width), dtype=torch.float64)
@@ -67,6 +71,8 @@ class DiagTotals(Totals):
         if len(pos) == 0:
             return
         n = nll.detach().reshape(-1).double().cpu()
+        if self.nll32 is not None:
+            self.nll32[pos] = n.numpy()
         rows = torch.stack([n, torch.ones_like(n), torch.from_numpy(self.vb[pos].astype(np.float64))])
         if window_pos is None:
             self.unplaced += len(pos)
@@ -80,6 +86,8 @@ class DiagTotals(Totals):
         if not self.reduced:
             all_reduce_sum(self.window)
             all_reduce_sum(self.by_class)
+            if self.nll32 is not None:
+                all_reduce_sum(torch.from_numpy(self.nll32))  # shares memory: reduced in place
         super().all_reduce()
 
     def window_rows(self) -> list[dict[str, float]]:
@@ -109,24 +117,48 @@ class DiagTotals(Totals):
         return out
 
 
-def window_table(windows: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def paired_with_plain(plain: DiagTotals, other: DiagTotals, seq_len: int) -> list[dict[str, Any]]:
+    """[{position, dnll, dbpb_share}] by the token's offset in its plain window (t - 1) mod seq_len
+    (plain's windows start at multiples of seq_len): dnll = mean(other - plain NLL) there, and
+    dbpb_share = that bucket's part of other's BPB minus plain's (the column sums to the difference)."""
+    plain.all_reduce()
+    other.all_reduce()
+    n = len(plain.nll32)
+    bucket = ((np.arange(1, n) - 1) % seq_len) // plain.window_width
+    d = other.nll32[1:].astype(np.float64) - plain.nll32[1:].astype(np.float64)
+    size = int(bucket.max(initial=0)) + 1
+    tokens, dsum = np.bincount(bucket, minlength=size), np.bincount(bucket, weights=d, minlength=size)
+    total_bytes = float(plain.vb[1:n].astype(np.float64).sum())
+    return [{"position": int(i) * plain.window_width, "dnll": dsum[i] / tokens[i],
+             "dbpb_share": dsum[i] / (math.log(2) * total_bytes)} for i in range(size) if tokens[i]]
+
+
+def window_table(windows: dict[str, list[dict[str, Any]]],
+                 paired: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """One row per window position, columns tokens_<mode>, nll_<mode>, bpb_<mode> for every mode with
-    rows (blank where a mode scored nothing in that bucket): the CSV dvc plots draws, one line per mode."""
+    rows, then dnll_<mode>, dbpb_share_<mode> of `paired_with_plain` (blank where a mode has nothing in
+    that bucket): the CSV dvc plots draws, one line per mode."""
     modes = [m for m, rows in windows.items() if rows]
+    paired = {m: rows for m, rows in (paired or {}).items() if rows}
     by = {m: {r["position"]: r for r in windows[m]} for m in modes}
+    by_pair = {m: {r["position"]: r for r in rows} for m, rows in paired.items()}
     table = []
-    for p in sorted({p for m in modes for p in by[m]}):
+    for p in sorted({p for m in modes for p in by[m]} | {p for rows in by_pair.values() for p in rows}):
         row: dict[str, Any] = {"position": p}
         for m in modes:
             r = by[m].get(p, {})
             row.update({f"tokens_{m}": r.get("tokens", 0), f"nll_{m}": r.get("nll", ""), f"bpb_{m}": r.get("bpb", "")})
+        for m in paired:
+            r = by_pair[m].get(p, {})
+            row.update({f"dnll_{m}": r.get("dnll", ""), f"dbpb_share_{m}": r.get("dbpb_share", "")})
         table.append(row)
     return table
 
 
 def plot_windows(path: Any, windows: dict[str, list[dict[str, Any]]], overall: dict[str, float], seq_len: int,
-                 stride: int) -> None:
-    """A PNG of NLL and BPB by window position, one line per mode, each mode's overall BPB dashed."""
+                 stride: int, paired: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    """A PNG of NLL and BPB by window position, one line per mode, each mode's overall BPB dashed, and
+    each mode's NLL minus plain's by plain window offset (`paired_with_plain`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,7 +166,7 @@ def plot_windows(path: Any, windows: dict[str, list[dict[str, Any]]], overall: d
 
     from golf.io.atomic import atomic_write_bytes
 
-    fig, (ax_nll, ax_bpb) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    fig, (ax_nll, ax_bpb, ax_d) = plt.subplots(3, 1, figsize=(8, 10), sharex=True)
     for m, rows in windows.items():
         if not rows:
             continue
@@ -143,10 +175,19 @@ def plot_windows(path: Any, windows: dict[str, list[dict[str, Any]]], overall: d
         ax_bpb.plot(x, [r["bpb"] for r in rows], marker=".", color=line.get_color(), label=m)
         if m in overall:
             ax_bpb.axhline(overall[m], color=line.get_color(), ls="--", lw=0.8)
+        pair = (paired or {}).get(m) or []
+        if pair:
+            ax_d.plot([r["position"] for r in pair], [r["dnll"] for r in pair], marker=".", color=line.get_color(),
+                      label=f"{m} - plain")
     ax_bpb.axvline(seq_len - stride, color="grey", ls=":", lw=0.8)
+    ax_d.axhline(0.0, color="grey", lw=0.8)
     ax_nll.set_ylabel("mean NLL (nats / token)")
     ax_bpb.set_ylabel("BPB (dashed: mode overall)")
-    ax_bpb.set_xlabel(f"input offset in the window (seq_len {seq_len}; dotted: seq_len - stride = {seq_len - stride})")
+    ax_d.set_ylabel("NLL minus plain's, same tokens")
+    if ax_d.lines[1:]:
+        ax_d.legend()
+    ax_d.set_xlabel(f"input offset in the window (top two: the mode's own window; bottom: the plain window);"
+                    f"\nseq_len {seq_len}, dotted: seq_len - stride = {seq_len - stride}")
     ax_nll.legend()
     ax_nll.set_title("ttt-eval: loss by position in the context window")
     fig.tight_layout()

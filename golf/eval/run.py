@@ -20,14 +20,14 @@ from golf.artifact import sliding
 from golf.artifact.scoring import as_numpy, check_inputs, check_sidecar
 from golf.eval import lora_ttt, plain, ttt
 from golf.eval.config import TttEvalConfig
-from golf.eval.diagnostics import DiagTotals, plot_windows, window_table, word_classes
+from golf.eval.diagnostics import DiagTotals, paired_with_plain, plot_windows, window_table, word_classes
 
 
 def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any, bos_id: int,
               cfg: TttEvalConfig, device: torch.device, progress: bool = False) -> dict[str, Any]:
-    """{"modes": {name: {result, eval_s, details, buckets, window, words}}, "headline": name, ...}:
-    buckets = BPB by val-stream span, window = by position in the window, words = by word class
-    (golf/eval/diagnostics.py; words is {} without `luts`)."""
+    """{"modes": {name: {result, eval_s, details, buckets, window, paired, words}}, "headline": name, ...}:
+    buckets = BPB by val-stream span, window = by position in the window, paired = NLL minus plain's
+    by plain window offset, words = by word class (golf/eval/diagnostics.py; {} without `luts`)."""
     tokens = as_numpy(val_tokens, "val tokens")
     vb = as_numpy(val_bytes, "val byte sidecar")
     total = len(tokens)
@@ -39,9 +39,10 @@ def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any
     tokens, vb = np.ascontiguousarray(tokens), np.ascontiguousarray(vb)
     classes = word_classes(tokens, luts) if luts is not None else None
     out: dict[str, Any] = {}
+    kept: dict[str, DiagTotals] = {}
 
     def timed(name: str, fn: Any) -> None:
-        totals = DiagTotals(vb, len(tokens), cfg.position_buckets, cfg.seq_len, classes)
+        totals = kept[name] = DiagTotals(vb, len(tokens), cfg.position_buckets, cfg.seq_len, classes, keep_nll=True)
         t0 = time.perf_counter()
         got = fn(totals)
         res, details = got if isinstance(got, tuple) else (got, {})
@@ -62,6 +63,8 @@ def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any
         timed("ttt", lambda t: lora_ttt.evaluate(model, tokens, vb, cfg, bos_id=bos_id, device=device, totals=t,
                                                  progress=progress))
     headline = "ttt" if "ttt" in out else "sliding" if "sliding" in out else "plain"
+    for name in out:
+        out[name]["paired"] = paired_with_plain(kept["plain"], kept[name], cfg.seq_len) if name != "plain" else []
     return {"modes": out, "headline": headline, "val_tokens_total": total, "val_tokens_used": len(tokens)}
 
 
@@ -113,12 +116,13 @@ def score_artifact(cfg: TttEvalConfig, artifact: Path, tokens: Path, out: Path, 
         return None
     for name, r in run["modes"].items():
         detail = {"mode": name, **r["result"].as_dict(), "eval_s": r["eval_s"], **r["details"],
-                  "buckets": r["buckets"], "window": r["window"], "words": r["words"],
+                  "buckets": r["buckets"], "window": r["window"], "paired": r["paired"], "words": r["words"],
                   "ttt_eval": section_dict(cfg), "world_size": dctx.world_size}
         atomic_write_text(out / f"{name}.json", json.dumps(detail, indent=2) + "\n")
     write_csv(plots, run["modes"][run["headline"]]["buckets"])
     windows = {name: r["window"] for name, r in run["modes"].items()}
-    write_csv(window_plots, window_table(windows))
+    paired = {name: r["paired"] for name, r in run["modes"].items()}
+    write_csv(window_plots, window_table(windows, paired))
     overall = {name: r["result"].bpb for name, r in run["modes"].items()}
-    plot_windows(window_png, windows, overall, cfg.seq_len, cfg.stride if cfg.sliding_enabled else cfg.seq_len)
+    plot_windows(window_png, windows, overall, cfg.seq_len, cfg.stride if cfg.sliding_enabled else cfg.seq_len, paired)
     return {**metrics_of(run), "world_size": dctx.world_size}
