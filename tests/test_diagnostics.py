@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_ttt
 import torch
 from test_eval import stream
 from toy_model import ToyLM
@@ -29,6 +30,7 @@ from golf.eval.run import run_modes
 from golf.params import load_section
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+tokens_dir = test_ttt.tokens_dir  # its val shards + tokenizer (a module-scoped fixture)
 
 
 def window_start_of(n: int, seq_len: int, stride: int) -> np.ndarray:
@@ -145,7 +147,7 @@ def test_window_csv_and_png(tmp_path):
     table = window_table(windows)
     assert [r["position"] for r in table] == [0, 8]
     assert table[0]["tokens_sliding"] == 0 and table[0]["bpb_sliding"] == ""
-    assert "bpb_ttt" not in table[0] and table[1]["bpb_sliding"] == 1.1
+    assert table[0]["bpb_ttt"] == "" and table[0]["dnll_ttt"] == "" and table[1]["bpb_sliding"] == 1.1
     png = tmp_path / "w.png"
     plot_windows(png, windows, {"plain": 1.25, "sliding": 1.1}, 16, 8)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -188,3 +190,60 @@ def test_run_modes_pairs_every_mode_with_plain(stride):
     table = window_table({m: r["window"] for m, r in run["modes"].items()},
                          {m: r["paired"] for m, r in run["modes"].items()})
     assert {"dnll_sliding", "dbpb_share_sliding", "bpb_plain", "bpb_sliding"} <= set(table[0])
+
+
+def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_dir, tiny_model_config):
+    """`golf ttt-eval` end to end: window CSV / PNG, word-class metrics, and compliance from the
+    checkpoint and Hessian headers (the DVC deps), with calibration on train data counted."""
+    import json
+
+    from test_ttt import make_artifact, run_stage
+
+    from golf.io.checkpoint import FORMAT as CKPT_FORMAT
+    from golf.io.checkpoint import VERSION as CKPT_VERSION
+    from golf.io.tensors import save_tensors
+    from golf.quant.hessian import FORMAT as H_FORMAT
+    from golf.quant.hessian import VERSION as H_VERSION
+
+    tokens, raw, n, sha = tokens_dir
+    art = tmp_path / "a" / "model.golf"
+    art.parent.mkdir()
+    make_artifact(art, dataclasses.replace(tiny_model_config, vocab_size=320), sha)
+    (art.parent / "train_gpt.py").write_text("# code\n" * 10)
+    one = {"w": torch.zeros(1)}
+    save_tensors(tmp_path / "ckpt", one, {"format": CKPT_FORMAT, "version": CKPT_VERSION,
+                                          "clock": {"train_s": 595.5, "world_size": 8}})
+    save_tensors(tmp_path / "hess", one, {"format": H_FORMAT, "version": H_VERSION, "source": "train",
+                                          "collect_s": 7.25})
+    r, out = run_stage(tmp_path, tokens, art, "none", extra=["--checkpoint", str(tmp_path / "ckpt"),
+                                                             "--hessians", str(tmp_path / "hess")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "m.json").read_text())["ttt_eval"]
+    t = json.loads((out / "timings" / "m.json").read_text())["ttt_eval"]
+    assert t["compliance_train_s"] == 602.75 and t["compliance_calibration_s"] == 7.25
+    assert t["compliance_eval_s"] <= t["wall_s"]
+    assert m["compliance_total_bytes"] == art.stat().st_size + 70 and m["compliance_fits_bytes"] is True
+    assert m["compliance_fits_train"] is False and m["compliance_fits"] is False
+    assert m["compliance_train_world_size"] == 8 and m["compliance_eval_world_size"] == 1
+    assert m["tokens_word_start"] + m["tokens_continuation"] + m["tokens_boundary"] == n - 1
+    assert m["bytes_word_start"] + m["bytes_continuation"] == raw
+    assert {"val_bpb_word_start_plain", "val_bpb_continuation_sliding", "val_loss_word_start_sliding"} <= m.keys()
+    header = (out / "w.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["position", "tokens_plain", "nll_plain", "bpb_plain"] and "dnll_sliding" in header
+    assert (out / "w.png").read_bytes()[:4] == b"\x89PNG"
+    detail = json.loads((out / "art" / "sliding.json").read_text())
+    assert detail["window"] and detail["paired"] and set(detail["words"]) == {"word_start", "continuation", "boundary"}
+
+
+def test_stage_without_headers_leaves_train_time_unknown(tmp_path, tokens_dir, tiny_model_config):
+    import json
+
+    from test_ttt import make_artifact, run_stage
+
+    tokens, raw, n, sha = tokens_dir
+    make_artifact(tmp_path / "model.golf", dataclasses.replace(tiny_model_config, vocab_size=320), sha)
+    r, out = run_stage(tmp_path, tokens, tmp_path / "model.golf", "none")
+    assert r.exit_code == 0 and "no-checkpoint not found" in r.output
+    m = json.loads((out / "m.json").read_text())["ttt_eval"]
+    assert "compliance_fits_train" not in m and "compliance_total_bytes" not in m
+    assert m["compliance_fits_eval"] is True

@@ -33,6 +33,7 @@ from golf.artifact.runtime import all_reduce_sum
 from golf.artifact.scoring import Totals
 
 WORD_CLASSES = ("word_start", "continuation", "boundary")
+MODES = ("plain", "sliding", "ttt")  # golf/eval/run.py, in the order it runs them
 
 
 def word_classes(tokens: np.ndarray, luts: Any) -> np.ndarray:
@@ -135,20 +136,19 @@ def paired_with_plain(plain: DiagTotals, other: DiagTotals, seq_len: int) -> lis
 
 def window_table(windows: dict[str, list[dict[str, Any]]],
                  paired: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
-    """One row per window position, columns tokens_<mode>, nll_<mode>, bpb_<mode> for every mode with
-    rows, then dnll_<mode>, dbpb_share_<mode> of `paired_with_plain` (blank where a mode has nothing in
-    that bucket): the CSV dvc plots draws, one line per mode."""
-    modes = [m for m, rows in windows.items() if rows]
-    paired = {m: rows for m, rows in (paired or {}).items() if rows}
-    by = {m: {r["position"]: r for r in windows[m]} for m in modes}
-    by_pair = {m: {r["position"]: r for r in rows} for m, rows in paired.items()}
+    """One row per window position, columns tokens_<mode>, nll_<mode>, bpb_<mode> for every mode of
+    MODES, then dnll_<mode>, dbpb_share_<mode> of `paired_with_plain` for the others (blank where a mode
+    did not run or has nothing in that bucket): the CSV dvc plots draws, one line per mode. Every
+    column is always there, since dvc plots refuses a plot whose y field is missing (dvc.yaml)."""
+    by = {m: {r["position"]: r for r in windows.get(m, [])} for m in MODES}
+    by_pair = {m: {r["position"]: r for r in (paired or {}).get(m, [])} for m in MODES[1:]}
     table = []
-    for p in sorted({p for m in modes for p in by[m]} | {p for rows in by_pair.values() for p in rows}):
+    for p in sorted({p for rows in (*by.values(), *by_pair.values()) for p in rows}):
         row: dict[str, Any] = {"position": p}
-        for m in modes:
+        for m in MODES:
             r = by[m].get(p, {})
             row.update({f"tokens_{m}": r.get("tokens", 0), f"nll_{m}": r.get("nll", ""), f"bpb_{m}": r.get("bpb", "")})
-        for m in paired:
+        for m in MODES[1:]:
             r = by_pair[m].get(p, {})
             row.update({f"dnll_{m}": r.get("dnll", ""), f"dbpb_share_{m}": r.get("dbpb_share", "")})
         table.append(row)
