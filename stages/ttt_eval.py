@@ -25,13 +25,11 @@ from stages.common import Timer, finish, stage_command
 
 
 def _header(path: Path, fmt: str, version: int) -> dict[str, Any] | None:
-    """The golf header of a stage output, None (said once) when the file is absent (a run by hand)."""
+    """The golf header of a stage output (checked before any scoring), None when the file is absent
+    (a run by hand on an artifact alone)."""
     from golf.io.tensors import read_header
 
-    if not path.is_file():
-        print(f"golf ttt-eval: {path} not found; its numbers are left out of the compliance verdict", file=sys.stderr)
-        return None
-    return read_header(path, fmt, version)
+    return read_header(path, fmt, version) if path.is_file() else None
 
 
 def _total_bytes(artifact: Path) -> int | None:
@@ -68,6 +66,10 @@ def ttt_eval(
         eval_s = timer.s
         verdict = compliance.from_artifacts(*headers, _total_bytes(artifact), eval_s, values["world_size"])
         finish("ttt_eval", metrics, {**values, **verdict.as_metrics(), "wall_s": eval_s})
+        missing = [str(path) for path, h in zip((checkpoint, hessians), headers) if h is None]
+        if missing:
+            print(f"golf ttt-eval: {' and '.join(missing)} not found: left out of the compliance verdict",
+                  file=sys.stderr)
 
 
 command = ttt_eval
