@@ -20,7 +20,7 @@ QUANT = dict(method="gptq", block_size=8, damp=0.01, matrix_bits=6, attn_bits=5,
              clip_sigmas=12.85, attn_clip_sigmas=13.0, mlp_clip_sigmas=0.0, embed_clip_sigmas=14.0,
              passthrough_numel=64, lqer_enabled=False, lqer_rank=2, lqer_top_k=2, lqer_asym_group=16,
              lqer_factor_bits=4, device="cpu",
-             codebook_k=0, codebook_iters=10, hadamard=False)
+             codebook_k=0, codebook_iters=10, hadamard=False, mlp_sparsity_24=False)
 EVAL = dict(seq_len=32, batch_seqs=4, max_tokens=0)  # what the test checkpoint records: no float re-score
 CALIB = dict(source="train", batches=2, batch_seqs=2, seq_len=16, seed=3, temperature=0.8, device="cpu")
 

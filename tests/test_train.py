@@ -23,13 +23,15 @@ TRAIN = dict(
     iterations=30, max_wallclock_s=0.0, gptq_reserve_s=0.0, warmdown_frac=0.5, min_lr=0.1, warmup_steps=2,
     train_batch_tokens=8 * 24, train_seq_len=24, grad_accum_steps=2, val_every=10, val_batch_seqs=4,
     val_max_tokens=0, matrix_lr=0.02, muon_momentum=0.95, muon_momentum_warmup_start=0.85,
-    muon_momentum_warmup_steps=10, muon_backend_steps=5, muon_coeffs="polar_express", muon_row_normalize=True,
+    muon_momentum_warmup_steps=10, muon_momentum_cycle_steps=0, muon_momentum_cycle_min=0.85, muon_backend_steps=5,
+    muon_coeffs="polar_express", muon_row_normalize=True,
     muon_wd=0.01, tied_embed_lr=0.02, embed_wd=0.0, scalar_lr=0.01, adam_wd=0.0, beta1=0.9, beta2=0.95,
-    adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, swa_enabled=False, swa_every=5, swa_start_frac=0.5,
+    adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, ema_warmup=True, swa_enabled=False, swa_every=5,
+    swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", attention_backend="auto",
     autocast_bf16=True, fused_kernels="auto", nproc_per_node=1,
     peak_flops=0.0, moe_aux_weight=0.0, mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
-    cat_clip_sigmas=12.85,
+    cat_clip_sigmas=12.85, cat_form="squared", qat_start_frac=0.0, qat_bits=6, qat_clip_sigmas=12.85,
 )
 
 

@@ -200,6 +200,7 @@ STAGE_PARAMS = """ttt_eval:
   lora_rank: 2
   lora_alpha: 4.0
   lora_lr: 1.0e-3
+  lora_sites: [attn.c_q, attn.c_k, attn.c_v, attn.proj, mlp, head]
   chunk_size: 16
   batch_docs: 4
   beta1: 0.0

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+LORA_SITE_KINDS = ("attn.c_q", "attn.c_k", "attn.c_v", "attn.proj", "mlp", "head")
+"""The adapter sites the GPT calls, without the virtual-layer slot (docs/contracts.md: adapter(site, x))."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class TttEvalConfig:
@@ -42,6 +45,9 @@ class TttEvalConfig:
     """lora: LoRA output scale numerator; deltas are scaled alpha/rank (TTT_LORA_ALPHA)."""
     lora_lr: float
     """lora: AdamW learning rate (TTT_LORA_LR)."""
+    lora_sites: tuple[str, ...]
+    """lora: the site kinds that get adapters, in every virtual layer (attn.c_q, attn.c_k, attn.c_v, attn.proj,
+    mlp, head; all = the records' set); the others run without one."""
     chunk_size: int
     """lora: tokens scored per step of each document (TTT_CHUNK_SIZE); <= seq_len."""
     batch_docs: int
@@ -88,5 +94,10 @@ class TttEvalConfig:
         for k in ("beta1", "beta2"):
             if not 0.0 <= getattr(self, k) < 1.0:
                 raise ValueError(f"ttt_eval.{k} = {getattr(self, k)}: must be in [0, 1)")
+        unknown = [k for k in self.lora_sites if k not in LORA_SITE_KINDS]
+        if unknown or not self.lora_sites:
+            why = f"unknown kind {unknown[0]!r}" if unknown else "empty (ttt_eval.ttt_mode none runs no TTT)"
+            raise ValueError(f"ttt_eval.lora_sites = {list(self.lora_sites)}: {why}; "
+                             f"valid kinds: {', '.join(LORA_SITE_KINDS)}")
         if 0 < self.max_val_tokens <= self.seq_len:
             raise ValueError(f"ttt_eval.max_val_tokens = {self.max_val_tokens}: must be 0 (all) or > seq_len")

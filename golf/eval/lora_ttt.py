@@ -6,8 +6,9 @@ is read in chunks of `chunk_size` targets; for chunk ci the model sees up to `se
 the doc's own prefix ending at the chunk's end, with that doc's LoRA:
   1. score the chunk's targets (full-vocabulary softmax), adding NLL and sidecar bytes;
   2. if the doc has more chunks, one AdamW step on the mean NLL of the chunk (summed over docs).
-LoRA (rank r, output scaled alpha/r) sits on every adapter site the model calls: q, k, v, proj
-of each virtual slot, an MLP-parallel d->d adapter and the LM head (docs/contracts.md). Each doc
+LoRA (rank r, output scaled alpha/r) sits on the adapter sites the model calls whose kind is in
+ttt_eval.lora_sites (default all: q, k, v, proj of each virtual slot, an MLP-parallel d->d adapter
+and the LM head; docs/contracts.md); the hook returns None (no delta) for the others. Each doc
 of a batch has its own A and B (per-row tensors; AdamW is elementwise, so docs never mix).
 Between batches B and the optimizer state are zeroed and A stays warm (TTT_WARM_START_A).
 
@@ -57,6 +58,20 @@ def find_docs(tokens: np.ndarray, bos_id: int) -> np.ndarray:
     return np.stack([starts[keep], ends[keep]], axis=1)
 
 
+def site_kind(site: str) -> str:
+    """"3.attn.c_q" -> "attn.c_q", "head" -> "head": the site without its virtual-layer slot."""
+    return site.split(".", 1)[1] if site[0].isdigit() else site
+
+
+def chosen_sites(dims: dict[str, tuple[int, int]], kinds: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+    """The sites of `dims` whose kind is in `kinds` (ttt_eval.lora_sites), in the model's call order."""
+    out = {site: d for site, d in dims.items() if site_kind(site) in kinds}
+    if not out:
+        raise GolfError(f"ttt_eval.lora_sites = {list(kinds)}: the model calls none of them "
+                        f"(it calls {sorted({site_kind(s) for s in dims})})")
+    return out
+
+
 def adapter_dims(model: nn.Module) -> dict[str, tuple[int, int]]:
     """{site: (in_features, out_features)} for every adapter site the model calls.
 
@@ -79,7 +94,7 @@ def adapter_dims(model: nn.Module) -> dict[str, tuple[int, int]]:
     modules = dict(model.named_modules())
     dims = {}
     for site, d_in in seen.items():
-        kind = site.split(".", 1)[1] if site[0].isdigit() else site
+        kind = site_kind(site)
         if kind == "head":
             d_out = vocab
         elif kind == "mlp":
@@ -222,7 +237,8 @@ def evaluate(model: nn.Module, val_tokens: Any, val_bytes: Any, cfg: TttEvalConf
         p.requires_grad_(False)
     docs = find_docs(tokens, bos_id)
     gen = torch.Generator().manual_seed(cfg.seed)
-    lora = BatchedLoRA(adapter_dims(model), batch_docs, cfg.lora_rank, cfg.lora_alpha, base[0].dtype, device, gen)
+    dims = chosen_sites(adapter_dims(model), cfg.lora_sites)
+    lora = BatchedLoRA(dims, batch_docs, cfg.lora_rank, cfg.lora_alpha, base[0].dtype, device, gen)
 
     def make_opt() -> torch.optim.Optimizer:
         return torch.optim.AdamW(lora.parameters(), lr=cfg.lora_lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,

@@ -1,5 +1,6 @@
 """Weight averages (docs/techniques.md §2.5): an fp32 EMA of every floating tensor of the state_dict,
-updated every step, and an optional SWA (uniform average of snapshots every N steps late in training).
+updated every step, and an optional SWA (uniform average of snapshots every N steps late in training,
+of the raw weights or of the EMA's: train.swa_mode, golf/train/loop.py).
 
 EMA warm-up. A plain EMA started from the init keeps decay^t of the init weights after t updates:
 at decay 0.9965 and 144 steps that is 0.9965^144 ≈ 0.60, so a short run's "average" is mostly the
@@ -9,7 +10,8 @@ random init. We therefore use the per-update decay
 
 which equals the plain decay once t ≥ 9/(1 - decay) - 1 (≈ 2,560 steps at 0.9965), so long runs are
 unchanged, while early on the average tracks the weights (decay_0 = 0.1). After 144 steps the init's
-weight is prod_t decay_t = 9!·144!/153! ≈ 1e-10 instead of 0.60.
+weight is prod_t decay_t = 9!·144!/153! ≈ 1e-10 instead of 0.60. `warmup=False` (train.ema_warmup)
+uses the plain decay from the first update.
 """
 
 from __future__ import annotations
@@ -58,23 +60,30 @@ class EMA:
 
 
 class SWA:
-    """Uniform average of snapshots taken every `every` steps once training fraction ≥ start_frac."""
+    """Uniform average of snapshots taken every `every` steps once training fraction ≥ start_frac and,
+    with max_lr_mul > 0, while the step's lr multiplier is below it ("tight SWA", docs/techniques.md §2.5)."""
 
-    def __init__(self, every: int, start_frac: float) -> None:
-        self.every, self.start_frac = every, start_frac
+    def __init__(self, every: int, start_frac: float, max_lr_mul: float = 0.0) -> None:
+        self.every, self.start_frac, self.max_lr_mul = every, start_frac, max_lr_mul
         self.sum: dict[str, torch.Tensor] = {}
         self.count = 0
 
-    def due(self, step: int, frac: float) -> bool:
-        return frac >= self.start_frac and self.every > 0 and step % self.every == 0
+    def due(self, step: int, frac: float, lr_mul: float = 1.0) -> bool:
+        low_lr = self.max_lr_mul <= 0 or lr_mul < self.max_lr_mul
+        return frac >= self.start_frac and low_lr and self.every > 0 and step % self.every == 0
 
     @torch.no_grad()
     def add(self, model: torch.nn.Module) -> None:
-        cur = _float_state(model)
+        """Snapshot the model's own (raw) floating state."""
+        self.add_state(_float_state(model))
+
+    @torch.no_grad()
+    def add_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Snapshot a state dict (the model's, or an EMA shadow)."""
         if not self.sum:
-            self.sum = {k: v.detach().float().clone() for k, v in cur.items()}
+            self.sum = {k: v.detach().float().clone() for k, v in state.items()}
         else:
-            for k, v in cur.items():
+            for k, v in state.items():
                 self.sum[k].add_(v.detach().float())
         self.count += 1
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from golf.errors import GolfError
+from golf.quant.sparsity import two_four_keep
 
 
 def prunable(tensors: dict[str, torch.Tensor], prune_embedding: bool) -> list[str]:
@@ -112,22 +113,11 @@ def two_four(tensors: dict, names: list[str], hessians: dict | None = None) -> t
     out, zeroed = dict(tensors), 0
     for base in names:
         q = out[base + ".q"]
-        rows, cols = q.shape
-        full = cols - cols % 4
-        if full == 0:
-            continue
-        score = q[:, :full].abs().double()
+        score = q.abs().double()
         if hessians is not None:
-            score = score * torch.from_numpy(np.sqrt(_hdiag(hessians, base, cols)[:full]))[None, :]
-        groups = score.reshape(rows, full // 4, 4).numpy()
-        rank = np.argsort(-groups, axis=-1, kind="stable")  # best first, earlier position on ties
-        drop = np.zeros(groups.shape, dtype=bool)
-        np.put_along_axis(drop, rank[..., 2:], True, axis=-1)
-        q = q.clone()
-        head = q[:, :full].reshape(rows, full // 4, 4)
-        before = int((head != 0).sum())
-        head[torch.from_numpy(drop)] = 0
-        zeroed += before - int((head != 0).sum())
-        q[:, :full] = head.reshape(rows, full)
+            score = score * torch.from_numpy(np.sqrt(_hdiag(hessians, base, q.shape[1])))[None, :]
+        before = int((q != 0).sum())
+        q = q * two_four_keep(score)
+        zeroed += before - int((q != 0).sum())
         out[base + ".q"] = q
     return out, zeroed

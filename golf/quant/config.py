@@ -78,6 +78,9 @@ class QuantizeConfig:
     """Lloyd iterations of the (H-diagonal-weighted, quantile-initialised, deterministic) codebook k-means."""
     hadamard: bool
     """Rotate each matrix's input dim by a block Walsh-Hadamard R before quantizing (W R against RᵀHR); undone at dequantize."""
+    mlp_sparsity_24: bool
+    """2:4 sparsity on MLP matrices before GPTQ: in each group of 4 input columns of a row keep the 2 with the
+    highest w²/[H⁻¹]_jj, hold that mask through GPTQ (pruned codes are 0) and leave those tensors out of LQER."""
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> None:
@@ -85,6 +88,9 @@ class QuantizeConfig:
 
         if self.codebook_k and not 2 <= self.codebook_k <= 256:
             bad("codebook_k", "must be 0 (off) or in 2..256 (indices are uint8)")
+        if self.mlp_sparsity_24 and (self.codebook_k or self.hadamard):
+            bad("mlp_sparsity_24", "needs uniform int codes in the weights' own basis: turn off quantize.codebook_k "
+                "(no zero centroid) and quantize.hadamard (the rotation would fill the pruned weights)")
         if self.codebook_k and self.codebook_iters < 1:
             bad("codebook_iters", "must be >= 1 when quantize.codebook_k > 0")
 

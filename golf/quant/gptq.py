@@ -70,23 +70,35 @@ def _upper_inverse_factor(H: torch.Tensor, damp: float) -> tuple[torch.Tensor | 
     return None, frac, MAX_DAMP_TRIES
 
 
+def inverse_diagonal(H: torch.Tensor, damp: float) -> torch.Tensor | None:
+    """diag((H + d·mean(diag H)·I)⁻¹) with GPTQ's dead-input fix and damping retries; None when
+    no damping made H positive definite. H⁻¹ = UᵀU, so its diagonal is U's squared column norms."""
+    H = H.float().clone()
+    dead = H.diagonal() == 0
+    H.diagonal().masked_fill_(dead, 1.0)
+    U, _, _ = _upper_inverse_factor(H, damp)
+    return None if U is None else U.square().sum(dim=0)
+
+
 def gptq_quantize(w: torch.Tensor, H: torch.Tensor, scale: torch.Tensor, bits: int,
-                  block_size: int, damp: float) -> Quantized:
+                  block_size: int, damp: float, keep: torch.Tensor | None = None) -> Quantized:
     """Full-Hessian GPTQ (act-order, lazy block updates) of W (out, in) with H (in, in) and fixed scales.
 
     A non-positive-definite H gets progressively more damping (reported in the result);
     if even that fails the tensor falls back to round-to-nearest (reported too), never a crash.
+    keep: an optional bool mask (out, in) held through the sweep (`gptq_sweep_many`).
     """
-    return gptq_quantize_many(w[None], H[None], scale[None], bits, block_size, damp)[0]
+    return gptq_quantize_many(w[None], H[None], scale[None], bits, block_size, damp,
+                              None if keep is None else keep[None])[0]
 
 
 def gptq_quantize_many(ws: torch.Tensor, Hs: torch.Tensor, scales: torch.Tensor, bits: int,
-                       block_size: int, damp: float) -> list[Quantized]:
+                       block_size: int, damp: float, keep: torch.Tensor | None = None) -> list[Quantized]:
     """`gptq_quantize` of B same-shape matrices at once: ws (B, out, in), Hs (B, in, in), scales (B, out).
 
     Each result equals what `gptq_quantize` gives for that matrix alone (the sweep is the same
     arithmetic with a leading batch dim); batching divides the column loop's Python and kernel-launch
-    cost, which dominates GPTQ on a GPU, by B.
+    cost, which dominates GPTQ on a GPU, by B. keep (B, out, in): masks held through the sweep.
     """
     R = clip_range(bits)
     s = scales.float()
@@ -96,9 +108,9 @@ def gptq_quantize_many(ws: torch.Tensor, Hs: torch.Tensor, scales: torch.Tensor,
         return q, q * s[rows]
 
     out = []
-    for b, (Q, frac, tries) in enumerate(gptq_sweep_many(ws, Hs, block_size, damp, round_col)):
-        if Q is None:
-            res = rtn_quantize(ws[b], scales[b], bits)
+    for b, (Q, frac, tries) in enumerate(gptq_sweep_many(ws, Hs, block_size, damp, round_col, keep)):
+        if Q is None:  # masked weights round to 0 in the fallback too
+            res = rtn_quantize(ws[b] if keep is None else ws[b] * keep[b], scales[b], bits)
             out.append(Quantized(q=res.q, scale=scales[b], damp_frac=frac, damp_tries=tries, fallback="rtn"))
         else:
             out.append(Quantized(q=Q.to(torch.int8), scale=scales[b], damp_frac=frac, damp_tries=tries, fallback=""))
@@ -116,11 +128,14 @@ def gptq_sweep(w: torch.Tensor, H: torch.Tensor, block_size: int, damp: float,
 
 
 def gptq_sweep_many(ws: torch.Tensor, Hs: torch.Tensor, block_size: int, damp: float,
-                    round_col) -> list[tuple[torch.Tensor | None, float, int]]:
+                    round_col, keep: torch.Tensor | None = None) -> list[tuple[torch.Tensor | None, float, int]]:
     """`gptq_sweep` of B same-shape matrices ws (B, out, in) with Hs (B, in, in), one column loop for all.
 
     `round_col(cols (b, out), rows (b,)) -> (codes, dequantized values)`, where rows are the indices
     into the batch of the matrices being swept (those whose H could be factorized).
+    keep (B, out, in) bool, optional: a sparsity mask held through the sweep (SparseGPT-style, for
+    quantize.mlp_sparsity_24): a masked weight's code is 0 and its whole current value becomes the
+    error pushed into the later columns, so only kept weights absorb the compensation.
     """
     B, _, n = ws.shape
     W = ws.float().clone()
@@ -131,6 +146,7 @@ def gptq_sweep_many(ws: torch.Tensor, Hs: torch.Tensor, block_size: int, damp: f
     perm = torch.argsort(H.diagonal(dim1=-2, dim2=-1), dim=-1, descending=True, stable=True)  # act-order
     inv = torch.argsort(perm, dim=-1)
     W = W.gather(2, perm[:, None, :].expand_as(W))
+    K = None if keep is None else keep.to(W.device).gather(2, perm[:, None, :].expand_as(W))
     H = H.gather(1, perm[:, :, None].expand_as(H)).gather(2, perm[:, None, :].expand_as(H))
     factors = [_upper_inverse_factor(H[b], damp) for b in range(B)]
     rows = [b for b in range(B) if factors[b][0] is not None]
@@ -140,6 +156,7 @@ def gptq_sweep_many(ws: torch.Tensor, Hs: torch.Tensor, block_size: int, damp: f
     idx = torch.tensor(rows, device=W.device)
     U = torch.stack([factors[b][0] for b in rows])
     W = W[idx]
+    K = None if K is None else K[idx].to(W.dtype)
     Q = torch.zeros_like(W)
     for i1 in range(0, n, block_size):
         i2 = min(i1 + block_size, n)
@@ -149,6 +166,8 @@ def gptq_sweep_many(ws: torch.Tensor, Hs: torch.Tensor, block_size: int, damp: f
         for i in range(i2 - i1):
             col = W1[:, :, i]
             q, v = round_col(col, idx)
+            if K is not None:
+                q, v = q * K[:, :, i1 + i], v * K[:, :, i1 + i]
             Q[:, :, i1 + i] = q
             err = (col - v) / U1[:, i, i, None]
             W1[:, :, i:] -= err[:, :, None] * U1[:, None, i, i:]

@@ -9,7 +9,8 @@ Tensors: `<name>.q` (int8 codes, (out, in)), `<name>.scale` (fp16, (out,)), opti
 `<name>.lqA/.lqAs/.lqB/.lqBs` (golf.quant.lqer), `<name>` for a float tensor kept as fp16
 ("passthrough") or as it was ("float", too big for passthrough and not quantized, or not float).
 Header: {"format": "golf.qmodel", "version": 1, "model": {...}, "plan": {name: {...}}, "quantize": {...}}
-with each plan entry {"kind", "group", "bits", "clip_sigmas", "lqer", "dtype", "shape"}.
+with each plan entry {"kind", "group", "bits", "clip_sigmas", "lqer", "dtype", "shape"}, plus
+"sparsity": "2:4" on matrices quantize held 2:4 sparse (quantize.mlp_sparsity_24; dequantize ignores it).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from golf.artifact.dequant import (
 )
 from golf.errors import GolfError
 from golf.params import section_dict
-from golf.quant import codebook, gptq, hadamard, lqer
+from golf.quant import codebook, gptq, hadamard, lqer, sparsity
 from golf.quant.config import QuantizeConfig
 from golf.quant.hessian import check_hessians
 
@@ -45,6 +46,16 @@ def tensor_group(name: str) -> str:
     if ".mlp." in f".{name}":
         return "mlp"
     return "matrix"
+
+
+def sparse_24(name: str, cfg: QuantizeConfig) -> bool:
+    """Whether quantize holds a 2:4 mask on this matrix (quantize.mlp_sparsity_24: MLP matrices only)."""
+    return cfg.mlp_sparsity_24 and tensor_group(name) == "mlp"
+
+
+def keep_mask(name: str, W: torch.Tensor, H: torch.Tensor | None, cfg: QuantizeConfig) -> torch.Tensor | None:
+    """The 2:4 mask held on W when `sparse_24`, chosen on the float weights before GPTQ; else None."""
+    return sparsity.mlp_keep(W, H, cfg.damp) if sparse_24(name, cfg) else None
 
 
 def code_entropy_bytes(codes: torch.Tensor) -> float:
@@ -84,13 +95,14 @@ def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
                                 damp_tries=res.damp_tries, fallback=res.fallback)
         clipped, codes = 0.0, res.codes
     else:
-        scale = gptq.row_scales(W, k, bits)
+        scale = gptq.row_scales(W, k, bits)  # of the unpruned row: the clip keys keep their meaning
+        keep = None if done is not None else keep_mask(name, W, H, cfg)
         if done is not None:
             res = done
         elif cfg.method == "gptq":
-            res = gptq.gptq_quantize(W, H, scale, bits, cfg.block_size, cfg.damp)
+            res = gptq.gptq_quantize(W, H, scale, bits, cfg.block_size, cfg.damp, keep)
         else:
-            res = gptq.rtn_quantize(W, scale, bits)
+            res = gptq.rtn_quantize(W if keep is None else W * keep, scale, bits)
         E = W - dequantize_rows(res.q, res.scale)
         clipped = float((res.q.abs() == gptq.clip_range(bits)).float().mean())
         res = gptq.Quantized(q=res.q.cpu(), scale=res.scale.cpu(), damp_frac=res.damp_frac,
@@ -105,6 +117,9 @@ def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
         "code_bytes": math.ceil(codes.numel() * bits / 8), "code_entropy_bytes": code_entropy_bytes(codes),
         "hadamard": hb if hb > 1 else 0,
     }
+    if sparse_24(name, cfg):
+        rep["sparsity_24"] = True
+        rep["zero_frac"] = float((codes == 0).float().mean())
     if H is not None:  # both in the rotated domain: tr(E' H' E'ᵀ) = tr(E H Eᵀ)
         wh = gptq.h_weighted_error(W, H)
         rep["h_rel_err"] = gptq.h_weighted_error(E, H) / wh if wh > 0 else 0.0
@@ -114,6 +129,8 @@ def _quantize_one(name: str, w: torch.Tensor, H: torch.Tensor | None,
         plan["k"] = cfg.codebook_k
     if hb > 1:
         plan["hadamard"] = hb
+    if sparse_24(name, cfg):
+        plan["sparsity"] = "2:4"
     return plan, rep, E.cpu(), res
 
 
@@ -180,15 +197,22 @@ def _gptq_batched(state_dict: dict[str, torch.Tensor], hessians: dict[str, torch
         W = torch.stack([state_dict[n].detach().to(device).float() for n in members])
         H = torch.stack([hessians[n].to(device).float() for n in members])
         scales = torch.stack([gptq.row_scales(w, k, bits) for w in W])
-        done.update(zip(members, gptq.gptq_quantize_many(W, H, scales, bits, cfg.block_size, cfg.damp)))
+        masks = [keep_mask(n, w, h, cfg) for n, w, h in zip(members, W, H)]
+        keep = None if all(m is None for m in masks) else torch.stack(
+            [torch.ones_like(w, dtype=torch.bool) if m is None else m for m, w in zip(masks, W)])
+        done.update(zip(members, gptq.gptq_quantize_many(W, H, scales, bits, cfg.block_size, cfg.damp, keep)))
     return done
 
 
 def _apply_lqer(state_dict: dict[str, torch.Tensor], errors: dict[str, torch.Tensor],
                 hessians: dict[str, torch.Tensor], cfg: QuantizeConfig,
                 tensors: dict[str, torch.Tensor], plan: dict, report: dict) -> None:
-    """Correct the top-K tensors by ‖E‖_F; a correction that does not lower ‖E‖_F is dropped (reported)."""
-    ranked = sorted(errors, key=lambda n: errors[n].norm().item(), reverse=True)[: cfg.lqer_top_k]
+    """Correct the top-K tensors by ‖E‖_F; a correction that does not lower ‖E‖_F is dropped (reported).
+
+    2:4 tensors are left out: their pruning error would top the ranking, a rank-r term cannot undo
+    50% pruning, and the correction would fill the pruned weights back in."""
+    dense = [n for n in errors if not plan[n].get("sparsity")]
+    ranked = sorted(dense, key=lambda n: errors[n].norm().item(), reverse=True)[: cfg.lqer_top_k]
     for name in ranked:
         E = errors[name]
         kind, t, corr = lqer.correct(E, cfg.lqer_rank, cfg.lqer_asym_group, cfg.lqer_factor_bits)
@@ -233,6 +257,11 @@ def summarize(tensors: dict[str, torch.Tensor], plan: dict, report: dict, cfg: Q
     out["float_tensors"] = sum(p["kind"] == "float" for p in plan.values())
     out["damping_raised"] = sum(r["damp_tries"] > 1 for r in report.values())
     out["rtn_fallbacks"] = sum(r["fallback"] == "rtn" for r in report.values())
+    sparse = [n for n, r in report.items() if r.get("sparsity_24")]
+    if sparse:  # quantize.mlp_sparsity_24: the share of zero codes in the 2:4 matrices
+        out["sparsity_24_tensors"] = len(sparse)
+        out["sparsity_24_zero_frac"] = (sum(tensors[f"{n}.q"].eq(0).sum().item() for n in sparse)
+                                        / sum(tensors[f"{n}.q"].numel() for n in sparse))
     for group in ("attn", "mlp", "embed", "matrix"):
         reps = [r for r in report.values() if r["group"] == group]
         if not reps:

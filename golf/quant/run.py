@@ -34,6 +34,22 @@ def load_hessians(path: Path, checkpoint_sha256: str, of: str) -> tuple[dict, di
     return H, header
 
 
+def qat_grid_note(train: dict[str, Any], cfg: QuantizeConfig) -> str | None:
+    """A line for stderr when the checkpoint was trained with late QAT (its header's train section,
+    golf/train/qat.py) on another grid than some matrix group of quantize's plan; else None."""
+    if not train.get("qat_start_frac"):
+        return None
+    qat = (train.get("qat_bits"), train.get("qat_clip_sigmas"))
+    plan = {"matrix": (cfg.matrix_bits, cfg.clip_sigmas),
+            "attn": (cfg.attn_bits or cfg.matrix_bits, cfg.attn_clip_sigmas or cfg.clip_sigmas),
+            "mlp": (cfg.mlp_bits or cfg.matrix_bits, cfg.mlp_clip_sigmas or cfg.clip_sigmas)}
+    other = [f"{g} {b} bits / {k} sigmas" for g, (b, k) in plan.items() if (b, k) != qat]
+    if not other:
+        return None
+    return (f"golf quantize: the checkpoint trained with late QAT on a {qat[0]}-bit / {qat[1]}-sigma grid "
+            f"(train.qat_bits / qat_clip_sigmas); quantize uses {', '.join(other)}")
+
+
 def quantize_checkpoint(cfg: QuantizeConfig, ev: EvalConfig, checkpoint: Path, hessians: Path, tokens: Path,
                         out: Path, report: Path, log: Callable[[str], None] = log_stderr) -> dict[str, Any]:
     """Quantize, score the dequantized model on val, then write `out` and `report`; the metrics."""
@@ -51,6 +67,9 @@ def quantize_checkpoint(cfg: QuantizeConfig, ev: EvalConfig, checkpoint: Path, h
     H, h_header = load_hessians(hessians, sha, str(checkpoint))
     val, val_bytes = val_prefix(TokenData(tokens), ev)
     same_as_train = same_as_checkpoint(ev, header)
+    note = qat_grid_note(header.get("train", {}), cfg)
+    if note:
+        log(note)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     t0 = time.perf_counter()
     tensors, q_header, rep = qmodel.quantize_state_dict(state, H, cfg, header, names=model.hessian_sites(),

@@ -26,13 +26,36 @@ experts and routers, bigram/ve projections: what Muon trains and GPTQ quantizes)
 train-only MTP head (`mtp.*`, dropped at save). The tied embedding is left out: quantize gives it
 its own bits and clip (quantize.embed_bits / embed_clip_sigmas).
 
+The sigmoid form (train.cat_form = sigmoid; the compressor-aware-training study's own form) measures
+the distance in grid units with a soft-round step instead: with f = w/s - r (|f| <= 1/2 inside the
+clip range) and T = SIGMOID_TEMPERATURE,
+
+    d(f) = (sigmoid(T (|f| - 1/2)) - sigmoid(-T/2)) / (1/2 - sigmoid(-T/2))
+    pen  = mean over all penalised elements of d(f)
+
+d is 0 on grid points (with zero gradient there) and rises smoothly to 1 at the rounding boundary
+|f| = 1/2; dd/dw = d'(|f|) sign(f) / s with d' > 0, so descent moves each weight toward its nearest
+grid point. Beyond the clip range (|f| > 1/2 at code ±R) it keeps pulling toward the outermost code
+for a fraction of a step, then saturates (d -> about 2, no gradient): unlike the squared form it
+lets far outliers be (quantize clamps them). Unlike the squared form it is in grid
+units (each row weighs the same whatever its scale) and it pushes hardest on the weights nearest
+a rounding boundary, those whose code is most fragile. The study used it at weight 0.001 every
+50 steps (docs/ablation.md): set cat_weight / cat_every for it, the defaults are the squared form's.
+
 The loop adds `train.cat_weight * pen` once per optimizer step (not per micro-batch: it does not
 depend on the data) on every step s with (s + 1) % train.cat_every == 0.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+SIGMOID_TEMPERATURE = 10.0
+"""T of the sigmoid form, per grid step. The slope d'(|f|) peaks at the rounding boundary |f| = 1/2 and is 7%
+of that peak at |f| = 0.1 (18% at 0.2): the penalty leaves weights near their grid point almost alone and
+acts on those near a boundary. A larger T approaches a step (no gradient left), a smaller one a cone |f|."""
 
 
 def clip_range(bits: int) -> int:
@@ -46,12 +69,22 @@ def grid_step(w: torch.Tensor, bits: int, clip_sigmas: float) -> torch.Tensor:
     return (clip_sigmas * w.std(dim=1, keepdim=True) / clip_range(bits)).clamp_min(1e-10)
 
 
+def grid_point(w: torch.Tensor, s: torch.Tensor, bits: int) -> torch.Tensor:
+    """r*s with r = clamp(round(w/s), -R, R): the nearest grid point (fp32, no gradient)."""
+    R = clip_range(bits)
+    return torch.clamp(torch.round(w.detach().float() / s), -R, R) * s
+
+
 def grid_residual(w: torch.Tensor, s: torch.Tensor, bits: int) -> torch.Tensor:
     """w - r*s with r = clamp(round(w/s), -R, R): the signed distance to the nearest grid point (fp32)."""
-    R = clip_range(bits)
-    wf = w.float()
-    r = torch.clamp(torch.round(wf.detach() / s), -R, R)
-    return wf - r * s
+    return w.float() - grid_point(w, s, bits)
+
+
+def sigmoid_distance(w: torch.Tensor, s: torch.Tensor, bits: int) -> torch.Tensor:
+    """d(f) of the module docstring per element, f = (w - r*s) / s in grid units (fp32)."""
+    f = grid_residual(w, s, bits) / s
+    floor = 1.0 / (1.0 + math.exp(SIGMOID_TEMPERATURE / 2))  # sigmoid(-T/2): d = 0 at f = 0
+    return (torch.sigmoid(SIGMOID_TEMPERATURE * (f.abs() - 0.5)) - floor) / (0.5 - floor)
 
 
 def cat_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
@@ -61,14 +94,20 @@ def cat_matrices(model: torch.nn.Module) -> list[torch.nn.Parameter]:
             if id(p) in matrix and p.ndim == 2 and not name.startswith("mtp.")]
 
 
-def cat_penalty(weights: list[torch.Tensor], bits: int, clip_sigmas: float) -> torch.Tensor:
-    """Mean over every element of `weights` of (w/s - r)^2 * s^2 (see the module docstring); 0-dim fp32."""
+def cat_penalty(weights: list[torch.Tensor], bits: int, clip_sigmas: float, form: str = "squared") -> torch.Tensor:
+    """Mean over every element of `weights` of (w/s - r)^2 * s^2 (form squared) or of the soft-round
+    distance d(w/s - r) (form sigmoid); see the module docstring. 0-dim fp32."""
     if not weights:
         raise ValueError("cat_penalty: no matrices to penalise")
+    if form not in ("squared", "sigmoid"):
+        raise ValueError(f"cat_penalty: unknown form {form!r} (squared | sigmoid)")
     total = torch.zeros((), device=weights[0].device, dtype=torch.float32)
     n = 0
     for w in weights:
-        d = grid_residual(w, grid_step(w, bits, clip_sigmas), bits)
-        total = total + d.square().sum()
+        s = grid_step(w, bits, clip_sigmas)
+        if form == "squared":
+            total = total + grid_residual(w, s, bits).square().sum()
+        else:
+            total = total + sigmoid_distance(w, s, bits).sum()
         n += w.numel()
     return total / n

@@ -40,6 +40,11 @@ class TrainConfig:
     """Muon momentum at step 0 (linear to muon_momentum over muon_momentum_warmup_steps)."""
     muon_momentum_warmup_steps: int
     """Steps of the Muon momentum warm-up; 0 = none."""
+    muon_momentum_cycle_steps: int
+    """Period in steps of a triangle wave of the Muon momentum after its warm-up, from muon_momentum down to
+    muon_momentum_cycle_min and back (golf/optim/schedule.py); 0 = off (constant muon_momentum)."""
+    muon_momentum_cycle_min: float
+    """Lowest Muon momentum of the cycle (its top is muon_momentum); unused when muon_momentum_cycle_steps = 0."""
     muon_backend_steps: int
     """Newton–Schulz iterations per Muon update."""
     muon_coeffs: Literal["quintic", "polar_express"]
@@ -65,13 +70,20 @@ class TrainConfig:
     grad_clip_norm: float
     """Global gradient-norm clip (L2 over all params); 0 = off."""
     ema_decay: float
-    """Per-step EMA decay of the weights (with a warm-up, golf/optim/ema.py); 0 = no EMA (raw weights)."""
+    """Per-step EMA decay of the weights (golf/optim/ema.py); 0 = no EMA (raw weights)."""
+    ema_warmup: bool
+    """EMA warm-up: decay_t = min(ema_decay, (1 + t) / (10 + t)) at update t; false = ema_decay from the first update."""
     swa_enabled: bool
-    """Average snapshots (SWA) late in training; when on, the SWA average replaces the EMA at the end."""
+    """Average snapshots (SWA) late in training; the final weights are then SWA's (see swa_mode)."""
     swa_every: int
-    """Steps between SWA snapshots."""
+    """Steps between SWA snapshots (a snapshot after step s when s % swa_every == 0)."""
     swa_start_frac: float
     """Training fraction from which SWA snapshots are taken."""
+    swa_max_lr_mul: float
+    """Snapshot only while the step's lr multiplier is below this ("tight SWA": 0.2); 0 = no lr condition."""
+    swa_mode: Literal["replace", "swa_of_ema"]
+    """What SWA averages: replace = the raw weights, and that average replaces the EMA; swa_of_ema = the EMA's
+    weights at each snapshot, so the final weights are the uniform mean of those EMA snapshots (needs ema_decay > 0)."""
     enable_looping_at: float
     """Training fraction at which depth recurrence switches on (model.num_loops > 0); 0 = from the start."""
     seed: int
@@ -107,6 +119,16 @@ class TrainConfig:
     """Bits of the grid CAT pulls toward (R = 2^(bits-1) - 1 codes each side), as quantize.matrix_bits."""
     cat_clip_sigmas: float
     """Row clip in standard deviations of the CAT grid (step = k * std(row) / R), as quantize.clip_sigmas."""
+    cat_form: Literal["squared", "sigmoid"]
+    """CAT penalty: squared = mean (w - r*s)^2 in weight units; sigmoid = mean sigmoid soft-round distance in grid
+    units, 0 on grid points and 1 half-way (golf/train/cat.py). cat_weight's scale differs between the two."""
+    qat_start_frac: float
+    """Late QAT: from this training fraction on, the CAT matrices run forward/backward fake-quantized on the
+    grid below with a straight-through gradient (golf/train/qat.py); 0 = off."""
+    qat_bits: int
+    """Bits of the QAT grid (R = 2^(bits-1) - 1); keep equal to quantize.matrix_bits."""
+    qat_clip_sigmas: float
+    """Row clip in standard deviations of the QAT grid (step = k * std(row) / R); keep equal to quantize.clip_sigmas."""
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> None:
@@ -121,10 +143,12 @@ class TrainConfig:
                     "adam_wd", "adam_eps", "grad_clip_norm", "swa_every", "peak_flops"):
             if getattr(self, key) < 0:
                 bad(key, "must be >= 0")
-        for key in ("warmdown_frac", "min_lr", "swa_start_frac", "enable_looping_at"):
+        for key in ("warmdown_frac", "min_lr", "swa_start_frac", "enable_looping_at", "swa_max_lr_mul",
+                    "qat_start_frac"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 bad(key, "must be in [0, 1]")
-        for key in ("muon_momentum", "muon_momentum_warmup_start", "beta1", "beta2", "ema_decay"):
+        for key in ("muon_momentum", "muon_momentum_warmup_start", "beta1", "beta2", "ema_decay",
+                    "muon_momentum_cycle_min"):
             if not 0.0 <= getattr(self, key) < 1.0:
                 bad(key, "must be in [0, 1)")
         if self.max_wallclock_s > 0 and self.gptq_reserve_s >= self.max_wallclock_s:
@@ -133,7 +157,7 @@ class TrainConfig:
         if self.train_batch_tokens % per_step:
             bad("train_batch_tokens", f"must be divisible by train_seq_len x grad_accum_steps x nproc_per_node "
                                       f"= {self.train_seq_len} x {self.grad_accum_steps} x {self.nproc_per_node}")
-        for key in ("moe_aux_weight", "mtp_weight", "cat_every", "cat_weight"):
+        for key in ("moe_aux_weight", "mtp_weight", "cat_every", "cat_weight", "muon_momentum_cycle_steps"):
             if getattr(self, key) < 0:
                 bad(key, "must be >= 0")
         if not 2 <= self.cat_bits <= 8:
@@ -144,6 +168,16 @@ class TrainConfig:
             bad("cat_weight", f"must be > 0 when train.cat_every = {self.cat_every} (CAT on)")
         if self.swa_enabled and self.swa_every < 1:
             bad("swa_every", "must be >= 1 when train.swa_enabled")
+        if self.swa_enabled and self.swa_mode == "swa_of_ema" and self.ema_decay == 0:
+            bad("swa_mode", "needs train.ema_decay > 0 (it averages the EMA's weights)")
+        if self.muon_momentum_cycle_steps == 1:
+            bad("muon_momentum_cycle_steps", "must be 0 (off) or >= 2 (a period of one step has no wave)")
+        if self.muon_momentum_cycle_steps > 0 and self.muon_momentum_cycle_min > self.muon_momentum:
+            bad("muon_momentum_cycle_min", f"must be <= train.muon_momentum = {self.muon_momentum} (the cycle's top)")
+        if not 2 <= self.qat_bits <= 8:
+            bad("qat_bits", "must be in [2, 8] (int8 codes, as quantize)")
+        if self.qat_clip_sigmas <= 0:
+            bad("qat_clip_sigmas", "must be > 0")
 
     def micro_batch_seqs(self, world_size: int) -> int:
         """Sequences per forward on each rank."""

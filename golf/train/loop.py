@@ -13,6 +13,9 @@ that of the whole global batch):
              + train.moe_aux_weight * aux_loss()   (model.moe_num_experts > 0; of each micro-batch)
              + train.cat_weight * CAT penalty      (every train.cat_every-th step, once; golf/train/cat.py)
 
+with, from train.qat_start_frac on, the block matrices fake-quantized during the micro-batches
+(late QAT, straight-through; golf/train/qat.py). The CAT penalty sees the float weights.
+
 `train_loss` in the rows is the mean NLL alone, comparable across these toggles. The schedule
 (lr multiplier, Muon momentum, looping switch, SWA start) depends only on the step fraction
 (or the train clock), never on train_batch_tokens or grad_accum_steps: small-batch training
@@ -47,6 +50,7 @@ from golf.train import fused as fused_kernels
 from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
+from golf.train.qat import fake_quantized
 
 
 @dataclass
@@ -166,6 +170,8 @@ class Stepper:
         self.moe_w = cfg.moe_aux_weight if getattr(mcfg, "moe_num_experts", 0) > 0 else 0.0
         self.mtp_w = cfg.mtp_weight if getattr(mcfg, "mtp_heads", 0) > 0 else 0.0
         self.cat_ws = cat_matrices(model) if cfg.cat_every > 0 else []
+        self.qat_ws = cat_matrices(model) if cfg.qat_start_frac > 0 else []
+        self.qat_on = False  # late QAT (golf/train/qat.py): set by the loop from qat_start_frac
         if hasattr(model, "train_loss"):  # golf's GPT: the fused head when installed (golf/train/fused.py)
             self.forward = functools.partial(model.train_loss, mtp=self.mtp_w > 0)
         else:
@@ -195,19 +201,20 @@ class Stepper:
             g["momentum"] = momentum
         total = torch.zeros((), device=self.device)  # the LM NLL only: train_loss stays comparable across toggles
         extra = torch.zeros((), device=self.device)  # the auxiliary terms, so a NaN in them stops training too
-        for x, y, cu in self.loader.batch(step):
-            if cu is not None and self.compiled:
-                # its length (documents + 1) changes every batch: one graph for all, no recompile
-                torch._dynamo.mark_dynamic(cu, 0)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                loss, aux = micro_objective(model, self.forward, x, y, self.moe_w, self.mtp_w, cu)
-            ((loss + aux) / cfg.grad_accum_steps).backward()
-            total += loss.detach()
-            extra += aux.detach()
+        with fake_quantized(self.qat_ws if self.qat_on else [], cfg.qat_bits, cfg.qat_clip_sigmas):
+            for x, y, cu in self.loader.batch(step):
+                if cu is not None and self.compiled:
+                    # its length (documents + 1) changes every batch: one graph for all, no recompile
+                    torch._dynamo.mark_dynamic(cu, 0)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
+                    loss, aux = micro_objective(model, self.forward, x, y, self.moe_w, self.mtp_w, cu)
+                ((loss + aux) / cfg.grad_accum_steps).backward()
+                total += loss.detach()
+                extra += aux.detach()
         if self.cat_ws and (step + 1) % cfg.cat_every == 0:
             # once per step, not per micro-batch: the penalty does not depend on the data (and is the
             # same on every rank, so the gradient average below leaves its share unchanged)
-            pen = cfg.cat_weight * cat_penalty(self.cat_ws, cfg.cat_bits, cfg.cat_clip_sigmas)
+            pen = cfg.cat_weight * cat_penalty(self.cat_ws, cfg.cat_bits, cfg.cat_clip_sigmas, cfg.cat_form)
             pen.backward()
             extra += pen.detach()
         ddp.all_reduce_grads(self.params, self.world)
@@ -343,8 +350,7 @@ def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval
     """The timed steps: schedule, step, weight averages, val every val_every; (rows, steps, train clock,
     when the first step ended)."""
     model, device, world = stepper.model, stepper.device, dctx.world_size
-    stepper.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
-    stepper.swa = SWA(cfg.swa_every, cfg.swa_start_frac) if cfg.swa_enabled else None
+    stepper.ema, stepper.swa = make_averages(model, cfg)
     wallclock = cfg.max_wallclock_s > 0
     step, elapsed, frac, first_step_at = 0, 0.0, 0.0, None
     rows: list[dict[str, Any]] = []
@@ -354,8 +360,13 @@ def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval
             if looping_later and not model.looping and frac >= cfg.enable_looping_at:
                 model.looping = True
             lr_mul = lr_multiplier(frac, cfg.warmdown_frac, cfg.min_lr)
+            if stepper.qat_ws and not stepper.qat_on and frac >= cfg.qat_start_frac:
+                stepper.qat_on = True
+                if dctx.is_main:
+                    print(f"train: late QAT on from step {step + 1} (training fraction {frac:.3f})", file=sys.stderr)
             mom = muon_momentum(step, cfg.muon_momentum_warmup_start, cfg.muon_momentum,
-                                cfg.muon_momentum_warmup_steps)
+                                cfg.muon_momentum_warmup_steps, cfg.muon_momentum_cycle_steps,
+                                cfg.muon_momentum_cycle_min)
             _sync(device)
             t0 = time.perf_counter()
             loss = stepper(step, lr_mul, mom)
@@ -365,10 +376,7 @@ def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval
             step += 1
             first_step_at = first_step_at or time.perf_counter()
             frac = train_frac(step, elapsed, cfg.iterations, cfg.max_wallclock_s, cfg.gptq_reserve_s)
-            if stepper.ema is not None:
-                stepper.ema.update(model)
-            if stepper.swa is not None and stepper.swa.due(step, frac):
-                stepper.swa.add(model)
+            update_averages(model, cfg, stepper.ema, stepper.swa, step, frac, lr_mul)
             row = {"step": step, "train_loss": round(loss, 6), "val_bpb": "", "lr_mul": round(lr_mul, 6),
                    "tokens_per_s": round(cfg.train_batch_tokens / dt, 1), "elapsed_s": round(elapsed, 3)}
             last = step >= cfg.iterations or (wallclock and frac >= 1.0)
@@ -384,8 +392,30 @@ def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval
     return rows, step, elapsed, first_step_at
 
 
+def make_averages(model: torch.nn.Module, cfg: TrainConfig) -> tuple[EMA | None, SWA | None]:
+    """The weight averages of a run, started from the model's current weights."""
+    ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup) if cfg.ema_decay > 0 else None
+    swa = SWA(cfg.swa_every, cfg.swa_start_frac, cfg.swa_max_lr_mul) if cfg.swa_enabled else None
+    return ema, swa
+
+
+def update_averages(model: torch.nn.Module, cfg: TrainConfig, ema: EMA | None, swa: SWA | None, step: int,
+                    frac: float, lr_mul: float) -> None:
+    """After optimizer step `step` (1-based), run at lr multiplier `lr_mul`, training fraction now `frac`:
+    update the EMA, then take an SWA snapshot when due: of the raw weights (swa_mode replace) or of the
+    EMA just updated (swa_mode swa_of_ema)."""
+    if ema is not None:
+        ema.update(model)
+    if swa is not None and swa.due(step, frac, lr_mul):
+        if cfg.swa_mode == "swa_of_ema":
+            swa.add_state(ema.state_dict())
+        else:
+            swa.add(model)
+
+
 def _load_average(model: torch.nn.Module, stepper: Stepper) -> None:
-    """The weights that are evaluated and saved: SWA's average when it took any, else EMA's."""
+    """The weights that are evaluated and saved: SWA's average when it took any (of raw or of EMA
+    snapshots, train.swa_mode), else EMA's, else the raw weights."""
     if stepper.swa is not None and stepper.swa.count:
         load_average(model, stepper.swa.average())
     elif stepper.ema is not None:
