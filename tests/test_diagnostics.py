@@ -192,7 +192,8 @@ def test_run_modes_pairs_every_mode_with_plain(stride):
     assert {"dnll_sliding", "dbpb_share_sliding", "bpb_plain", "bpb_sliding"} <= set(table[0])
 
 
-def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_dir, tiny_model_config):
+@pytest.mark.parametrize("mode", ["none", "lora"])
+def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_dir, tiny_model_config, mode):
     """`golf ttt-eval` end to end: window CSV / PNG, word-class metrics, and compliance from the
     checkpoint and Hessian headers (the DVC deps), with calibration on train data counted."""
     import json
@@ -215,7 +216,7 @@ def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_di
                                           "clock": {"train_s": 595.5, "world_size": 8}})
     save_tensors(tmp_path / "hess", one, {"format": H_FORMAT, "version": H_VERSION, "source": "train",
                                           "collect_s": 7.25})
-    r, out = run_stage(tmp_path, tokens, art, "none", extra=["--checkpoint", str(tmp_path / "ckpt"),
+    r, out = run_stage(tmp_path, tokens, art, mode, extra=["--checkpoint", str(tmp_path / "ckpt"),
                                                              "--hessians", str(tmp_path / "hess")])
     assert r.exit_code == 0, r.output
     m = json.loads((out / "m.json").read_text())["ttt_eval"]
@@ -233,6 +234,10 @@ def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_di
     assert (out / "w.png").read_bytes()[:4] == b"\x89PNG"
     detail = json.loads((out / "art" / "sliding.json").read_text())
     assert detail["window"] and detail["paired"] and set(detail["words"]) == {"word_start", "continuation", "boundary"}
+    if mode == "lora":  # LoRA TTT reports its chunk windows' offsets too, and pairs with plain
+        ttt = json.loads((out / "art" / "ttt.json").read_text())
+        assert sum(w["tokens"] for w in ttt["window"]) == n - 1
+        assert sum(q["dbpb_share"] for q in ttt["paired"]) == pytest.approx(m["val_bpb_ttt"] - m["val_bpb_plain"], abs=1e-5)
 
 
 def test_stage_without_headers_leaves_train_time_unknown(tmp_path, tokens_dir, tiny_model_config):
