@@ -93,3 +93,16 @@ def from_stages(stages: Mapping[str, Mapping[str, Any]], hessian_source: str | N
     reads_train = hessian_source in (None, CALIBRATION_READS_TRAIN)
     return check(train.get("train_s"), calib_s, reads_train, evals.get("wall_s"), comp.get("total_bytes"),
                  train.get("world_size"), evals.get("world_size"))
+
+
+def from_artifacts(checkpoint_header: Mapping[str, Any] | None, hessian_header: Mapping[str, Any] | None,
+                   total_bytes: int | None, eval_s: float | None, eval_world_size: int | None) -> Compliance:
+    """`check` on what the stage outputs themselves record, for `golf ttt-eval`: the checkpoint header's
+    "clock" (train_s, world_size: golf/train/run.py) and the Hessian header's "source" and "collect_s"
+    (stages/hessian_calibrate.py). A missing header or key is unmeasured; no Hessian header counts
+    calibration, the stricter reading, as `from_stages` does."""
+    clock = (checkpoint_header or {}).get("clock", {})
+    hess = hessian_header or {}
+    reads_train = hess.get("source", CALIBRATION_READS_TRAIN) == CALIBRATION_READS_TRAIN
+    return check(clock.get("train_s"), hess.get("collect_s"), reads_train, eval_s, total_bytes,
+                 clock.get("world_size"), eval_world_size)

@@ -1,15 +1,22 @@
 """ttt_eval: the score, from the compressed artifact alone: exact BPB, sliding windows, score-first TTT.
 
-Reads artifacts/compress/model.golf (never the training checkpoint) and data/tokens (val + byte
-sidecar + tokenizer), runs plain, sliding (if enabled) and TTT (if enabled), and writes
-metrics/ttt_eval.json (val_bpb = the headline mode), plots/ttt_eval.csv (BPB by position in the
-val stream) and artifacts/ttt_eval/<mode>.json. Under torchrun the ranks split windows / doc batches.
+Reads artifacts/compress/model.golf (never the training checkpoint's weights) and data/tokens (val +
+byte sidecar + tokenizer), runs plain, sliding (if enabled) and TTT (if enabled), and writes
+metrics/ttt_eval.json (val_bpb = the headline mode, word-start vs continuation BPB per mode, the
+compliance verdict), plots/ttt_eval.csv (the headline's BPB by span of the val stream),
+plots/ttt_eval_window.{csv,png} (every mode's NLL and BPB by position in the window: docs/diagnostics.md)
+and artifacts/ttt_eval/<mode>.json. Under torchrun the ranks split windows / doc batches.
+
+The compliance verdict (golf/compliance.py) reads only the headers of the checkpoint (train time,
+world size) and of the Hessians (calibration source and time), both DVC deps of this stage, so it
+never depends on metrics/timings/, which DVC does not track.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,22 +24,52 @@ from golf.eval.config import TttEvalConfig
 from stages.common import Timer, finish, stage_command
 
 
+def _header(path: Path, fmt: str, version: int) -> dict[str, Any] | None:
+    """The golf header of a stage output (checked before any scoring), None when the file is absent
+    (a run by hand on an artifact alone)."""
+    from golf.io.tensors import read_header
+
+    return read_header(path, fmt, version) if path.is_file() else None
+
+
+def _total_bytes(artifact: Path) -> int | None:
+    """Model + code bytes of the artifact folder (golf/compress/run.py writes both side by side)."""
+    code = artifact.parent / "train_gpt.py"
+    return artifact.stat().st_size + code.stat().st_size if code.is_file() else None
+
+
 @stage_command(cfg="ttt_eval")
 def ttt_eval(
     cfg: TttEvalConfig,
     artifact: Annotated[Path, typer.Option(help="The compressed artifact (compress's output).")] = Path("artifacts/compress/model.golf"),
     tokens: Annotated[Path, typer.Option(help="Tokenized shards (tokenize's output).")] = Path("data/tokens"),
+    checkpoint: Annotated[Path, typer.Option(help="Train's checkpoint: only its header (train time) is read.")] = Path("artifacts/train/model.safetensors"),
+    hessians: Annotated[Path, typer.Option(help="hessian-calibrate's output: only its header (source, time) is read.")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
     out: Annotated[Path, typer.Option(help="Folder for per-mode detail JSON.")] = Path("artifacts/ttt_eval"),
     metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path("metrics/ttt_eval.json"),
-    plots: Annotated[Path, typer.Option(help="BPB-by-position CSV to write.")] = Path("plots/ttt_eval.csv"),
+    plots: Annotated[Path, typer.Option(help="BPB-by-val-stream-span CSV to write.")] = Path("plots/ttt_eval.csv"),
+    window_plots: Annotated[Path, typer.Option(help="NLL/BPB-by-window-position CSV to write.")] = Path("plots/ttt_eval_window.csv"),
+    window_png: Annotated[Path, typer.Option(help="The same as a PNG plot.")] = Path("plots/ttt_eval_window.png"),
 ) -> None:
     """Score the artifact on the val split (plain, sliding, TTT)."""
+    from golf import compliance
     from golf.eval.run import score_artifact
+    from golf.io.checkpoint import FORMAT as CKPT_FORMAT
+    from golf.io.checkpoint import VERSION as CKPT_VERSION
+    from golf.quant.hessian import FORMAT as H_FORMAT
+    from golf.quant.hessian import VERSION as H_VERSION
 
     timer = Timer()
-    values = score_artifact(cfg, artifact, tokens, out, plots)
+    headers = (_header(checkpoint, CKPT_FORMAT, CKPT_VERSION), _header(hessians, H_FORMAT, H_VERSION))
+    values = score_artifact(cfg, artifact, tokens, out, plots, window_plots, window_png)
     if values is not None:  # rank 0 writes the metrics
-        finish("ttt_eval", metrics, {**values, "wall_s": timer.s})
+        eval_s = timer.s
+        verdict = compliance.from_artifacts(*headers, _total_bytes(artifact), eval_s, values["world_size"])
+        finish("ttt_eval", metrics, {**values, **verdict.as_metrics(), "wall_s": eval_s})
+        missing = [str(path) for path, h in zip((checkpoint, hessians), headers) if h is None]
+        if missing:
+            print(f"golf ttt-eval: {' and '.join(missing)} not found: left out of the compliance verdict",
+                  file=sys.stderr)
 
 
 command = ttt_eval

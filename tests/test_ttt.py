@@ -263,7 +263,7 @@ def make_artifact(path, model_cfg, sha: str) -> None:
     path.write_bytes(container.encode(sd, header, ccfg))
 
 
-def run_stage(tmp_path, tokens, artifact, mode="lora", **edits):
+def run_stage(tmp_path, tokens, artifact, mode="lora", extra=(), **edits):
     from typer.testing import CliRunner
 
     from stages.cli import app
@@ -276,7 +276,9 @@ def run_stage(tmp_path, tokens, artifact, mode="lora", **edits):
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["ttt-eval", "--params", str(params), "--artifact", str(artifact), "--tokens", str(tokens),
                                  "--out", str(out / "art"), "--metrics", str(out / "m.json"),
-                                 "--plots", str(out / "p.csv"), "--device", "cpu"])
+                                 "--plots", str(out / "p.csv"), "--window-plots", str(out / "w.csv"),
+                                 "--window-png", str(out / "w.png"), "--checkpoint", str(tmp_path / "no-checkpoint"),
+                                 "--hessians", str(tmp_path / "no-hessians"), "--device", "cpu", *extra])
     return r, out
 
 

@@ -112,8 +112,9 @@ class Totals:
         self.count = np.zeros(n_tokens, dtype=np.int32) if keep_tokens else None
         self.reduced = False
 
-    def add(self, positions: torch.Tensor, nll: torch.Tensor) -> None:
-        """Score the tokens at stream `positions` (1-D) with per-token `nll` (same shape)."""
+    def add(self, positions: torch.Tensor, nll: torch.Tensor, window_pos: Any = None) -> None:
+        """Score the tokens at stream `positions` (1-D) with per-token `nll` (same shape). `window_pos`:
+        each one's input offset in its window, for golf/eval/diagnostics.py (not kept here)."""
         pos = positions.detach().reshape(-1).cpu().numpy()
         if len(pos) == 0:
             return

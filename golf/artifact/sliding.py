@@ -70,7 +70,7 @@ def score_windows(model: Any, tokens: np.ndarray, plan: np.ndarray, seq_len: int
             hi = torch.from_numpy(b[:, 2] - ws).to(device)[:, None]
             mask = (offs[None] >= lo) & (offs[None] < hi)
             pos = (torch.from_numpy(ws).to(device)[:, None] + 1 + offs[None])[mask]
-            totals.add(pos, nll[mask])
+            totals.add(pos, nll[mask], offs[None].expand_as(mask)[mask])
 
 
 def rank_share(plan: np.ndarray) -> np.ndarray:

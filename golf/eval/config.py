@@ -22,7 +22,7 @@ class TttEvalConfig:
     device: Literal["auto", "cpu", "cuda"]
     """Where the artifact is scored; auto = cuda when available (one GPU per torchrun process)."""
     position_buckets: int
-    """Rows of plots/ttt_eval.csv: BPB in this many equal spans of the val stream."""
+    """Rows of plots/ttt_eval.csv (BPB in this many equal spans of the val stream) and of plots/ttt_eval_window.csv (of the window)."""
     sliding_enabled: bool
     """Run the sliding-window eval (besides the plain one, which always runs)."""
     ttt_mode: Literal["none", "chunk_sgd", "lora"]

@@ -196,7 +196,8 @@ def _run_batch(model: nn.Module, lora: BatchedLoRA, tokens: np.ndarray, docs: np
         with autocast(device):
             nll = model.nll(xy[:, :-1], xy[:, 1:], lora.adapter(_to(active, device)))
         # 1. score: kept on the GPU (computed before any step below), read back after the batch
-        scored.append(((ws[:, None] + 1 + offs).reshape(-1)[flat], nll.detach().reshape(-1)[_to(flat, device)]))
+        scored.append(((ws[:, None] + 1 + offs).reshape(-1)[flat], nll.detach().reshape(-1)[_to(flat, device)],
+                       np.broadcast_to(offs, mask.shape).reshape(-1)[flat]))  # window offsets: golf/eval/diagnostics.py
         more = n_chunks[active] > ci + 1
         if more.any():  # 2. then one step on what was just scored: sum over going-on docs of their mean NLL
             weight = mask * (more / mask.sum(1))[:, None]
@@ -204,8 +205,8 @@ def _run_batch(model: nn.Module, lora: BatchedLoRA, tokens: np.ndarray, docs: np
             (nll.float() * _to(weight.astype(np.float32), device)).sum().backward()
             opt.step()
             steps += 1
-    for pos, nll_sel in scored:
-        totals.add(torch.from_numpy(pos), nll_sel)
+    for pos, nll_sel, window_pos in scored:
+        totals.add(torch.from_numpy(pos), nll_sel, window_pos)
     return steps
 
 

@@ -17,14 +17,17 @@ import numpy as np
 import torch
 
 from golf.artifact import sliding
-from golf.artifact.scoring import Totals, as_numpy, check_inputs, check_sidecar
+from golf.artifact.scoring import as_numpy, check_inputs, check_sidecar
 from golf.eval import lora_ttt, plain, ttt
 from golf.eval.config import TttEvalConfig
+from golf.eval.diagnostics import DiagTotals, paired_with_plain, plot_windows, window_table, word_classes
 
 
 def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any, bos_id: int,
               cfg: TttEvalConfig, device: torch.device, progress: bool = False) -> dict[str, Any]:
-    """{"modes": {name: {result, eval_s, details, buckets}}, "headline": name, "val_tokens": N}."""
+    """{"modes": {name: {result, eval_s, details, buckets, window, paired, words}}, "headline": name, ...}:
+    buckets = BPB by val-stream span, window = by position in the window, paired = NLL minus plain's
+    by plain window offset, words = by word class (golf/eval/diagnostics.py; {} without `luts`)."""
     tokens = as_numpy(val_tokens, "val tokens")
     vb = as_numpy(val_bytes, "val byte sidecar")
     total = len(tokens)
@@ -34,15 +37,18 @@ def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any
     if luts is not None:
         check_sidecar(tokens, vb, luts)  # once, for the span every mode scores
     tokens, vb = np.ascontiguousarray(tokens), np.ascontiguousarray(vb)
+    classes = word_classes(tokens, luts) if luts is not None else None
     out: dict[str, Any] = {}
+    kept: dict[str, DiagTotals] = {}
 
     def timed(name: str, fn: Any) -> None:
-        totals = Totals(vb, len(tokens), cfg.position_buckets)
+        totals = kept[name] = DiagTotals(vb, len(tokens), cfg.position_buckets, cfg.seq_len, classes, keep_nll=True)
         t0 = time.perf_counter()
         got = fn(totals)
         res, details = got if isinstance(got, tuple) else (got, {})
         out[name] = {"result": res, "eval_s": round(time.perf_counter() - t0, 3), "details": details,
-                     "buckets": totals.bucket_rows()}
+                     "buckets": totals.bucket_rows(), "window": totals.window_rows(),
+                     "words": totals.class_stats()}
 
     timed("plain", lambda t: plain.evaluate(model, tokens, vb, cfg.seq_len, cfg.batch_seqs, device, totals=t,
                                             progress=progress))
@@ -57,6 +63,8 @@ def run_modes(model: torch.nn.Module, val_tokens: Any, val_bytes: Any, luts: Any
         timed("ttt", lambda t: lora_ttt.evaluate(model, tokens, vb, cfg, bos_id=bos_id, device=device, totals=t,
                                                  progress=progress))
     headline = "ttt" if "ttt" in out else "sliding" if "sliding" in out else "plain"
+    for name in out:
+        out[name]["paired"] = paired_with_plain(kept["plain"], kept[name], cfg.seq_len) if name != "plain" else []
     return {"modes": out, "headline": headline, "val_tokens_total": total, "val_tokens_used": len(tokens)}
 
 
@@ -68,6 +76,13 @@ def metrics_of(run: dict[str, Any]) -> dict[str, Any]:
         m[f"val_bpb_{name}"] = r["result"].bpb
     m.update({"tokens_scored": head.tokens, "bytes_scored": head.bytes,
               "val_tokens_total": run["val_tokens_total"], "val_tokens_used": run["val_tokens_used"]})
+    for name, r in modes.items():  # word-start vs continuation (golf/eval/diagnostics.py)
+        for cls in ("word_start", "continuation"):
+            if cls in r["words"]:
+                m[f"val_bpb_{cls}_{name}"] = r["words"][cls]["bpb"]
+                m[f"val_loss_{cls}_{name}"] = r["words"][cls]["nll"]
+    for cls, w in run["modes"][run["headline"]]["words"].items():  # the same tokens in every mode
+        m[f"tokens_{cls}"], m[f"bytes_{cls}"] = w["tokens"], w["bytes"]
     for name, r in modes.items():
         m[f"eval_s_{name}"] = r["eval_s"]
         # scored val tokens per second of this mode (sliding runs more tokens through the model)
@@ -75,10 +90,12 @@ def metrics_of(run: dict[str, Any]) -> dict[str, Any]:
     return m
 
 
-def score_artifact(cfg: TttEvalConfig, artifact: Path, tokens: Path, out: Path, plots: Path) -> dict[str, Any] | None:
+def score_artifact(cfg: TttEvalConfig, artifact: Path, tokens: Path, out: Path, plots: Path,
+                   window_plots: Path, window_png: Path) -> dict[str, Any] | None:
     """The ttt_eval stage's work: the artifact alone, scored on val in every enabled mode; per-mode
-    detail JSON under `out`, the headline's BPB-by-position CSV at `plots`. The metrics on rank 0,
-    None on other ranks (torchrun: one process per GPU)."""
+    detail JSON under `out`, the headline's BPB by val-stream span at `plots`, every mode's NLL / BPB
+    by window position at `window_plots` (CSV) and `window_png`. The metrics on rank 0, None on
+    other ranks (torchrun: one process per GPU)."""
     from golf.artifact.runtime import init_dist, resolve_device
     from golf.data.tokens import TokenData
     from golf.eval.artifact import check_data, load_artifact_model
@@ -99,7 +116,13 @@ def score_artifact(cfg: TttEvalConfig, artifact: Path, tokens: Path, out: Path, 
         return None
     for name, r in run["modes"].items():
         detail = {"mode": name, **r["result"].as_dict(), "eval_s": r["eval_s"], **r["details"],
-                  "buckets": r["buckets"], "ttt_eval": section_dict(cfg), "world_size": dctx.world_size}
+                  "buckets": r["buckets"], "window": r["window"], "paired": r["paired"], "words": r["words"],
+                  "ttt_eval": section_dict(cfg), "world_size": dctx.world_size}
         atomic_write_text(out / f"{name}.json", json.dumps(detail, indent=2) + "\n")
     write_csv(plots, run["modes"][run["headline"]]["buckets"])
+    windows = {name: r["window"] for name, r in run["modes"].items()}
+    paired = {name: r["paired"] for name, r in run["modes"].items()}
+    write_csv(window_plots, window_table(windows, paired))
+    overall = {name: r["result"].bpb for name, r in run["modes"].items()}
+    plot_windows(window_png, windows, overall, cfg.seq_len, cfg.stride if cfg.sliding_enabled else cfg.seq_len, paired)
     return {**metrics_of(run), "world_size": dctx.world_size}

@@ -60,7 +60,9 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
              "data": {"tokenizer_sha256": data.manifest.get("tokenizer_sha256", ""),
                       "train_tokens": splits.get("train", {}).get("tokens", len(data.train)),
                       "val_tokens": splits.get("val", {}).get("tokens", len(data.val))},
-             "eval": {"seq_len": cfg.train_seq_len, "batch_seqs": cfg.val_batch_seqs, "max_tokens": cfg.val_max_tokens}}
+             "eval": {"seq_len": cfg.train_seq_len, "batch_seqs": cfg.val_batch_seqs, "max_tokens": cfg.val_max_tokens},
+             # measured, for ttt_eval's compliance verdict (golf/compliance.py: metrics/timings is not a DVC dep)
+             "clock": {"train_s": round(res.train_s, 3), "world_size": dctx.world_size}}
     save_model(out, model.cpu(), extra)
     write_csv(plots, res.rows)
     values = {"val_bpb": res.val_bpb, "val_loss": res.val_loss, "val_bpb_raw": res.val_bpb_raw, "steps": res.steps,
