@@ -498,3 +498,18 @@ def hadamard_block(n: int) -> int:
     from golf.quant import hadamard
 
     return hadamard.block_size(n)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_codebook_on_cuda_equals_cpu():
+    """The seeded ablation's codebook64 row failed on the H200: fit() built its quantile points and
+    cluster sums on the CPU while the weights were on the GPU. The same fit on both devices."""
+    from golf.quant import codebook
+
+    g = torch.Generator().manual_seed(0)
+    W, H = torch.randn(48, 64, generator=g), torch.rand(64, generator=g) + 0.1
+    cpu = codebook.fit(W, H.expand_as(W), 16, 10)
+    gpu = codebook.fit(W.cuda(), H.cuda().expand_as(W), 16, 10)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-3)

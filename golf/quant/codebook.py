@@ -57,13 +57,13 @@ def fit(values: torch.Tensor, weights: torch.Tensor | None, k: int, iters: int) 
         wt = torch.ones_like(x)
     xs, order = torch.sort(x)
     ws = wt[order]
-    c = torch.quantile(xs, (torch.arange(k, dtype=torch.float32) + 0.5) / k) if x.numel() <= 1 << 24 \
-        else xs[((torch.arange(k) + 0.5) / k * (len(xs) - 1)).long()]
+    c = torch.quantile(xs, (torch.arange(k, dtype=torch.float32, device=xs.device) + 0.5) / k) if x.numel() <= 1 << 24 \
+        else xs[((torch.arange(k, device=xs.device) + 0.5) / k * (len(xs) - 1)).long()]
     for _ in range(iters):
         c, _ = torch.sort(c)
         idx = nearest(xs, c)
-        num = torch.zeros(k).index_add_(0, idx, xs * ws)
-        den = torch.zeros(k).index_add_(0, idx, ws)
+        num = torch.zeros(k, device=xs.device).index_add_(0, idx, xs * ws)
+        den = torch.zeros(k, device=xs.device).index_add_(0, idx, ws)
         c = torch.where(den > 0, num / den.clamp_min(1e-30), c)  # an empty cluster keeps its centroid
     return torch.sort(c.to(torch.float16))[0]
 
