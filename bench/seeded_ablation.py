@@ -2,7 +2,8 @@
 against the baseline (golf/report/stats.py), on one machine without DVC (a lent GPU has none).
 
     python bench/seeded_ablation.py --tokens data/tokens --seeds 1,2,3 --jobs 12 \
-        --set train.device=cuda --set train.compile=off --out /tmp/abl --json $OUT/ablation.json
+        --set train.device=cuda --set train.compile='"off"' --out /tmp/abl --json $OUT/ablation.json
+    python bench/seeded_ablation.py --report ablation.json --png docs/ablation_seeds.png   # table + plot again
 
 Each run is a folder laid out like the repo (params.yaml, data/tokens as a link) in which the stage
 commands run in one process with their default paths, as `dvc repro` would run them:
@@ -141,7 +142,8 @@ def table(results: dict[str, list[dict]]) -> list[dict]:
     for name, runs in results.items():
         bpb, loss, size = (summarize([r[k] for r in runs]) for k in ("val_bpb", "val_loss", "total_bytes"))
         row = {"row": name, "what": ROWS[name][1], "n": len(runs), "val_bpb": bpb.mean if bpb else math.nan,
-               "val_bpb_std": bpb.std if bpb else None, "total_bytes": size.mean if size else math.nan}
+               "val_bpb_std": bpb.std if bpb else None, "total_bytes": size.mean if size else math.nan,
+               "total_bytes_std": size.std if size else None}
         if name != BASE and runs:
             c = compare(base, [r["val_loss"] for r in runs])
             row |= {"delta_nats": c.delta, "p_diff": c.p_diff, "p_rule": c.p_rule, "clears": c.clears}
@@ -158,6 +160,13 @@ def print_table(rows: list[dict]) -> None:
               f"| {fmt(r.get('delta_nats'), '+.4f')} | {fmt(r.get('p_diff'), '.3g')} | {fmt(r['total_bytes'], ',.0f')} |")
 
 
+def write_png(rows: list[dict], path: Path) -> None:
+    """Bytes vs BPB with the seeds' std as error bars (golf report's plot, golf/report/render.py)."""
+    from golf.report.render import scatter_png
+
+    scatter_png([{**r, "experiment": r["row"]} for r in rows if r["n"]], path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, help=argparse.SUPPRESS)
@@ -170,9 +179,16 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time")
     ap.add_argument("--out", type=Path, default=Path("/tmp/golf-ablation"), help="run folders")
     ap.add_argument("--json", type=Path, default=None, help="where to write the table and every run's numbers")
+    ap.add_argument("--png", type=Path, default=None, help="where to draw bytes vs BPB with error bars")
+    ap.add_argument("--report", type=Path, default=None, help="only print the table (and --png) of a saved --json")
     a = ap.parse_args()
     if a.run:
         return run_stages(a.run)
+    if a.report:
+        saved = json.loads(a.report.read_text())
+        rows = table({n: runs for n, runs in saved["runs"].items() if n in ROWS})
+        print_table(rows)
+        return write_png(rows, a.png) if a.png else None
     names = [BASE, *[n for n in a.rows.split(",") if n and n != BASE]] if a.rows else list(ROWS)
     unknown = [n for n in names if n not in ROWS]
     if unknown:
@@ -191,6 +207,8 @@ def main() -> None:
     rows = table(results)
     print(f"\n{len(names)} rows x {len(seeds)} seeds in {time.perf_counter() - t0:.0f} s; sets {sets}\n")
     print_table(rows)
+    if a.png:
+        write_png(rows, a.png)
     if a.json:
         a.json.write_text(json.dumps({"date": date.today().isoformat(), "seeds": seeds, "sets": sets,
                                       "rows": rows, "runs": results}, indent=1) + "\n")
