@@ -3,7 +3,7 @@ against the baseline (golf/report/stats.py), on one machine without DVC (a lent 
 
     python bench/seeded_ablation.py --tokens data/tokens --seeds 1,2,3 --jobs 12 \
         --set train.device=cuda --set train.compile='"off"' --out /tmp/abl --json $OUT/ablation.json
-    python bench/seeded_ablation.py --report ablation.json --png docs/ablation_seeds.png   # table + plot again
+    python bench/seeded_ablation.py --report docs/ablation_seeds.json --png docs/ablation_seeds.png   # again
 
 Each run is a folder laid out like the repo (params.yaml, data/tokens as a link) in which the stage
 commands run in one process with their default paths, as `dvc repro` would run them:
@@ -161,10 +161,28 @@ def print_table(rows: list[dict]) -> None:
 
 
 def write_png(rows: list[dict], path: Path) -> None:
-    """Bytes vs BPB with the seeds' std as error bars (golf report's plot, golf/report/render.py)."""
-    from golf.report.render import scatter_png
+    """One bar per row: val BPB mean ± std over the seeds (sorted), the baseline's mean as a line,
+    the row's mean bytes in its label."""
+    import matplotlib
 
-    scatter_png([{**r, "experiment": r["row"]} for r in rows if r["n"]], path)
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = sorted((r for r in rows if r["n"]), key=lambda r: r["val_bpb"])
+    base = next(r["val_bpb"] for r in rows if r["row"] == BASE)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(done) + 1.2), dpi=110)
+    y = range(len(done))
+    ax.errorbar([r["val_bpb"] for r in done], y, xerr=[r["val_bpb_std"] or 0.0 for r in done], fmt="o",
+                capsize=3, markersize=4)
+    ax.axvline(base, color="grey", linestyle="--", linewidth=1, label=f"{BASE} mean {base:.4f}")
+    ax.set_yticks(list(y), [f"{r['row']} ({r['total_bytes'] / 1e3:,.0f} KB)" for r in done], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ttt_eval.val_bpb, mean ± std over {max(r['n'] for r in done)} seeds (lower is better)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
 
 
 def main() -> None:
@@ -179,7 +197,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="runs at a time")
     ap.add_argument("--out", type=Path, default=Path("/tmp/golf-ablation"), help="run folders")
     ap.add_argument("--json", type=Path, default=None, help="where to write the table and every run's numbers")
-    ap.add_argument("--png", type=Path, default=None, help="where to draw bytes vs BPB with error bars")
+    ap.add_argument("--png", type=Path, default=None, help="where to draw each row's BPB with error bars")
     ap.add_argument("--report", type=Path, default=None, help="only print the table (and --png) of a saved --json")
     a = ap.parse_args()
     if a.run:
