@@ -22,11 +22,11 @@ def preset_names(folder: Path) -> list[str]:
     return sorted(p.stem for p in Path(folder).glob("*.yaml"))
 
 
-def read_overlay(path: Path) -> dict[str, dict[str, Any]]:
+def read_overlay(path: Path, kind: str = "preset") -> dict[str, dict[str, Any]]:
     """{section: {key: value}}; a clear error for a missing file or a malformed overlay."""
     if not path.is_file():
         names = ", ".join(preset_names(path.parent)) or "none"
-        raise GolfError(f"{path}: no such preset (presets in {path.parent}: {names})")
+        raise GolfError(f"{path}: no such {kind} ({kind}s in {path.parent}: {names})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
@@ -71,3 +71,21 @@ def preset_params(name: str, root: Path, out: Path) -> Path:
     out.write_text(apply_overlay((root / "params.yaml").read_text(encoding="utf-8"), read_overlay(path), str(path)),
                    encoding="utf-8")
     return out
+
+
+def recipe_preset(path: Path) -> str | None:
+    """The preset a recipe assumes: a `# preset: NAME` line in its header comment (docs/recipes.md)."""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            return None
+        if m := re.match(r"^#\s*preset:\s*([\w-]+)\s*$", line):
+            return m.group(1)
+    return None
+
+
+def recipe_text(text: str, recipe: Path, presets: Path) -> str:
+    """params.yaml's text with the recipe's preset applied, then the recipe itself (a recipe wins)."""
+    overlay = read_overlay(recipe, kind="recipe")
+    if name := recipe_preset(recipe):
+        text = apply_overlay(text, read_overlay(presets / f"{name}.yaml"), str(presets / f"{name}.yaml"))
+    return apply_overlay(text, overlay, str(recipe))

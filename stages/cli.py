@@ -27,6 +27,7 @@ for _name in STAGES:
     app.command(_name.replace("_", "-"))(importlib.import_module(f"stages.{_name}").command)
 app.command("report")(importlib.import_module("stages.report").command)  # not a stage: reads `dvc exp show`
 app.command("preset")(importlib.import_module("stages.preset").command)  # not a stage: edits params.yaml
+app.command("recipe")(importlib.import_module("stages.recipe").command)  # not a stage: edits params.yaml
 
 
 if __name__ == "__main__":  # `python -m stages.cli <stage>`: the same app without the console script
