@@ -20,25 +20,31 @@ def preset(
 ) -> None:
     """Switch params.yaml to a preset: its keys are set, comments and every other key are kept."""
     from golf.errors import GolfError
-    from golf.io.atomic import atomic_write_text
     from golf.presets import apply_overlay, read_overlay
 
     try:
         overlay = read_overlay(presets / f"{name}.yaml")
         text = apply_overlay(params.read_text(encoding="utf-8"), overlay, source=str(presets / f"{name}.yaml"))
-        staged = params.with_name(f".{params.name}.preset")
-        staged.write_text(text, encoding="utf-8")
-        try:
-            validate_all(staged)  # a preset that breaks validation never lands
-        finally:
-            staged.unlink(missing_ok=True)
-        atomic_write_text(out or params, text)
+        write_validated(text, params, out)
     except (GolfError, OSError) as e:
         typer.secho(f"golf preset: error: {e}", err=True, fg="red")
         raise typer.Exit(1) from None
     changed = sum(len(v) for v in overlay.values())
     where = f"{out} holds {params} with" if out else f"{params} now holds"
     typer.echo(f"golf preset: {where} preset {name} ({changed} keys set)" + ("" if out else "; `dvc repro` reruns what changed"))
+
+
+def write_validated(text: str, params: Path, out: Path | None) -> None:
+    """Write the new params text to `out` (or over `params`) only once every section of it validates."""
+    from golf.io.atomic import atomic_write_text
+
+    staged = params.with_name(f".{params.name}.staged")
+    staged.write_text(text, encoding="utf-8")
+    try:
+        validate_all(staged)  # an overlay that breaks validation never lands
+    finally:
+        staged.unlink(missing_ok=True)
+    atomic_write_text(out or params, text)
 
 
 def validate_all(path: Path) -> None:

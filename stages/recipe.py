@@ -21,20 +21,12 @@ def recipe(
 ) -> None:
     """Switch params.yaml to a recipe: its preset's keys, then the recipe's, are set; comments are kept."""
     from golf.errors import GolfError
-    from golf.io.atomic import atomic_write_text
     from golf.presets import recipe_preset, recipe_text
-    from stages.preset import validate_all
+    from stages.preset import write_validated
 
     path = recipes / f"{name}.yaml"
     try:
-        text = recipe_text(params.read_text(encoding="utf-8"), path, presets)
-        staged = params.with_name(f".{params.name}.recipe")
-        staged.write_text(text, encoding="utf-8")
-        try:
-            validate_all(staged)  # a recipe that breaks validation never lands
-        finally:
-            staged.unlink(missing_ok=True)
-        atomic_write_text(out or params, text)
+        write_validated(recipe_text(params.read_text(encoding="utf-8"), path, presets), params, out)
     except (GolfError, OSError) as e:
         typer.secho(f"golf recipe: error: {e}", err=True, fg="red")
         raise typer.Exit(1) from None
