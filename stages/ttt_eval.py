@@ -16,26 +16,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from golf.eval.config import TttEvalConfig
 from stages.common import Timer, finish, stage_command
-
-
-def _header(path: Path, fmt: str, version: int) -> dict[str, Any] | None:
-    """The golf header of a stage output (checked before any scoring), None when the file is absent
-    (a run by hand on an artifact alone)."""
-    from golf.io.tensors import read_header
-
-    return read_header(path, fmt, version) if path.is_file() else None
-
-
-def _total_bytes(artifact: Path) -> int | None:
-    """Model + code bytes of the artifact folder (golf/compress/run.py writes both side by side)."""
-    code = artifact.parent / "train_gpt.py"
-    return artifact.stat().st_size + code.stat().st_size if code.is_file() else None
 
 
 @stage_command(cfg="ttt_eval")
@@ -52,23 +38,16 @@ def ttt_eval(
     window_png: Annotated[Path, typer.Option(help="The same as a PNG plot.")] = Path("plots/ttt_eval_window.png"),
 ) -> None:
     """Score the artifact on the val split (plain, sliding, TTT)."""
-    from golf import compliance
-    from golf.eval.run import score_artifact
-    from golf.io.checkpoint import FORMAT as CKPT_FORMAT
-    from golf.io.checkpoint import VERSION as CKPT_VERSION
-    from golf.quant.hessian import FORMAT as H_FORMAT
-    from golf.quant.hessian import VERSION as H_VERSION
+    from golf.eval.run import score_artifact, stage_outputs
 
     timer = Timer()
-    headers = (_header(checkpoint, CKPT_FORMAT, CKPT_VERSION), _header(hessians, H_FORMAT, H_VERSION))
+    outputs = stage_outputs(checkpoint, hessians, artifact)  # headers read (and checked) before scoring
     values = score_artifact(cfg, artifact, tokens, out, plots, window_plots, window_png)
     if values is not None:  # rank 0 writes the metrics
         eval_s = timer.s
-        verdict = compliance.from_artifacts(*headers, _total_bytes(artifact), eval_s, values["world_size"])
-        finish("ttt_eval", metrics, {**values, **verdict.as_metrics(), "wall_s": eval_s})
-        missing = [str(path) for path, h in zip((checkpoint, hessians), headers) if h is None]
-        if missing:
-            print(f"golf ttt-eval: {' and '.join(missing)} not found: left out of the compliance verdict",
+        finish("ttt_eval", metrics, {**values, **outputs.verdict(eval_s, values["world_size"]), "wall_s": eval_s})
+        if outputs.missing:
+            print(f"golf ttt-eval: {' and '.join(outputs.missing)} not found: left out of the compliance verdict",
                   file=sys.stderr)
 
 
