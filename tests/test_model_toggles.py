@@ -7,10 +7,7 @@ bundled train_gpt.py."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,7 +17,7 @@ from test_doc_mask import documents, ids
 from test_doc_mask import make as make_masked
 from test_model import B, T, make, tokens  # the perturbed tiny GPT and token batches
 from test_toggles_off import PARAMS, SHRINK_MODEL, SHRINK_TRAIN, stream
-from test_ttt import BLOCK_GOLF, lora, make_artifact, run_stage
+from test_ttt import bundled_script_and_stage_bpb, lora
 
 from golf.artifact.model import GPT
 from golf.artifact.model.layers import KANMLP, MLP, KANLinear, bspline_basis
@@ -360,18 +357,6 @@ def test_lora_ttt_runs_on_the_toggled_model(tiny_model_config):
 def test_bundled_script_scores_the_toggled_model(tmp_path, tokens_dir, tiny_model_config):
     """train_gpt.py alone (golf imports blocked) rebuilds the value-residual KAN model from the artifact's
     header and scores the same sliding-window BPB as `golf ttt-eval`."""
-    from golf.compress import bundle
-
-    tokens_path, raw, _, sha = tokens_dir
-    make_artifact(tmp_path / "model.golf", dataclasses.replace(tiny_model_config, vocab_size=320, **KAN, **VR), sha)
-    r, out = run_stage(tmp_path, tokens_path, tmp_path / "model.golf", mode="none")
-    assert r.exit_code == 0, r.output
-    want = json.loads((out / "m.json").read_text())["ttt_eval"]["val_bpb_sliding"]
-    script = tmp_path / "train_gpt.py"
-    script.write_text(bundle.build_script())
-    res = subprocess.run([sys.executable, "-c", BLOCK_GOLF, str(script), "--artifact", str(tmp_path / "model.golf"),
-                          "--tokens", str(tokens_path), "--seq-len", "32", "--stride", "8", "--batch-seqs", "4",
-                          "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert res.returncode == 0, res.stderr
-    got = dict(kv.split(":", 1) for kv in res.stdout.split())
+    got, want, raw = bundled_script_and_stage_bpb(
+        tmp_path, tokens_dir, dataclasses.replace(tiny_model_config, vocab_size=320, **KAN, **VR))
     assert abs(float(got["val_bpb"]) - want) < 1e-9 and int(got["bytes"]) == raw

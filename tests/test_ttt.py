@@ -333,16 +333,16 @@ exec(compile(open(sys.argv[0]).read(), sys.argv[0], "exec"), {"__name__": "__mai
 """
 
 
-def test_bundled_script_reproduces_the_sliding_bpb(tmp_path, tokens_dir, tiny_model_config):
-    """train_gpt.py, given only itself, the artifact and the val shards (golf imports blocked),
-    scores the same sliding-window BPB as `golf ttt-eval`."""
+def bundled_script_and_stage_bpb(tmp_path, tokens_dir, model_cfg) -> tuple[dict, float, int]:
+    """An artifact of `model_cfg` scored by `golf ttt-eval` (no TTT) and by its bundled train_gpt.py
+    alone (golf imports blocked): (the script's "key:value" output, the stage's sliding BPB, raw bytes)."""
     import subprocess
     import sys
 
     from golf.compress import bundle
 
-    tokens, raw, n, sha = tokens_dir
-    make_artifact(tmp_path / "model.golf", dataclasses.replace(tiny_model_config, vocab_size=320), sha)
+    tokens, raw, _, sha = tokens_dir
+    make_artifact(tmp_path / "model.golf", model_cfg, sha)
     r, out = run_stage(tmp_path, tokens, tmp_path / "model.golf", mode="none")
     assert r.exit_code == 0, r.output
     want = json.loads((out / "m.json").read_text())["ttt_eval"]["val_bpb_sliding"]
@@ -352,5 +352,12 @@ def test_bundled_script_reproduces_the_sliding_bpb(tmp_path, tokens_dir, tiny_mo
                           "--tokens", str(tokens), "--seq-len", "32", "--stride", "8", "--batch-seqs", "4",
                           "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr
-    got = dict(kv.split(":", 1) for kv in res.stdout.split())
+    return dict(kv.split(":", 1) for kv in res.stdout.split()), want, raw
+
+
+def test_bundled_script_reproduces_the_sliding_bpb(tmp_path, tokens_dir, tiny_model_config):
+    """train_gpt.py, given only itself, the artifact and the val shards (golf imports blocked),
+    scores the same sliding-window BPB as `golf ttt-eval`."""
+    got, want, raw = bundled_script_and_stage_bpb(tmp_path, tokens_dir,
+                                                  dataclasses.replace(tiny_model_config, vocab_size=320))
     assert abs(float(got["val_bpb"]) - want) < 1e-9 and int(got["bytes"]) == raw
