@@ -100,6 +100,10 @@ class TrainConfig:
     fa4 > sdpa, the ones that mask documents); fa4 = golf/kernels/fa4.py's ops; cudnn = SDPA's cuDNN kernel."""
     autocast_bf16: bool
     """bf16 autocast for the forward on CUDA (ignored on CPU)."""
+    bf16_residual: bool
+    """Under autocast_bf16: keep the residual stream (embedding output, block outputs, skips, lanes) in bf16, as
+    the record script does, instead of fp32; halves the memory traffic of the elementwise work between the
+    matmuls. Training only (eval and the artifact keep fp32); ignored without autocast."""
     fused_kernels: Literal["auto", "on", "off"]
     """Fused Triton kernels for training (golf/kernels: softcapped CE head, LeakyReLU² MLP activation);
     auto = on with CUDA, Triton and autocast_bf16, else the eager path (said once on stderr). Training only."""

@@ -301,6 +301,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     model.to(device).train()
     fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main) and \
         fused_kernels.install(model)
+    if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
+        model.autocast_residual = cfg.bf16_residual
     # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
     doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
     loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
@@ -338,6 +340,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     mfu = fpt * tps / (cfg.peak_flops * world) if device.type == "cuda" and cfg.peak_flops > 0 else None
     if fused:  # the model leaves training as it came: eager, runnable anywhere
         model.use_fused_kernels(None, None)
+    if hasattr(model, "autocast_residual"):
+        model.autocast_residual = False
     return TrainResult(steps=step, train_tokens=step * cfg.train_batch_tokens, train_s=elapsed, tokens_per_s=tps,
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,

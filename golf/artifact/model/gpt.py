@@ -77,6 +77,9 @@ class GPT(nn.Module):
         self._init_weights()
         self.attention_backend = "sdpa"
         self.fused_head_loss = None  # training only: see use_fused_kernels
+        # train.bf16_residual: under autocast, the residual stream in the autocast dtype (bf16), as the
+        # record keeps it, instead of the embedding's fp32; set and cleared by the train loop
+        self.autocast_residual = False
 
     # ---- structure -------------------------------------------------------------------------
 
@@ -160,10 +163,13 @@ class GPT(nn.Module):
             x = x + self.bigram(idx)
         if self.smear is not None:
             x = self.smear(x, idx)
-        return F.rms_norm(x, (x.size(-1),))
+        x, dev = F.rms_norm(x, (x.size(-1),)), x.device.type
+        if self.autocast_residual and torch.is_autocast_enabled(dev):
+            x = x.to(torch.get_autocast_dtype(dev))
+        return x
 
     def _skip(self, x: torch.Tensor, skip: torch.Tensor, i: int) -> torch.Tensor:
-        s = self.skip_weights[i] * skip
+        s = self.skip_weights[i].to(skip.dtype) * skip
         if self.skip_gates is None:
             return x + s
         return torch.lerp(s, x, torch.sigmoid(self.skip_gates[i]).to(x.dtype))

@@ -120,9 +120,11 @@ class Block(nn.Module):
         self.register_buffer("ln_scale_factor", torch.tensor(1.0 / math.sqrt(layer + 1) if cfg.ln_scale else 1.0,
                                                              dtype=torch.float64), persistent=False)
 
+    # every 1-D parameter meets the residual stream in its dtype (.to(x.dtype)): a no-op for the fp32
+    # stream, and what keeps a bf16 one (GPT.residual_dtype) in bf16 instead of promoting it to fp32
     def _attn(self, x_in, rope, ve, adapter, slot, docs, v0, lam):
         y, v = self.attn(self.attn_norm(x_in) * self.ln_scale_factor, rope, ve, adapter, slot, docs, v0, lam)
-        return self.attn_scale * y, v
+        return self.attn_scale.to(x_in.dtype) * y, v
 
     def _mlp(self, x, adapter, slot):
         h = self.mlp_norm(x) * self.ln_scale_factor
@@ -131,10 +133,11 @@ class Block(nn.Module):
             delta = adapter(f"{slot}.mlp", h)
             if delta is not None:
                 out = out + delta
-        return self.mlp_scale * out
+        return self.mlp_scale.to(x.dtype) * out
 
     def mix(self, x: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-        return self.resid_mix[0] * x + self.resid_mix[1] * x0
+        mix = self.resid_mix.to(x.dtype)
+        return mix[0] * x + mix[1] * x0
 
     def forward(self, x, x0, rope, ve=None, adapter=None, slot: int = 0, docs=None, v0=None, lam=None,
                 return_v: bool = False):
@@ -176,7 +179,7 @@ class SmearGate(nn.Module):
 
     def forward(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         cur = x[:, 1:]
-        g = self.smear_lambda * torch.sigmoid(self.smear_gate(cur[..., : self.window]))
+        g = self.smear_lambda.to(x.dtype) * torch.sigmoid(self.smear_gate(cur[..., : self.window]))
         g = g.masked_fill((idx[:, 1:] == self.bos_id).unsqueeze(-1), 0.0)
         return torch.cat((x[:, :1], cur + g * x[:, :-1]), dim=1)
 
