@@ -199,7 +199,9 @@ def run_golf(a: argparse.Namespace) -> dict:
     pre, post = golf_phase_rates(r["rows"], a.golf_steps // 2, int(params["train"]["train_batch_tokens"]))
     launch_to_stage = r["process_s"] - m["wall_s"]  # interpreter start, CLI imports: before the stage's clock
     out = {"params": str(a.params), "flags": flags, "first_step_s": m["first_step_s"] + launch_to_stage,
-           "first_step_s_stage": m["first_step_s"], "pre": pre, "post": post, "steps": m["steps"],
+           "first_step_s_stage": m["first_step_s"], "launch_s": launch_to_stage,
+           "start_s": {k[len("start_s_"):]: v for k, v in m.items() if k.startswith("start_s_")},
+           "pre": pre, "post": post, "steps": m["steps"],
            "attention": m["attention_backend"], "doc_masked_attention": params["model"].get("doc_masked_attention"),
            "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"]}
     (a.state_dir / "golf.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -87,7 +87,9 @@ def main() -> None:
                   a.warm_cache, env=env)
         m = r["metrics"]
         pre, post = phase_rates(r["rows"], steps // 2)
-        res = {"variant": name, "flags": flags, "first_step_s": m["first_step_s"], "pre": pre, "post": post,
+        res = {"variant": name, "flags": flags, "first_step_s": m["first_step_s"],
+               "start_s": {k[len("start_s_"):]: v for k, v in m.items() if k.startswith("start_s_")},
+               "pre": pre, "post": post,
                "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
                "mfu_pre": fpt[0] * pre / peak, "mfu_post": fpt[1] * post / peak,
                "peak_gib": m["peak_mem_bytes"] / 2**30, "attention": m["attention_backend"],

@@ -346,6 +346,9 @@ def test_golf_train_stage(tmp_path):
     assert m["steps"] == 12 and m["train_tokens"] == 12 * 8 * 24
     assert m["val_bpb"] > 0 and m["params"] > 0 and t["peak_mem_bytes"] > 0 and m["compile"] is False
     assert m["attention_backend"] == "sdpa" and "mfu" not in m | t and t["wall_s"] >= t["train_s"]
+    # the cold start, split: setup, then each warm-up graph (looping switches on mid-run: two)
+    parts = [t["start_s_setup"], t["start_s_plain"], t["start_s_looped"]]
+    assert all(p > 0 for p in parts) and sum(parts) <= t["first_step_s"] and not any("start_s" in k for k in m)
     model, header = load_model(tmp_path / "artifacts/train/model.safetensors")
     assert header["train"]["muon_coeffs"] == "quintic" and header["train"]["iterations"] == 12
     assert header["looping"] is True  # switched on at half of training

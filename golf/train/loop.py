@@ -72,6 +72,9 @@ class TrainResult:
     """Seconds from `started` (the stage's start) to the end of the first real optimizer step:
     imports, data, compile and warm-up included."""
     rows: list[dict[str, Any]] = field(default_factory=list)
+    start_s: dict[str, float] = field(default_factory=dict)
+    """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
+    then each warm-up graph's compile and steps ("plain", "looped"; "all" without a looping switch)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -226,17 +229,21 @@ class Stepper:
         lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
         return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
-    def warm_up(self, looping_later: bool) -> None:
+    def warm_up(self, looping_later: bool) -> dict[str, float]:
         """Compile warm-up: run the steps (both graphs when looping will switch on), then restore the
-        weights and optimizer state, so the warm-up trains nothing."""
+        weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s)."""
         model, cfg = self.model, self.cfg
         saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved_opts = [copy.deepcopy(o.state_dict()) for o in (self.muon, self.adam)]
+        seconds = {}
         for phase in ([False, True] if looping_later else [None]):
+            t0 = time.perf_counter()
             if phase is not None:
                 model.looping = phase
             for s in range(cfg.warmup_steps):
                 self(s, 1.0, cfg.muon_momentum_warmup_start)
+            _sync(self.device)
+            seconds["all" if phase is None else "looped" if phase else "plain"] = time.perf_counter() - t0
         if looping_later:
             model.looping = False
         model.load_state_dict(saved_model)
@@ -244,6 +251,7 @@ class Stepper:
             o.load_state_dict(st)
         model.zero_grad(set_to_none=True)
         _sync(self.device)
+        return seconds
 
 
 def _cuda_precision(device: torch.device) -> None:
@@ -325,8 +333,9 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     looping_later = can_loop(model) and cfg.enable_looping_at > 0
     if can_loop(model):
         model.looping = cfg.enable_looping_at == 0
+    start_s = {"setup": time.perf_counter() - started}
     if cfg.warmup_steps > 0:
-        stepper.warm_up(looping_later)
+        start_s |= stepper.warm_up(looping_later)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows, step, elapsed, first_step_at = _run_steps(stepper, cfg, looping_later, run_eval, dctx, progress, on_step)
@@ -346,7 +355,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
                        flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
-                       first_step_s=(first_step_at or started) - started, rows=rows)
+                       first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
 
 
 def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval: Callable, dctx: Dist,
