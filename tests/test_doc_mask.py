@@ -186,6 +186,30 @@ def test_train_path_equals_eval_path(record_like, fa4_on_cpu):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
+def test_prepared_batches_are_the_batches():
+    """The train loop prepares step s + 1's host work during step s (WindowLoader.prepare): the batch is
+    the one `batch` makes unprepared, and a prepared step that is not the one asked for is not used."""
+    from golf.train.data import WindowLoader
+
+    stream = np.concatenate([[BOS, *np.random.default_rng(1).integers(2, 96, n)] for n in (9, 3, 30, 1, 17, 40)])
+    make_loader = lambda: WindowLoader(stream.astype(np.uint16), T, 4, 2, 0, 1, seed=3,  # noqa: E731
+                                       device=torch.device("cpu"), bos_id=BOS)
+    plain, prepared = make_loader(), make_loader()
+    for step in (0, 1, 5):
+        prepared.prepare(step)
+        for a, b in zip(plain.batch(step), prepared.batch(step), strict=True):
+            assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    prepared.prepare(7)
+    for a, b in zip(plain.batch(2), prepared.batch(2), strict=True):
+        assert all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
+    calls = []
+    host = prepared._host_batch
+    prepared._host_batch = lambda step: calls.append(step) or host(step)
+    prepared.prepare(4)
+    prepared.batch(4)
+    assert calls == [4]  # batch(4) took the prepared work, it did not redo it
+
+
 def test_loader_without_bos_id_gives_no_cu_seqlens():
     from golf.train.data import WindowLoader
 

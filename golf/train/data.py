@@ -43,20 +43,30 @@ class WindowLoader:
     def batch(self, step: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
         """This rank's micro-batches for `step`: grad_accum_steps (inputs, targets, cu_seqlens) with
         int64 (B, T) inputs and targets, int32 cu_seqlens of the inputs' documents (or None)."""
+        ready, self._ready = self._ready, None
+        win, cus = ready[1] if ready is not None and ready[0] == step else self._host_batch(step)
+        win = win.to(self.device, non_blocking=True)
+        return [(w[:, :-1], w[:, 1:], None if cu is None else cu.to(self.device, non_blocking=True))
+                for w, cu in zip(win.chunk(self.accum, dim=0), cus)]
+
+    def prepare(self, step: int) -> None:
+        """Do `batch(step)`'s host work now: the train loop calls this once a step's kernels are queued,
+        so the windows, documents and pinned copies of the next step are ready while the GPU still runs
+        this one (no GPU idle at the step boundary for them). The batch itself is the same either way."""
+        self._ready = (step, self._host_batch(step))
+
+    _ready: tuple[int, tuple[torch.Tensor, list[torch.Tensor | None]]] | None = None
+
+    def _host_batch(self, step: int) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """(the (B, T + 1) windows, each micro-batch's cu_seqlens or None), in pinned memory for CUDA."""
         mine = self.starts(step)[self.rank * self.local:(self.rank + 1) * self.local]
         idx = mine[:, None] + np.arange(self.seq_len + 1)[None, :]
         win = torch.from_numpy(np.asarray(self.tokens[idx], dtype=np.int64))
         cus = [doc_cu_seqlens(w[:, :-1], self.bos_id) if self.bos_id is not None else None
                for w in win.chunk(self.accum, dim=0)]
-        win = self._to_device(win)
-        return [(w[:, :-1], w[:, 1:], self._to_device(cu)) for w, cu in zip(win.chunk(self.accum, dim=0), cus)]
-
-    def _to_device(self, t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None:
-            return None
         if self.device.type == "cuda":
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
+            win, cus = win.pin_memory(), [None if cu is None else cu.pin_memory() for cu in cus]
+        return win, cus
 
 
 def check_bos(tokens_dir: Path, bos_id: int, tokenizer_bos_id: int | None = None) -> None:

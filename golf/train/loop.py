@@ -226,6 +226,7 @@ class Stepper:
         self.muon.step()
         self.adam.step()
         model.zero_grad(set_to_none=True)
+        self.loader.prepare(step + 1)  # host work while the GPU runs the queued step (golf/train/data.py)
         lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
         return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
@@ -380,7 +381,7 @@ def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval
             mom = muon_momentum(step, cfg.muon_momentum_warmup_start, cfg.muon_momentum,
                                 cfg.muon_momentum_warmup_steps, cfg.muon_momentum_cycle_steps,
                                 cfg.muon_momentum_cycle_min)
-            _sync(device)
+            # no sync before t0: the previous step's weight averages may still run, and count in this step
             t0 = time.perf_counter()
             loss = stepper(step, lr_mul, mom)
             _sync(device)
