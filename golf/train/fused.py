@@ -46,13 +46,18 @@ def resolve(setting: str, device: torch.device, autocast_bf16: bool, announce: b
     return not why
 
 
-def install(model: torch.nn.Module) -> bool:
-    """Give the model the fused head loss and MLP activation (golf/kernels); False when the model
+def install(model: torch.nn.Module, mlp: str = "pair") -> bool:
+    """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
+    activation between cuBLAS matmuls, or the GEMM with it in the epilogue); False when the model
     has no place for them (a model other than golf's GPT)."""
     if not hasattr(model, "use_fused_kernels"):
         return False
     from golf.kernels.leaky_relu2 import leaky_relu2
+    from golf.kernels.mlp_gemm import mlp_leaky_relu2
     from golf.kernels.softcap_ce import softcap_ce_sum
 
-    model.use_fused_kernels(softcap_ce_sum, leaky_relu2)
+    if mlp == "gemm":
+        model.use_fused_kernels(softcap_ce_sum, None, mlp_leaky_relu2)
+    else:
+        model.use_fused_kernels(softcap_ce_sum, leaky_relu2)
     return True

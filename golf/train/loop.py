@@ -309,7 +309,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     _cuda_precision(device)
     model.to(device).train()
     fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main) and \
-        fused_kernels.install(model)
+        fused_kernels.install(model, cfg.fused_mlp)
     if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
         model.autocast_residual = cfg.bf16_residual
     # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)

@@ -27,7 +27,8 @@ class RMSNorm(nn.Module):
 class MLP(nn.Module):
     """fc -> relu^2 or leaky_relu^2 -> proj (proj zero-initialised).
 
-    `fused_act(u, slope)`, when training sets it (GPT.use_fused_kernels), replaces the eager pair.
+    Training (GPT.use_fused_kernels) may set `fused_mlp(x, W_fc, W_proj, slope)`, which replaces all
+    three, or `fused_act(u, slope)`, which replaces the eager activation pair.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -35,9 +36,11 @@ class MLP(nn.Module):
         self.fc = nn.Linear(cfg.model_dim, cfg.mlp_hidden, bias=False)
         self.proj = nn.Linear(cfg.mlp_hidden, cfg.model_dim, bias=False)
         self.slope = cfg.leaky_slope if cfg.activation == "leaky_relu2" else 0.0
-        self.fused_act = None
+        self.fused_act = self.fused_mlp = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused_mlp is not None:
+            return self.fused_mlp(x, self.fc.weight, self.proj.weight, self.slope)
         h = self.fc(x)
         if self.fused_act is not None:
             return self.proj(self.fused_act(h, self.slope))
