@@ -140,6 +140,176 @@ def test_leaky_relu2_saves_only_its_input(device):
     assert len(saved) == 1 and saved[0].shape == u.shape
 
 
+# ---- the MLP's up-projection GEMM with the activation in its epilogue ----------------------------
+
+SMALL_TILES = dict(m=16, n=32, k=16, group_m=2, stages=2, warps=4)
+TILE_CASES = [  # several tiles per program, the two epilogue forms, unflattened; the shipped tiles
+    pytest.param(SMALL_TILES, id="small"), pytest.param(dict(SMALL_TILES, split=1, flatten=False), id="small-split1"),
+    pytest.param({}, id="default"),
+]
+
+
+def kernel_bf16(x: torch.Tensor, device: str) -> torch.Tensor:
+    """fp32 -> bf16 as the kernel's conversions round: to nearest on the GPU, toward zero under the
+    interpreter (its bits truncated)."""
+    x = x.float().contiguous()
+    return x.to(torch.bfloat16) if device == "cuda" else (x.view(torch.int32) & ~0xFFFF).view(torch.float32).bfloat16()
+
+
+def quarter_ints(*shape, gen):
+    """bf16 multiples of 1/4 in [-2, 2]: every product and every sum of up to 64 of them is exact in
+    fp32, so the GEMM's C is the same in any summation order (the kernel's, cuBLAS's, fp64's)."""
+    return (torch.randint(-8, 9, shape, generator=gen) / 4).to(torch.bfloat16)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tiles", TILE_CASES)
+@pytest.mark.parametrize("slope", [0.5, 0.0, 0.3])
+def test_mlp_gemm_epilogues_are_exact(device, tiles, slope, monkeypatch):
+    """With an exact C: pre = bf16(C), post = bf16(act(pre)) and dpre = bf16(bf16(C) act'(pre)) bit for
+    bit (the pair kernels' fp32 expressions), for M, N, K not multiples of the tile (rows and
+    columns past the end are neither read as data nor stored)."""
+    from golf.kernels import mlp_gemm
+
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**tiles))
+    gen = torch.Generator().manual_seed(4)
+    a, b, dout = quarter_ints(37, 48, gen=gen), quarter_ints(96, 48, gen=gen), quarter_ints(37, 48, gen=gen)
+    pre, post = mlp_gemm.gemm_leaky_relu2(a.to(device), b.to(device), slope)
+    dpre = mlp_gemm.gemm_leaky_relu2_backward(dout.to(device), b.to(device), pre, slope)
+    u = pre.float().cpu()
+    assert torch.equal(pre.cpu(), kernel_bf16(a.double() @ b.double().t(), device))
+    assert torch.equal(post.cpu(), kernel_bf16(torch.where(u > 0, u, u * slope).square(), device))
+    g = kernel_bf16(dout.double() @ b.double().t(), device).float()
+    assert torch.equal(dpre.cpu(), kernel_bf16(g * torch.where(u > 0, 2.0 * u, (2.0 * slope * slope) * u), device))
+    assert (u < 0).any() and (u > 0).any()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mlp_gemm_matches_the_pair(device, monkeypatch):
+    """Random inputs: pre is within one bf16 unit of the matmul's own rounding, and post and dpre are as
+    close to the fp64 truth as the eager pair's (cuBLAS / CPU matmul, then the activation kernels' math)."""
+    from golf.kernels import mlp_gemm
+
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**SMALL_TILES))
+    gen = torch.Generator().manual_seed(5)
+    a, b, dout = (torch.randn(*s, generator=gen).to(torch.bfloat16).to(device) for s in ((53, 64), (80, 64), (53, 64)))
+    pre, post = mlp_gemm.gemm_leaky_relu2(a, b, 0.5)
+    ref_pre, ref_post = mlp_gemm.gemm_leaky_relu2_reference(a, b, 0.5)
+    c = (a.double() @ b.double().t())
+    ulp = 2.0 ** (torch.floor(torch.log2(ref_pre.double().abs().clamp_min(1e-30))) - 7)
+    assert ((pre.double() - ref_pre.double()).abs() <= ulp + 1e-6 * c.abs().max()).all()
+    bf16_close(post, ref_post, torch.where(c > 0, c, 0.5 * c).square())
+    dpre = mlp_gemm.gemm_leaky_relu2_backward(dout, b, pre, 0.5)
+    ref_dpre = mlp_gemm.gemm_leaky_relu2_backward_reference(dout, b, pre, 0.5)
+    u = pre.double()
+    bf16_close(dpre, ref_dpre, (dout.double() @ b.double().t()) * torch.where(u > 0, 2 * u, 0.5 * u))
+
+
+@pytest.mark.skipif(not TRITON, reason="needs Triton")
+@pytest.mark.parametrize("a_shape, b_shape, dtype, match", [
+    ((8, 40), (32, 40), torch.bfloat16, r"K = 40 and N = 32 must be multiples of 16"),
+    ((8, 32), (24, 32), torch.bfloat16, r"K = 32 and N = 24 must be multiples of 16"),
+    ((8, 32), (32, 16), torch.bfloat16, r"must share K, got \(8, 32\) and \(32, 16\)"),
+    ((8, 32), (32, 32), torch.float32, r"must be bf16, got torch.float32"),
+])
+def test_mlp_gemm_rejects_what_it_cannot_run(a_shape, b_shape, dtype, match):
+    from golf.errors import GolfError
+    from golf.kernels.mlp_gemm import gemm_leaky_relu2
+
+    with pytest.raises(GolfError, match=match):
+        gemm_leaky_relu2(torch.zeros(a_shape, dtype=dtype), torch.zeros(b_shape, dtype=torch.bfloat16), 0.5)
+
+
+def mlp_inputs(device, x_dtype, seed=6):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, 13, 32, generator=gen).to(x_dtype)
+    w_fc, w_proj = torch.randn(80, 32, generator=gen) / 6, torch.randn(32, 80, generator=gen) / 9
+    dout = torch.randn(3, 13, 32, generator=gen).to(torch.bfloat16)
+    return [t.to(device).requires_grad_() for t in (x, w_fc, w_proj)], dout.to(device)
+
+
+def mlp_out_and_grads(fn, inputs, dout, slope):
+    for t in inputs:
+        t.grad = None
+    out = fn(*inputs, slope)
+    out.backward(dout)
+    return [out.detach()] + [t.grad.clone() for t in inputs]
+
+
+def mlp_truth(inputs, dout, slope):
+    """fp64 out and gradients from the bf16-rounded inputs."""
+    x, w_fc, w_proj = (t.detach().to(torch.bfloat16).double().requires_grad_() for t in inputs)
+    u = x @ w_fc.t()
+    out = torch.where(u > 0, u, slope * u).square() @ w_proj.t()
+    out.backward(dout.double())
+    return [out.detach(), x.grad, w_fc.grad, w_proj.grad]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("slope", [0.5, 0.0])
+def test_mlp_op_matches_eager(device, x_dtype, slope, monkeypatch):
+    """golf::mlp_leaky_relu2: out (bf16) and the three gradients (each in its input's dtype: fp32
+    weights as under autocast) are as close to the fp64 truth as the eager bf16 MLP's."""
+    from golf.kernels import mlp_gemm
+
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**SMALL_TILES))
+    inputs, dout = mlp_inputs(device, x_dtype)
+    fused = mlp_out_and_grads(mlp_gemm.mlp_leaky_relu2, inputs, dout, slope)
+    eager = mlp_out_and_grads(mlp_gemm.mlp_leaky_relu2_reference, inputs, dout, slope)
+    assert fused[0].dtype == torch.bfloat16 and fused[0].shape == inputs[0].shape
+    assert [g.dtype for g in fused[1:]] == [x_dtype, torch.float32, torch.float32]
+    for a, e, t in zip(fused, eager, mlp_truth(inputs, dout, slope)):
+        bf16_close(a, e, t.to(a.device))
+
+
+@pytest.mark.skipif(CUDA or not TRITON, reason="the op's CPU kernel (a GPU runs the CUDA one)")
+def test_mlp_op_on_cpu_without_the_interpreter_runs_the_pytorch_epilogues(monkeypatch):
+    """Outside Triton's interpreter the CPU kernel computes the epilogues in PyTorch: the same results."""
+    from golf.kernels import mlp_gemm
+
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**SMALL_TILES))
+    inputs, dout = mlp_inputs("cpu", torch.float32)
+    interpreted = mlp_out_and_grads(mlp_gemm.mlp_leaky_relu2, inputs, dout, 0.5)
+    monkeypatch.delenv("TRITON_INTERPRET")
+    assert mlp_gemm._cpu_gemms()[0] is mlp_gemm.gemm_leaky_relu2_reference
+    plain = mlp_out_and_grads(mlp_gemm.mlp_leaky_relu2, inputs, dout, 0.5)
+    for a, e, t in zip(interpreted, plain, mlp_truth(inputs, dout, 0.5)):
+        bf16_close(a, e, t)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mlp_op_saves_bf16_x_pre_and_post(device, monkeypatch):
+    """The backward keeps what the eager autocast MLP keeps: x in bf16 (not the fp32 input), pre, post
+    (and the weights themselves, which are parameters anyway)."""
+    from golf.kernels import mlp_gemm
+
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**SMALL_TILES))
+    (x, w_fc, w_proj), _ = mlp_inputs(device, torch.float32)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        mlp_gemm.mlp_leaky_relu2(x, w_fc, w_proj, 0.5)
+    acts = sorted((tuple(t.shape), t.dtype) for t in saved if t.shape not in (w_fc.shape, w_proj.shape))
+    assert acts == [((39, 32), torch.bfloat16), ((39, 80), torch.bfloat16), ((39, 80), torch.bfloat16)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mlp_op_compiles_fullgraph(device, monkeypatch):
+    """torch.compile(fullgraph=True) traces the op (forward and backward) with no graph break and
+    gives the eager-called op's out and gradients (CPU: aot_eager; GPU: inductor)."""
+    from golf.kernels import mlp_gemm
+
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**SMALL_TILES))
+    inputs, dout = mlp_inputs(device, torch.float32)
+    torch._dynamo.reset()
+    compiled = torch.compile(mlp_gemm.mlp_leaky_relu2, fullgraph=True, dynamic=False,
+                             backend="inductor" if device == "cuda" else "aot_eager")
+    direct = mlp_out_and_grads(mlp_gemm.mlp_leaky_relu2, inputs, dout, 0.5)
+    traced = mlp_out_and_grads(compiled, inputs, dout, 0.5)
+    for a, e in zip(traced, direct):
+        torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
+
+
 # ---- torch.compile: no graph break ---------------------------------------------------------------
 
 def head_and_mlp_loss(h, w, y, fc, softcap, slope, ce, act):
@@ -184,6 +354,10 @@ def fp32_act(u, slope):
     return (F.leaky_relu(u, slope) if slope else F.relu(u)).square()
 
 
+def fp32_mlp(x, w_fc, w_proj, slope):
+    return F.linear(fp32_act(F.linear(x, w_fc), slope), w_proj)
+
+
 def tiny_gpt(cfg, device="cpu", seed=0, **overrides):
     """A tiny GPT whose zero-initialised parts are perturbed, so every path carries gradient."""
     from golf.artifact.model import GPT
@@ -208,27 +382,29 @@ def loss_and_grads(model, idx, tgt, mtp, autocast=False):
 
 @pytest.mark.parametrize("overrides, mtp", [({}, False), ({"mtp_heads": 1}, True), ({"tie_embeddings": False}, False),
                                             ({"embed_dim": 16, "activation": "relu2"}, False)])
-def test_gpt_takes_the_installed_functions(tiny_model_config, overrides, mtp):
+@pytest.mark.parametrize("mlp_hook", ["act", "mlp"])
+def test_gpt_takes_the_installed_functions(tiny_model_config, overrides, mtp, mlp_hook):
     """GPT.use_fused_kernels routes the training head (tied, untied, factorized; and the t+2 head)
-    and every MLP through the functions it is given: with fp32 stand-ins of the kernels' contracts,
-    train_loss and every gradient equal the eager path's; None restores the eager path."""
+    and every MLP (its activation, or all of it) through the functions it is given: with fp32
+    stand-ins of the kernels' contracts, train_loss and every gradient equal the eager path's; None
+    restores the eager path."""
     model = tiny_gpt(tiny_model_config, **overrides)
     idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1))
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2))
     eager = loss_and_grads(model, idx, tgt, mtp)
-    calls = {"head": 0, "act": 0}
+    calls = {"head": 0, mlp_hook: 0}
 
     def head(*a):
         calls["head"] += 1
         return fp32_head_loss(*a)
 
-    def act(*a):
-        calls["act"] += 1
-        return fp32_act(*a)
+    def counted(*a):
+        calls[mlp_hook] += 1
+        return (fp32_act if mlp_hook == "act" else fp32_mlp)(*a)
 
-    model.use_fused_kernels(head, act)
+    model.use_fused_kernels(head, *((counted, None) if mlp_hook == "act" else (None, counted)))
     fused = loss_and_grads(model, idx, tgt, mtp)
-    assert calls == {"head": 2 if mtp else 1, "act": model.num_virtual_layers}
+    assert calls == {"head": 2 if mtp else 1, mlp_hook: model.num_virtual_layers}
     for a, e in zip(fused[0], eager[0]):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
     assert fused[1].keys() == eager[1].keys()
@@ -236,7 +412,7 @@ def test_gpt_takes_the_installed_functions(tiny_model_config, overrides, mtp):
         torch.testing.assert_close(fused[1][name], g, rtol=1e-4, atol=1e-6, msg=name)
     model.use_fused_kernels(None, None)
     loss_and_grads(model, idx, tgt, mtp)
-    assert calls == {"head": 2 if mtp else 1, "act": model.num_virtual_layers}
+    assert calls == {"head": 2 if mtp else 1, mlp_hook: model.num_virtual_layers}
 
 
 def test_artifact_code_never_imports_the_kernels():
@@ -247,31 +423,42 @@ def test_artifact_code_never_imports_the_kernels():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_gpt_with_the_kernels_matches_eager(device, tiny_model_config):
-    """The tiny record-like GPT (with a t+2 head) under bf16 autocast, through the real kernels:
-    the losses equal the eager model's, and every parameter's gradient is as close to the fp32
-    model's as the eager bf16 gradient is: within 4x its error plus one bf16 unit (the interpreter's
-    rounding toward zero is biased, so sums over many positions drift further than on the GPU)."""
+@pytest.mark.parametrize("fused_mlp", ["pair", "gemm"])
+def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config, monkeypatch):
+    """The tiny record-like GPT (with a t+2 head) under bf16 autocast, through the real kernels
+    (train.fused_mlp: the activation pair, or the GEMM with it in the epilogue): the losses equal the
+    eager model's, and every parameter's gradient is as close to the fp32 model's as the eager bf16
+    gradient is: within 4x its error plus one bf16 unit (the interpreter's rounding toward zero is
+    biased, so sums over many positions drift further than on the GPU); 8x for the GEMM under the
+    interpreter, which truncates there in four places per MLP (pre, post, C, dpre) against the pair's
+    one (with its epilogues rounded to nearest, as on the GPU, the GEMM path stays within 4x)."""
+    from golf.kernels import mlp_gemm
     from golf.train.fused import install
 
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**SMALL_TILES))
     model = tiny_gpt(tiny_model_config, device, mtp_heads=1)
     idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1)).to(device)
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).to(device)
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model)
+    assert install(model, fused_mlp)
+    mlp = model.blocks[0].mlp
+    assert (mlp.fused_act is None) == (fused_mlp == "gemm") and (mlp.fused_mlp is None) == (fused_mlp == "pair")
     fused = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert copy.deepcopy(model).blocks[0].mlp.fused_act is model.blocks[0].mlp.fused_act  # as TTT copies models
+    for hook in ("fused_act", "fused_mlp"):  # as TTT copies models
+        assert getattr(copy.deepcopy(model).blocks[0].mlp, hook) is getattr(mlp, hook)
     for a, e in zip(fused[0], eager[0]):
         torch.testing.assert_close(a, e, rtol=1e-2, atol=1e-2)
+    factor = 8 if device == "cpu" and fused_mlp == "gemm" else 4
     for name, t in exact[1].items():
         err = lambda g: (g.double() - t.double()).abs().max().item()  # noqa: E731
-        assert err(fused[1][name]) <= 4 * err(eager[1][name]) + 2 ** -8 * t.abs().max().item(), name
+        assert err(fused[1][name]) <= factor * err(eager[1][name]) + 2 ** -8 * t.abs().max().item(), name
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not (CUDA and TRITON), reason="needs CUDA and Triton")
-def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config):
+@pytest.mark.parametrize("fused_mlp", ["pair", "gemm"])
+def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config, fused_mlp):
     """The whole training loss of a GPT holding the kernels is one inductor graph (fullgraph=True,
     as the train loop's `model` scope compiles it): its losses equal the eager model's and its
     gradients are as close to the fp32 model's as eager bf16 ones (the criterion above)."""
@@ -282,7 +469,7 @@ def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config):
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).cuda()
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model)
+    assert install(model, fused_mlp)
     torch._dynamo.reset()
     model.train_loss = torch.compile(model.train_loss, fullgraph=True, dynamic=False)
     compiled = loss_and_grads(model, idx, tgt, True, autocast=True)
@@ -294,27 +481,31 @@ def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config):
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_train_with_the_kernels_matches_eager(device, tiny_model_config, monkeypatch):
-    """golf.train.loop.train with train.fused_kernels = on (on CPU the interpreter stands in for the
-    GPU): the kernels are installed, two steps give the eager run's losses within bf16 tolerance,
-    and the model comes back eager."""
+@pytest.mark.parametrize("fused_mlp", ["pair", "gemm"])
+def test_train_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config, monkeypatch):
+    """golf.train.loop.train with train.fused_kernels = on and either train.fused_mlp (on CPU the
+    interpreter stands in for the GPU): the kernels are installed, two steps give the eager run's
+    losses within bf16 tolerance, and the model comes back eager."""
     from test_train import SOLO, corpus, tcfg
 
+    from golf.kernels import mlp_gemm
     from golf.train import fused
     from golf.train.loop import train
 
     if device == "cpu":
         monkeypatch.setattr(fused, "missing", lambda device, autocast_bf16: "")
+    monkeypatch.setattr(mlp_gemm, "TILES", mlp_gemm.Tiles(**SMALL_TILES))
     tr, _ = corpus(3000, vocab=96, seed=1)
     va, vb = corpus(400, vocab=96, seed=2)
     runs = {}
     for mode in ("off", "on"):
         model = tiny_gpt(tiny_model_config, device)
         cfg = tcfg(iterations=2, val_every=0, warmup_steps=0, train_batch_tokens=2 * 24, grad_accum_steps=1,
-                   val_max_tokens=2 * 24, device=device, fused_kernels=mode)
+                   val_max_tokens=2 * 24, device=device, fused_kernels=mode, fused_mlp=fused_mlp)
         runs[mode] = train(model, cfg, tr, va, vb, torch.device(device), SOLO, progress=False)
         assert runs[mode].fused_kernels is (mode == "on")
-        assert model.fused_head_loss is None and all(b.mlp.fused_act is None for b in model.blocks)
+        assert model.fused_head_loss is None
+        assert all(b.mlp.fused_act is None and b.mlp.fused_mlp is None for b in model.blocks)
     for a, e in zip(runs["on"].rows, runs["off"].rows):
         assert a["train_loss"] == pytest.approx(e["train_loss"], rel=2e-2)
     assert runs["on"].val_bpb == pytest.approx(runs["off"].val_bpb, rel=2e-2)
