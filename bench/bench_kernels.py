@@ -5,6 +5,7 @@ forward + backward, at a preset's shapes, on one GPU.
     python bench/bench_kernels.py --quick          # median of 5
     python bench/bench_kernels.py --preset h100 --iters 50
     python bench/bench_kernels.py --params my-params.yaml    # a full params file instead of a preset
+    python bench/bench_kernels.py --mlp-tiles 128x256x64s3w8,128x128x64s4w8   # fused GEMM tile shapes
 
 Shapes from params.yaml with the preset's overlay applied (golf/presets.py): N = train_batch_tokens / (nproc_per_node x grad_accum_steps) tokens
 per forward (the record: 98,304 = 48 x 2048), V = model.vocab_size, d = model.model_dim, MLP
@@ -14,7 +15,10 @@ training runs them:
   head:  mean softcapped CE of h (N, d) through the tied W (V, d): eager = the model's chunked
          head (golf/artifact/model/gpt.py `_chunked_nll`), fused = golf.kernels.softcap_ce;
   act:   leaky_relu(u, slope)^2 of u (N, hidden) bf16 alone;
-  mlp:   fc -> act -> proj of x (N, d), matmuls included.
+  mlp:   fc -> act -> proj of x (N, d), matmuls included: eager, the fused activation between
+         cuBLAS matmuls (train.fused_mlp = pair) and the fused GEMM (gemm: golf.kernels.mlp_gemm);
+  gemm:  the up-projection GEMMs alone (forward x W1ᵀ, backward dout W2), cuBLAS with and without
+         the activation kernel against the fused GEMM, in TFLOP/s; --mlp-tiles compares tile shapes.
 
 Each row: median ms of forward + backward, the peak CUDA memory the run allocates above its inputs,
 the time ratio against eager and against compiled eager, and the largest gradient difference
@@ -25,7 +29,9 @@ fails prints its error and the others go on.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -34,7 +40,8 @@ import torch
 import torch.nn.functional as F
 
 from golf.artifact.model.gpt import NLL_CHUNK_ELEMENTS
-from golf.kernels.leaky_relu2 import leaky_relu2, leaky_relu2_reference
+from golf.kernels import mlp_gemm
+from golf.kernels.leaky_relu2 import _leaky_relu2_backward, leaky_relu2, leaky_relu2_reference
 from golf.kernels.softcap_ce import softcap_ce_sum
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +82,54 @@ def mlp(act: Callable) -> Callable:
     def run(x, fc, proj, slope):
         return F.linear(act(F.linear(x, fc), slope), proj)
     return run
+
+
+def parse_tiles(spec: str) -> list[mlp_gemm.Tiles]:
+    """'128x256x64s3w8,...' (rows x columns x k, stages, warps) -> Tiles; '' -> the shipped ones."""
+    tiles = []
+    for item in filter(None, spec.split(",")):
+        m = re.fullmatch(r"(\d+)x(\d+)x(\d+)s(\d+)w(\d+)", item.strip())
+        if not m:
+            raise SystemExit(f"--mlp-tiles: {item!r} is not MxNxKsSTAGESwWARPS (e.g. 128x256x64s3w8)")
+        bm, bn, bk, stages, warps = map(int, m.groups())
+        tiles.append(dataclasses.replace(mlp_gemm.TILES, m=bm, n=bn, k=bk, stages=stages, warps=warps))
+    return tiles or [mlp_gemm.TILES]
+
+
+def bench_gemm(x, w_fc, w_proj, dout, slope, tile_sets: list[mlp_gemm.Tiles], iters: int) -> dict[str, dict]:
+    """The up-projection's GEMMs alone, bf16: cuBLAS, cuBLAS + the activation kernel, the fused GEMM
+    (one row per tile shape); ms and TFLOP/s of the matmul (2 N hidden d)."""
+    n, d, hid = x.shape[0], x.shape[1], w_fc.shape[0]
+    flop = 2 * n * hid * d
+    w_proj_t = w_proj.t().contiguous()
+    pre = x @ w_fc.t()
+    cases = {"fwd cuBLAS x W1ᵀ": lambda: x @ w_fc.t(),
+             "fwd cuBLAS + fused act": lambda: leaky_relu2(x @ w_fc.t(), slope),
+             "bwd cuBLAS dout W2": lambda: dout @ w_proj,
+             "bwd cuBLAS + fused act'": lambda: _leaky_relu2_backward(pre, dout @ w_proj, slope)}
+    for t in tile_sets:
+        cases[f"fwd fused GEMM {t.label()}"] = lambda t=t: with_tiles(t, mlp_gemm.gemm_leaky_relu2, x, w_fc, slope)
+        cases[f"bwd fused GEMM {t.label()}"] = lambda t=t: with_tiles(
+            t, mlp_gemm.gemm_leaky_relu2_backward, dout, w_proj_t, pre, slope)
+    print(f"\ngemm: ({n}, {d}) x ({d}, {hid}), bf16\n| variant | ms | TFLOP/s |\n|---|---:|---:|")
+    rows = {}
+    for name, fn in cases.items():
+        try:
+            ms, _, _ = measure(fn, iters)
+        except Exception as e:  # a tile shape that does not fit says why; the others go on
+            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:100]} | |")
+            continue
+        rows[name] = {"ms": ms, "tflops": flop / ms / 1e9}
+        print(f"| {name} | {ms:.3f} | {flop / ms / 1e9:.0f} |", flush=True)
+    return rows
+
+
+def with_tiles(tiles: mlp_gemm.Tiles, fn: Callable, *args):
+    saved, mlp_gemm.TILES = mlp_gemm.TILES, tiles
+    try:
+        return fn(*args)
+    finally:
+        mlp_gemm.TILES = saved
 
 
 def measure(step: Callable[[], list[torch.Tensor]], iters: int) -> tuple[float, int, list[torch.Tensor]]:
@@ -137,6 +192,8 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=None, help="a full params file (overrides --preset)")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="5 timed runs per variant")
+    ap.add_argument("--mlp-tiles", default="", help="fused GEMM tile shapes to compare, MxNxKsSTAGESwWARPS "
+                    "comma-separated (default: the shipped golf.kernels.mlp_gemm.TILES)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("bench_kernels needs a CUDA GPU")
@@ -177,9 +234,13 @@ def main() -> None:
     x = torch.nn.functional.rms_norm(rand(n, d), (d,)).requires_grad_()
     fc, proj = rand(hid, d, std=d ** -0.5).requires_grad_(), rand(d, hid, std=hid ** -0.5).requires_grad_()
     dx = rand(n, d, dtype=torch.bfloat16)
+    gemm = mlp_gemm.mlp_leaky_relu2
     out["mlp"] = bench(f"mlp: fc ({hid}, {d}) -> act -> proj ({d}, {hid}), x ({n}, {d})",
                        {"eager": mlp(eager_act), "compiled eager": compiled(mlp(eager_act)), "fused": mlp(fused_act),
-                        "compiled fused": compiled(mlp(fused_act))}, [x, fc, proj], (s["slope"],), dx, iters)
+                        "compiled fused": compiled(mlp(fused_act)), "fused GEMM": gemm,
+                        "compiled fused GEMM": compiled(gemm)}, [x, fc, proj], (s["slope"],), dx, iters)
+    bf16 = [t.detach().to(torch.bfloat16) for t in (x, fc, proj)]
+    out["gemm"] = bench_gemm(*bf16, dx, s["slope"], parse_tiles(a.mlp_tiles), iters)
     print("\n" + json.dumps(out))
 
 
