@@ -1,7 +1,7 @@
 """GPU kernels for training (issue 17), each guarded so a CPU machine imports and tests them.
 
-softcap_ce and leaky_relu2: fused Triton kernels (softcapped cross-entropy, the LeakyReLU² MLP
-activation); fa4: FlashAttention 4 as torch.library custom ops (dense and varlen), installed as
+softcap_ce, leaky_relu2 and mlp_gemm: fused Triton kernels (softcapped cross-entropy, the LeakyReLU²
+MLP activation, the MLP's up-projection GEMM with that activation in its epilogue); fa4: FlashAttention 4 as torch.library custom ops (dense and varlen), installed as
 the "fa4" attention backend. Training only: the model never imports this package (the train loop
 installs the fused functions and registers the backend, golf/train), so eval, the bundled artifact
 runner and every later stage run without Triton or FA4. Importing `golf.kernels` itself needs

@@ -22,7 +22,8 @@ with, from train.qat_start_frac on, the block matrices fake-quantized during the
 with the same iterations has the same schedule, and grad accumulation only changes how the
 same global batch is split (tests/test_train.py checks both).
 
-With `train.fused_kernels` on (golf/train/fused.py), the model's head loss and MLP activation are
+With `train.fused_kernels` on (golf/train/fused.py), the model's head loss and MLP activation (or the
+whole MLP: `train.fused_mlp = gemm`) are
 golf/kernels' Triton kernels; evals inside the loop keep the eager head.
 """
 
