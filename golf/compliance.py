@@ -95,14 +95,14 @@ def from_stages(stages: Mapping[str, Mapping[str, Any]], hessian_source: str | N
                  train.get("world_size"), evals.get("world_size"))
 
 
-def from_artifacts(checkpoint_header: Mapping[str, Any] | None, hessian_header: Mapping[str, Any] | None,
-                   total_bytes: int | None, eval_s: float | None, eval_world_size: int | None) -> Compliance:
-    """`check` on what the stage outputs themselves record, for `golf ttt-eval`: the checkpoint header's
-    "clock" (train_s, world_size: golf/train/run.py) and the Hessian header's "source" and "collect_s"
-    (stages/hessian_calibrate.py). A missing header or key is unmeasured; no Hessian header counts
-    calibration, the stricter reading, as `from_stages` does."""
-    clock = (checkpoint_header or {}).get("clock", {})
-    hess = hessian_header or {}
-    reads_train = hess.get("source", CALIBRATION_READS_TRAIN) == CALIBRATION_READS_TRAIN
-    return check(clock.get("train_s"), hess.get("collect_s"), reads_train, eval_s, total_bytes,
+def from_artifacts(train_clock: Mapping[str, Any] | None, hessian_header: Mapping[str, Any] | None,
+                   hessian_clock: Mapping[str, Any] | None, total_bytes: int | None, eval_s: float | None,
+                   eval_world_size: int | None) -> Compliance:
+    """`check` on what the stage outputs record, for `golf ttt-eval`: the checkpoint's clock (train_s,
+    world_size: golf/train/run.py), the Hessians' header "source" and their clock's "collect_s"
+    (stages/hessian_calibrate.py; clocks: golf/io/metrics.py `clock_path`). A missing clock or key is
+    unmeasured; no Hessian header counts calibration, the stricter reading, as `from_stages` does."""
+    clock, calib = train_clock or {}, hessian_clock or {}
+    reads_train = (hessian_header or {}).get("source", CALIBRATION_READS_TRAIN) == CALIBRATION_READS_TRAIN
+    return check(clock.get("train_s"), calib.get("collect_s"), reads_train, eval_s, total_bytes,
                  clock.get("world_size"), eval_world_size)

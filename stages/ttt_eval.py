@@ -7,9 +7,9 @@ compliance verdict), plots/ttt_eval.csv (the headline's BPB by span of the val s
 plots/ttt_eval_window.{csv,png} (every mode's NLL and BPB by position in the window: docs/diagnostics.md)
 and artifacts/ttt_eval/<mode>.json. Under torchrun the ranks split windows / doc batches.
 
-The compliance verdict (golf/compliance.py) reads only the headers of the checkpoint (train time,
-world size) and of the Hessians (calibration source and time), both DVC deps of this stage, so it
-never depends on metrics/timings/, which DVC does not track.
+The compliance verdict (golf/compliance.py) reads the clocks beside the checkpoint (train time, world
+size) and the Hessians (calibration time), and the Hessians' header (calibration source): all inside
+DVC deps of this stage, so it never depends on metrics/timings/, which DVC does not track.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def ttt_eval(
     cfg: TttEvalConfig,
     artifact: Annotated[Path, typer.Option(help="The compressed artifact (compress's output).")] = Path("artifacts/compress/model.golf"),
     tokens: Annotated[Path, typer.Option(help="Tokenized shards (tokenize's output).")] = Path("data/tokens"),
-    checkpoint: Annotated[Path, typer.Option(help="Train's checkpoint: only its header (train time) is read.")] = Path("artifacts/train/model.safetensors"),
-    hessians: Annotated[Path, typer.Option(help="hessian-calibrate's output: only its header (source, time) is read.")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
+    checkpoint: Annotated[Path, typer.Option(help="Train's checkpoint: only its clock (train time, model.clock.json beside it) is read.")] = Path("artifacts/train/model.safetensors"),
+    hessians: Annotated[Path, typer.Option(help="hessian-calibrate's output: only its header (source) and clock (time) are read.")] = Path("artifacts/hessian_calibrate/hessians.safetensors"),
     out: Annotated[Path, typer.Option(help="Folder for per-mode detail JSON.")] = Path("artifacts/ttt_eval"),
     metrics: Annotated[Path, typer.Option(help="Metrics JSON to write.")] = Path("metrics/ttt_eval.json"),
     plots: Annotated[Path, typer.Option(help="BPB-by-val-stream-span CSV to write.")] = Path("plots/ttt_eval.csv"),
@@ -41,7 +41,7 @@ def ttt_eval(
     from golf.eval.run import score_artifact, stage_outputs
 
     timer = Timer()
-    outputs = stage_outputs(checkpoint, hessians, artifact)  # headers read (and checked) before scoring
+    outputs = stage_outputs(checkpoint, hessians, artifact)  # read (and checked) before scoring
     values = score_artifact(cfg, artifact, tokens, out, plots, window_plots, window_png)
     if values is not None:  # rank 0 writes the metrics
         eval_s = timer.s

@@ -153,19 +153,19 @@ def test_window_csv_and_png(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compliance_from_the_checkpoint_and_hessian_headers():
-    ckpt = {"clock": {"train_s": 590.0, "world_size": 8}}
-    train = {"source": "train", "collect_s": 20.0}
-    v = compliance.from_artifacts(ckpt, train, 15_000_000, 120.0, 8)
+def test_compliance_from_the_clocks_and_the_hessian_header():
+    clock = {"train_s": 590.0, "world_size": 8}
+    train, calib = {"source": "train"}, {"collect_s": 20.0}
+    v = compliance.from_artifacts(clock, train, calib, 15_000_000, 120.0, 8)
     assert (v.train_s, v.calibration_s, v.fits_train, v.fits_eval, v.fits_bytes, v.fits) == \
         (610.0, 20.0, False, True, True, False)
     m = v.as_metrics()
     assert m["compliance_train_world_size"] == 8 and m["compliance_fits"] is False
-    own = compliance.from_artifacts(ckpt, {"source": "self_generated", "collect_s": 20.0}, 15_000_000, 120.0, 8)
+    own = compliance.from_artifacts(clock, {"source": "self_generated"}, calib, 15_000_000, 120.0, 8)
     assert (own.train_s, own.fits) == (590.0, True)
-    big = compliance.from_artifacts(ckpt, train | {"collect_s": 1.0}, 16_000_001, 700.0, 1)
+    big = compliance.from_artifacts(clock, train, {"collect_s": 1.0}, 16_000_001, 700.0, 1)
     assert (big.fits_train, big.fits_eval, big.fits_bytes) == (True, False, False)
-    unknown = compliance.from_artifacts(None, None, 100, 1.0, 1)
+    unknown = compliance.from_artifacts(None, None, None, 100, 1.0, 1)
     assert unknown.train_s is None and unknown.fits_train is None and unknown.fits is None
     assert "compliance_train_s" not in unknown.as_metrics()
 
@@ -195,13 +195,15 @@ def test_run_modes_pairs_every_mode_with_plain(stride):
 @pytest.mark.parametrize("mode", ["none", "lora"])
 def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_dir, tiny_model_config, mode):
     """`golf ttt-eval` end to end: window CSV / PNG, word-class metrics, and compliance from the
-    checkpoint and Hessian headers (the DVC deps), with calibration on train data counted."""
+    clocks beside the checkpoint and the Hessians and the Hessians' header (inside the DVC deps), with
+    calibration on train data counted."""
     import json
 
     from test_ttt import make_artifact, run_stage
 
     from golf.io.checkpoint import FORMAT as CKPT_FORMAT
     from golf.io.checkpoint import VERSION as CKPT_VERSION
+    from golf.io.metrics import write_clock
     from golf.io.tensors import save_tensors
     from golf.quant.hessian import FORMAT as H_FORMAT
     from golf.quant.hessian import VERSION as H_VERSION
@@ -212,10 +214,10 @@ def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_di
     make_artifact(art, dataclasses.replace(tiny_model_config, vocab_size=320), sha)
     (art.parent / "train_gpt.py").write_text("# code\n" * 10)
     one = {"w": torch.zeros(1)}
-    save_tensors(tmp_path / "ckpt", one, {"format": CKPT_FORMAT, "version": CKPT_VERSION,
-                                          "clock": {"train_s": 595.5, "world_size": 8}})
-    save_tensors(tmp_path / "hess", one, {"format": H_FORMAT, "version": H_VERSION, "source": "train",
-                                          "collect_s": 7.25})
+    save_tensors(tmp_path / "ckpt", one, {"format": CKPT_FORMAT, "version": CKPT_VERSION})
+    save_tensors(tmp_path / "hess", one, {"format": H_FORMAT, "version": H_VERSION, "source": "train"})
+    write_clock(tmp_path / "ckpt", {"train_s": 595.5, "world_size": 8})
+    write_clock(tmp_path / "hess", {"collect_s": 7.25})
     r, out = run_stage(tmp_path, tokens, art, mode, extra=["--checkpoint", str(tmp_path / "ckpt"),
                                                              "--hessians", str(tmp_path / "hess")])
     assert r.exit_code == 0, r.output
@@ -240,7 +242,7 @@ def test_stage_writes_diagnostics_and_the_compliance_verdict(tmp_path, tokens_di
         assert sum(q["dbpb_share"] for q in ttt["paired"]) == pytest.approx(m["val_bpb_ttt"] - m["val_bpb_plain"], abs=1e-5)
 
 
-def test_stage_without_headers_leaves_train_time_unknown(tmp_path, tokens_dir, tiny_model_config):
+def test_stage_without_clocks_leaves_train_time_unknown(tmp_path, tokens_dir, tiny_model_config):
     import json
 
     from test_ttt import make_artifact, run_stage

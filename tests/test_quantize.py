@@ -12,6 +12,7 @@ import yaml
 from golf.artifact.dequant import dequantize
 from golf.artifact.typed import build_section
 from golf.errors import GolfError
+from golf.io.tensors import read_header
 from golf.params import field_docs
 from golf.quant import gptq, qmodel
 from golf.quant.config import HessianCalibrateConfig, QuantizeConfig
@@ -208,6 +209,9 @@ def test_stage_commands(tmp_path, tiny_model_config):
     assert m["hessians"] == len(model.hessian_sites()) and m["tokens"] == 2 * 2 * 16 and "wall_s" not in m
     t = json.loads((tmp_path / "metrics/timings/hessian_calibrate.json").read_text())["hessian_calibrate"]
     assert t["wall_s"] >= t["collect_s"] >= 0  # timings live beside the metrics, out of DVC's sight
+    # the Hessians' own clock, for ttt_eval's verdict: beside the file, so the file itself is deterministic
+    assert json.loads((hess.parent / "hessians.clock.json").read_text())["collect_s"] >= 0
+    assert "collect_s" not in read_header(hess, "golf.hessians", 1)
 
     def run_quantize(*extra):
         return CliRunner().invoke(app, ["quantize", *common, "--hessians", str(hess),

@@ -359,6 +359,24 @@ def test_golf_train_stage(tmp_path):
     assert lines[0] == "step,train_loss,val_bpb,lr_mul,tokens_per_s,elapsed_s" and len(lines) == 13
 
 
+def test_golf_train_writes_the_same_bytes_twice_and_its_clock_beside_them(tmp_path):
+    """The measured train time goes to model.clock.json (ttt_eval's compliance verdict), not into the
+    checkpoint, so the same params and tokens write the same checkpoint bytes (CPU training is
+    deterministic): its sha256, which the artifact carries, and the artifact's size do not move."""
+    write_tokens(tmp_path / "tokens")
+    write_params(tmp_path / "params.yaml", iterations=3, val_every=0)
+    ckpt = tmp_path / "artifacts/train/model.safetensors"
+    runs = []
+    for _ in range(2):
+        r = invoke(tmp_path)
+        assert r.exit_code == 0, r.output
+        clock = json.loads((ckpt.parent / "model.clock.json").read_text())
+        assert clock["train_s"] > 0 and clock["world_size"] == 1
+        runs.append(ckpt.read_bytes())
+    assert runs[0] == runs[1]
+    assert b'"clock"' not in runs[0][:8 + int.from_bytes(runs[0][:8], "little")]  # not in the header
+
+
 def test_golf_train_nan_keeps_no_checkpoint(tmp_path):
     write_tokens(tmp_path / "tokens")
     write_params(tmp_path / "params.yaml")

@@ -131,36 +131,38 @@ def score_artifact(cfg: TttEvalConfig, artifact: Path, tokens: Path, out: Path, 
 
 @dataclass(frozen=True)
 class StageOutputs:
-    """What the compliance verdict needs from the other stages' outputs: the checkpoint's and the
-    Hessians' headers (None when the file is absent: a run by hand on an artifact alone) and the
-    artifact's model + code bytes."""
-    checkpoint_header: dict[str, Any] | None
+    """What the compliance verdict needs from the other stages' outputs: the clocks beside the checkpoint
+    and the Hessians, the Hessians' header (each None when absent: a run by hand on an artifact alone)
+    and the artifact's model + code bytes."""
+    train_clock: dict[str, Any] | None
     hessian_header: dict[str, Any] | None
+    hessian_clock: dict[str, Any] | None
     total_bytes: int | None
     missing: list[str]
 
     def verdict(self, eval_s: float, eval_world_size: int) -> dict[str, Any]:
-        """golf/compliance.py's check as metrics: train clock from the checkpoint header, calibration
-        from the Hessian header, this stage's seconds as the eval time."""
+        """golf/compliance.py's check as metrics: train and calibration times from the clocks, the
+        calibration source from the Hessian header, this stage's seconds as the eval time."""
         from golf import compliance
 
-        return compliance.from_artifacts(self.checkpoint_header, self.hessian_header, self.total_bytes, eval_s,
-                                         eval_world_size).as_metrics()
+        return compliance.from_artifacts(self.train_clock, self.hessian_header, self.hessian_clock, self.total_bytes,
+                                         eval_s, eval_world_size).as_metrics()
 
 
 def stage_outputs(checkpoint: Path, hessians: Path, artifact: Path) -> StageOutputs:
-    """Read the headers of train's checkpoint and hessian-calibrate's output (only the headers: both are
-    DVC deps of ttt_eval, so the verdict never depends on metrics/timings/, which DVC does not track)
-    and the artifact folder's bytes (golf/compress/run.py writes model.golf and train_gpt.py side by side)."""
-    from golf.io.checkpoint import FORMAT as CKPT_FORMAT
-    from golf.io.checkpoint import VERSION as CKPT_VERSION
+    """Read the clocks of train's checkpoint and of hessian-calibrate's output (golf/io/metrics.py
+    `clock_path`: inside both stages' DVC output folders, which are deps of ttt_eval, so the verdict never
+    depends on metrics/timings/, which DVC does not track), the Hessians' header, and the artifact
+    folder's bytes (golf/compress/run.py writes model.golf and train_gpt.py side by side)."""
+    from golf.io.metrics import clock_path, read_clock
     from golf.io.tensors import read_header
     from golf.quant.hessian import FORMAT as H_FORMAT
     from golf.quant.hessian import VERSION as H_VERSION
 
-    headers = [read_header(path, fmt, version) if path.is_file() else None
-               for path, fmt, version in ((checkpoint, CKPT_FORMAT, CKPT_VERSION), (hessians, H_FORMAT, H_VERSION))]
+    train_clock, hessian_clock = read_clock(checkpoint), read_clock(hessians)
+    hessian_header = read_header(hessians, H_FORMAT, H_VERSION) if hessians.is_file() else None
     code = artifact.parent / "train_gpt.py"
     total = artifact.stat().st_size + code.stat().st_size if artifact.is_file() and code.is_file() else None
-    missing = [str(path) for path, h in zip((checkpoint, hessians), headers) if h is None]
-    return StageOutputs(headers[0], headers[1], total, missing)
+    missing = [str(clock_path(p)) for p, c in ((checkpoint, train_clock), (hessians, hessian_clock)) if c is None]
+    missing += [str(hessians)] * (hessian_header is None)
+    return StageOutputs(train_clock, hessian_header, hessian_clock, total, missing)

@@ -1,4 +1,5 @@
-"""metrics/<stage>.json (what a stage produced), metrics/timings/<stage>.json (how fast), plots/<name>.csv.
+"""metrics/<stage>.json (what a stage produced), metrics/timings/<stage>.json (how fast), plots/<name>.csv,
+and the clock sidecar beside a stage output (`clock_path`).
 
 Outcomes (BPB, bytes, counts) are DVC metrics, so `dvc metrics diff` and `dvc exp show` lead with
 them. Timings (seconds, tokens/s, MFU, peak memory) change on every run with identical outputs, so
@@ -15,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from golf.errors import GolfError
 from golf.io.atomic import atomic_write_text
 
 TIMING = re.compile(r".*_s(_.+)?|tokens_per_s.*|mfu|peak_mem_bytes")
@@ -43,6 +45,39 @@ def write_metrics(path: Path, stage: str, values: Mapping[str, Any]) -> None:
 
 def read_metrics(path: Path, stage: str) -> dict[str, Any]:
     return json.loads(Path(path).read_text())[stage]
+
+
+def clock_path(output: Path) -> Path:
+    """Where the seconds measured while writing `output` go: beside it, model.safetensors -> model.clock.json.
+
+    Inside the stage's DVC output folder (a later stage that depends on the folder sees them) but not
+    inside the output file: the same inputs then write the same bytes, so a checkpoint's sha256 (which
+    the artifact carries) and the artifact's byte count (the score) do not change with the clock."""
+    output = Path(output)
+    return output.with_name(output.stem + ".clock.json")
+
+
+def clear_clock(output: Path) -> None:
+    """Remove `output`'s clock before `output` is rewritten: a run that dies in between leaves no stale one."""
+    clock_path(output).unlink(missing_ok=True)
+
+
+def write_clock(output: Path, values: Mapping[str, Any]) -> None:
+    atomic_write_text(clock_path(output), json.dumps(dict(values), indent=2, sort_keys=True) + "\n")
+
+
+def read_clock(output: Path) -> dict[str, Any] | None:
+    """`output`'s clock, or None when it has none (an output from before clocks, or copied alone)."""
+    path = clock_path(output)
+    if not path.is_file():
+        return None
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise GolfError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(values, dict):
+        raise GolfError(f"{path}: expected a JSON object of measured seconds, got {type(values).__name__}")
+    return values
 
 
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
