@@ -34,6 +34,7 @@ class WindowLoader:
         self.accum, self.rank, self.world, self.seed, self.device = grad_accum_steps, rank, world_size, seed, device
         self.local = global_seqs // world_size
         self.bos_id = bos_id
+        self._ready: tuple[int, tuple[torch.Tensor, list[torch.Tensor | None]]] | None = None  # `prepare`d
 
     def starts(self, step: int) -> np.ndarray:
         """Start offsets of the step's global batch (global_seqs windows)."""
@@ -54,8 +55,6 @@ class WindowLoader:
         so the windows, documents and pinned copies of the next step are ready while the GPU still runs
         this one (no GPU idle at the step boundary for them). The batch itself is the same either way."""
         self._ready = (step, self._host_batch(step))
-
-    _ready: tuple[int, tuple[torch.Tensor, list[torch.Tensor | None]]] | None = None
 
     def _host_batch(self, step: int) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
         """(the (B, T + 1) windows, each micro-batch's cu_seqlens or None), in pinned memory for CUDA."""

@@ -124,7 +124,7 @@ class Block(nn.Module):
                                                              dtype=torch.float64), persistent=False)
 
     # every 1-D parameter meets the residual stream in its dtype (.to(x.dtype)): a no-op for the fp32
-    # stream, and what keeps a bf16 one (GPT.residual_dtype) in bf16 instead of promoting it to fp32
+    # stream, and what keeps a bf16 one (GPT.autocast_residual) in bf16 instead of promoting it to fp32
     def _attn(self, x_in, rope, ve, adapter, slot, docs, v0, lam):
         y, v = self.attn(self.attn_norm(x_in) * self.ln_scale_factor, rope, ve, adapter, slot, docs, v0, lam)
         return self.attn_scale.to(x_in.dtype) * y, v
