@@ -42,7 +42,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from trainrun import ROOT, h100_params, train
+from trainrun import ROOT, h100_params, start_parts, train
 
 STEP_LINE = re.compile(r"^\[\s*([\d.]+)\]\s+(\d+)/\d+ train_loss: \S+ train_time: \S+ tok/s: ([\d.]+)")
 LOOP_LINE = re.compile(r"layer_loop:enabled step:(\d+)")
@@ -200,7 +200,7 @@ def run_golf(a: argparse.Namespace) -> dict:
     launch_to_stage = r["process_s"] - m["wall_s"]  # interpreter start, CLI imports: before the stage's clock
     out = {"params": str(a.params), "flags": flags, "first_step_s": m["first_step_s"] + launch_to_stage,
            "first_step_s_stage": m["first_step_s"], "launch_s": launch_to_stage,
-           "start_s": {k[len("start_s_"):]: v for k, v in m.items() if k.startswith("start_s_")},
+           "start_s": start_parts(m),
            "pre": pre, "post": post, "steps": m["steps"],
            "attention": m["attention_backend"], "doc_masked_attention": params["model"].get("doc_masked_attention"),
            "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"]}

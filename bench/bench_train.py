@@ -25,7 +25,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, h100_params, median, train
+from trainrun import ROOT, h100_params, median, start_parts, train
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")  # an environment variable in a variant's words
 LOOP_TIME_FRAC = 0.35
@@ -88,7 +88,7 @@ def main() -> None:
         m = r["metrics"]
         pre, post = phase_rates(r["rows"], steps // 2)
         res = {"variant": name, "flags": flags, "first_step_s": m["first_step_s"],
-               "start_s": {k[len("start_s_"):]: v for k, v in m.items() if k.startswith("start_s_")},
+               "start_s": start_parts(m),
                "pre": pre, "post": post,
                "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
                "mfu_pre": fpt[0] * pre / peak, "mfu_post": fpt[1] * post / peak,

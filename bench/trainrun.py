@@ -51,6 +51,11 @@ def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cach
     return {"metrics": metrics, "rows": rows, "process_s": wall}
 
 
+def start_parts(metrics: dict) -> dict[str, float]:
+    """Where the run's cold start went: {"setup": s, "plain": s, "looped": s} from the start_s_* timings."""
+    return {k[len("start_s_"):]: v for k, v in metrics.items() if k.startswith("start_s_")}
+
+
 def median(xs: list[float]) -> float:
     xs = sorted(xs)
     n = len(xs)

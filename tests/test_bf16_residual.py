@@ -32,7 +32,7 @@ def model(cfg, variant: str, on: bool) -> GPT:
 
 def loss_and_grads(m: GPT, idx: torch.Tensor, autocast: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
     m.zero_grad(set_to_none=True)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+    with torch.autocast(idx.device.type, dtype=torch.bfloat16, enabled=autocast):
         loss = m.nll(idx[:, :-1], idx[:, 1:]).mean()
     loss.backward()
     return loss.detach(), [p.grad.clone() for p in m.parameters() if p.grad is not None]
@@ -108,17 +108,10 @@ def test_compiled_fullgraph_on_cuda(tiny_model_config):
     the stream bf16, and the loss of the eager bf16-stream model."""
     m = model(tiny_model_config, "record_like", True).cuda()
     idx = tokens(5).cuda()
-    eager, _ = loss_and_grads_cuda(m, idx)
+    eager, _ = loss_and_grads(m, idx, autocast=True)
     torch._dynamo.reset()
     m.nll = torch.compile(m.nll, fullgraph=True, dynamic=False)
-    compiled, grads = loss_and_grads_cuda(m, idx)
+    compiled, grads = loss_and_grads(m, idx, autocast=True)
     torch.testing.assert_close(compiled, eager, rtol=1e-2, atol=1e-2)
     assert all(torch.isfinite(g).all() for g in grads)
 
-
-def loss_and_grads_cuda(m: GPT, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    m.zero_grad(set_to_none=True)
-    with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = m.nll(idx[:, :-1], idx[:, 1:]).mean()
-    loss.backward()
-    return loss.detach(), [p.grad for p in m.parameters() if p.grad is not None]

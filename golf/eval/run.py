@@ -163,6 +163,7 @@ def stage_outputs(checkpoint: Path, hessians: Path, artifact: Path) -> StageOutp
     hessian_header = read_header(hessians, H_FORMAT, H_VERSION) if hessians.is_file() else None
     code = artifact.parent / "train_gpt.py"
     total = artifact.stat().st_size + code.stat().st_size if artifact.is_file() and code.is_file() else None
-    missing = [str(clock_path(p)) for p, c in ((checkpoint, train_clock), (hessians, hessian_clock)) if c is None]
-    missing += [str(hessians)] * (hessian_header is None)
+    missing = [str(clock_path(checkpoint))] * (train_clock is None)
+    # an absent Hessians file is named once, not again as its absent clock
+    missing += [str(hessians)] if hessian_header is None else [str(clock_path(hessians))] * (hessian_clock is None)
     return StageOutputs(train_clock, hessian_header, hessian_clock, total, missing)
