@@ -4,6 +4,7 @@ so the CPU side runs at full speed), before and after depth recurrence switches 
     python bench/profile_train.py                    # the h100 preset, 8 steps per phase
     python bench/profile_train.py --quick            # 3 steps per phase
     python bench/profile_train.py --flags "compile_scope=blocks attention_backend=cudnn"
+    python bench/profile_train.py --phase after --no-mix-order-cap   # looped only, without golf's cap
 
 Each phase is one call of golf.train.loop.train (no warm-up steps, no evals) with looping off,
 then on: step 1 compiles (and autotunes), step 2 warms the profiler, the next --steps are
@@ -12,6 +13,7 @@ recorded. Kernel times are binned: matmul (cuBLAS/CUTLASS), attention (flash/cuD
 optimizer (foreach / fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/memset) and other
 (eager ATen).
 `busy` is the kernel time over the wall time of those steps; 1 - busy is the GPU left idle.
+bench/profile_record.py prints the record script's step in the same tables.
 """
 
 from __future__ import annotations
@@ -78,26 +80,38 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     timed = res.rows[2:]
     n = len(timed)
     step_ms = sum(cfg.train_batch_tokens / float(r["tokens_per_s"]) for r in timed) * 1e3 / n
-    kernels: dict[str, float] = {}
-    for e in prof.key_averages():
-        if e.self_device_time_total > 0:
-            kernels[e.key] = kernels.get(e.key, 0.0) + e.self_device_time_total / 1e3 / n
-    busy = sum(kernels.values())
-    bins: dict[str, float] = {}
-    for k, v in kernels.items():
-        bins[bin_of(k)] = bins.get(bin_of(k), 0.0) + v
     fpt = model_flops_per_token(model, cfg.train_seq_len)
     tps = cfg.train_batch_tokens / (step_ms / 1e3)
-    print(f"\n## {'after' if looping else 'before'} looping: {n} timed steps, {step_ms:.1f} ms/step, "
-          f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / cfg.peak_flops:.1%} (of train.peak_flops), "
-          f"kernels {busy:.1f} ms/step (busy {busy / step_ms:.1%})\n")
-    print("| bin | ms/step | share of step |\n|---|---:|---:|")
-    for label, ms in sorted(bins.items(), key=lambda kv: -kv[1]):
-        print(f"| {label} | {ms:.1f} | {ms / step_ms:.1%} |")
-    print(f"| idle | {max(step_ms - busy, 0):.1f} | {max(step_ms - busy, 0) / step_ms:.1%} |")
-    print("\n| top kernels | bin | ms/step | share |\n|---|---|---:|---:|")
-    for k, v in sorted(kernels.items(), key=lambda kv: -kv[1])[:top]:
-        print(f"| `{k[:90]}` | {bin_of(k)} | {v:.2f} | {v / step_ms:.1%} |")
+    report(f"golf {'after' if looping else 'before'} looping", kernel_times(prof, n), step_ms,
+           f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / cfg.peak_flops:.1%} (of train.peak_flops)", top)
+
+
+def kernel_times(prof, steps: int) -> dict[str, tuple[float, float]]:
+    """{kernel name: (GPU ms per step, launches per step)} of a finished profile of `steps` steps."""
+    out: dict[str, tuple[float, float]] = {}
+    for e in prof.key_averages():
+        if e.self_device_time_total > 0:
+            ms, calls = out.get(e.key, (0.0, 0.0))
+            out[e.key] = (ms + e.self_device_time_total / 1e3 / steps, calls + e.count / steps)
+    return out
+
+
+def report(title: str, kernels: dict[str, tuple[float, float]], step_ms: float, rate: str, top: int) -> None:
+    """Markdown: the step, the bins (with launches per step), the `top` kernels."""
+    busy = sum(ms for ms, _ in kernels.values())
+    bins: dict[str, list[float]] = {}
+    for k, (ms, calls) in kernels.items():
+        acc = bins.setdefault(bin_of(k), [0.0, 0.0])
+        acc[0] += ms
+        acc[1] += calls
+    print(f"\n## {title}: {step_ms:.1f} ms/step, {rate}, kernels {busy:.1f} ms/step (busy {busy / step_ms:.1%})\n")
+    print("| bin | ms/step | share of step | launches/step |\n|---|---:|---:|---:|")
+    for label, (ms, calls) in sorted(bins.items(), key=lambda kv: -kv[1][0]):
+        print(f"| {label} | {ms:.1f} | {ms / step_ms:.1%} | {calls:.0f} |")
+    print(f"| idle | {max(step_ms - busy, 0):.1f} | {max(step_ms - busy, 0) / step_ms:.1%} | |")
+    print("\n| top kernels | bin | ms/step | share | launches/step |\n|---|---|---:|---:|---:|")
+    for k, (ms, calls) in sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| `{k[:90]}` | {bin_of(k)} | {ms:.2f} | {ms / step_ms:.1%} | {calls:.0f} |")
 
 
 def main() -> None:
@@ -108,13 +122,21 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3 timed steps per phase")
     ap.add_argument("--flags", default="", help='train keys as KEY=VALUE, e.g. "compile_scope=blocks"')
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--phase", choices=("both", "before", "after"), default="both",
+                    help="profile before looping, after it, or both")
+    ap.add_argument("--no-mix-order-cap", action="store_true",
+                    help="compile without golf's cap on mix-order reductions (golf/train/inductor.py)")
     a = ap.parse_args()
     a.params = a.params or h100_params()
     if not torch.cuda.is_available():
         raise SystemExit("profile_train.py needs a CUDA GPU")
+    if a.no_mix_order_cap:
+        import golf.train.inductor
+
+        golf.train.inductor.MAX_READS = 0
     flags = {k: scalar(v) for k, v in (kv.split("=", 1) for kv in a.flags.split())}
     t0 = time.perf_counter()
-    for looping in (False, True):
+    for looping in {"both": (False, True), "before": (False,), "after": (True,)}[a.phase]:
         profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top)
     print(f"\n(profile run {time.perf_counter() - t0:.0f} s)")
 

@@ -399,3 +399,35 @@ def regional_graphs(model: GPT, eager: GPT) -> int:
     assert counter.frame_count == before
     dynamo.reset()
     return before
+
+
+def rope_at_call(rotary, seq_len: int, device="cpu"):
+    """The tables as Rotary computed them at every call before it kept them."""
+    freqs = torch.outer(torch.arange(seq_len, device=device, dtype=torch.float32), rotary.inv_freq.to(device))
+    return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
+
+
+def test_rope_tables_are_kept_bit_for_bit_as_computed_at_the_call_and_never_stored():
+    from golf.artifact.model.attention import Rotary
+
+    rotary = Rotary(16, 10000.0)
+    for seq_len in (1, 37, 2048, Rotary.TABLE_LEN, Rotary.TABLE_LEN + 5):  # the last: past the tables
+        for got, want in zip(rotary(seq_len, torch.device("cpu")), rope_at_call(rotary, seq_len)):
+            assert got.shape == want.shape and torch.equal(got, want)
+    assert rotary.state_dict() == {}
+    rotary.double()  # a cast rebuilds them in the new precision: fp64 tables, not fp32 ones cast up
+    cos, _ = rotary(300, torch.device("cpu"))
+    assert cos.dtype == torch.float64 and torch.equal(cos, rope_at_call(rotary, 300)[0])
+    assert not torch.equal(cos, rope_at_call(Rotary(16, 10000.0), 300)[0].double())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_gpu_rope_tables_move_with_the_model_and_are_rebuilt_there():
+    from golf.artifact.model.attention import Rotary
+
+    rotary = Rotary(16, 10000.0).to("cuda")
+    cos, sin = rotary(2048, torch.device("cuda", 0))
+    assert cos.device.type == "cuda" and cos.data_ptr() == rotary.cos_table.data_ptr()  # a view, no compute
+    want_cos, want_sin = rope_at_call(rotary, 2048, "cuda")
+    assert torch.equal(cos, want_cos) and torch.equal(sin, want_sin)

@@ -51,6 +51,7 @@ from golf.train import fused as fused_kernels
 from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
 from golf.train.data import WindowLoader
+from golf.train.inductor import cap_mix_order_reads
 from golf.train.qat import fake_quantized
 
 
@@ -189,6 +190,7 @@ class Stepper:
         import torch._dynamo as dynamo
 
         dynamo.config.cache_size_limit = 64
+        cap_mix_order_reads()  # torch 2.11 over-fuses the norm backwards (golf/train/inductor.py)
         self.compiled = True
         if self.cfg.compile_scope == "blocks" and hasattr(self.model, "compile_blocks"):
             self.model.compile_blocks(dynamic=False)

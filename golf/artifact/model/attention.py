@@ -139,18 +139,45 @@ def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str,
 
 
 class Rotary(nn.Module):
-    """cos/sin tables of partial RoPE for the first `rope_dims` dims of each head."""
+    """cos/sin tables of partial RoPE for the first `rope_dims` dims of each head.
+
+    The tables for up to TABLE_LEN positions are buffers made once: computed inside a compiled
+    graph instead, inductor fuses the cos and sin into every kernel that rotates, and recomputes
+    them there for each head and layer (31 ms of a 1,096 ms training step on the H200;
+    BENCHMARKS.md, "mix-order"). Longer sequences compute theirs at the call.
+    """
+
+    TABLE_LEN = 4096
 
     def __init__(self, rope_dims: int, base: float):
         super().__init__()
         self.rope_dims = rope_dims
         inv = 1.0 / base ** (torch.arange(0, max(rope_dims, 2), 2, dtype=torch.float32) / max(rope_dims, 2))
-        self.register_buffer("inv_freq", inv, persistent=False)  # rebuilt from config, not stored
+        # buffers rebuilt from config, never stored (persistent=False): state dicts and artifacts keep none
+        self.register_buffer("inv_freq", inv, persistent=False)
+        self.register_buffer("cos_table", None, persistent=False)
+        self.register_buffer("sin_table", None, persistent=False)
+        self._build_tables()
 
-    def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _build_tables(self) -> None:
+        self.cos_table, self.sin_table = self._tables(self.TABLE_LEN, self.inv_freq.device)
+
+    def _apply(self, fn, recurse=True):
+        """Moves and casts (.to, .double, ...) reach inv_freq; the tables are rebuilt from it on its
+        device and in its precision, as a call would compute them, not cast from the old ones."""
+        super()._apply(fn, recurse)
+        self._build_tables()
+        return self
+
+    def _tables(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         t = torch.arange(seq_len, device=device, dtype=torch.float32)
         freqs = torch.outer(t, self.inv_freq.to(device))
         return freqs.cos()[None, :, None, :], freqs.sin()[None, :, None, :]
+
+    def forward(self, seq_len: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if seq_len <= self.TABLE_LEN and self.cos_table.device == torch.device(device):
+            return self.cos_table[:, :seq_len], self.sin_table[:, :seq_len]
+        return self._tables(seq_len, device)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rope_dims: int) -> torch.Tensor:

@@ -1,0 +1,134 @@
+"""golf/train/inductor.py: the cap on buffers read by one mix-order reduction kernel (torch 2.11)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import sympy
+import torch
+from torch._inductor.dependencies import MemoryDep, StarDep
+
+from golf.train.inductor import MAX_READS, cap_mix_order_reads, cap_rule, reads
+
+
+class Node:
+    """A scheduler node as the cap sees one: its own reads, and itself as its only sub-node."""
+
+    def __init__(self, *names: str, star: tuple[str, ...] = ()):
+        deps = {MemoryDep(n, sympy.Integer(0), (), ()) for n in names} | {StarDep(n) for n in star}
+        self.read_writes = SimpleNamespace(reads=deps)
+
+    def get_nodes(self):
+        return [self]
+
+
+class Fused:
+    """A fused node: the reads of its sub-nodes."""
+
+    def __init__(self, *nodes: Node):
+        self.nodes = nodes
+
+    def get_nodes(self):
+        return list(self.nodes)
+
+
+def test_reads_counts_distinct_buffers_across_fused_nodes_and_skips_whole_buffer_deps():
+    a, b = Node("x", "w0", "g"), Node("x", "w1", star=("y",))
+    assert reads(a) == 3
+    assert reads(Fused(a, b), Node("w1", "w2")) == 5  # x, w0, g, w1, w2; the StarDep on y is not a load
+
+
+class Rules:
+    """Fusion rules shaped like inductor's: one called on the class, one on an instance."""
+
+    calls: list = []
+
+    @classmethod
+    def can_fuse(cls, a, b):
+        cls.calls.append((a, b))
+        return True
+
+    def can_fuse_with(self, other):
+        Rules.calls.append((self, other))
+        return True
+
+
+def test_a_capped_rule_refuses_over_the_cap_and_asks_the_rule_first():
+    cap_rule(Rules, "can_fuse", 4, static=True)
+    cap_rule(Rules, "can_fuse_with", 4, static=False)
+    a, small, big = Fused(Node("a", "b", "c")), Node("c", "d"), Node("d", "e")
+    assert Rules.can_fuse(a, small)  # 4 buffers: the rule's answer
+    assert not Rules.can_fuse(a, big)  # 5
+    inst = Rules()
+    inst.get_nodes = a.get_nodes
+    assert inst.can_fuse_with(small) and not inst.can_fuse_with(big)
+    assert len(Rules.calls) == 4  # the rule decided each time before the count was taken
+    cap_rule(Rules, "can_fuse", 100, static=True)  # capping again keeps the first cap
+    assert Rules.can_fuse.golf_max_reads == 4 and not Rules.can_fuse(a, big)
+
+
+def test_on_this_torch_both_mix_order_decisions_are_capped():
+    from torch._inductor import scheduler
+
+    how = cap_mix_order_reads()
+    if not hasattr(scheduler, "MixOrderReduction"):
+        assert how == "none"
+        return
+    assert how == "capped"
+    assert scheduler.MixOrderReduction.can_fuse.golf_max_reads == MAX_READS
+    assert scheduler.FusedMixOrderReductions.can_fuse_with.golf_max_reads == MAX_READS
+    assert cap_mix_order_reads(0) == "off"
+
+
+def mix_order_kernels(code: str) -> list[int]:
+    """For each mix-order reduction kernel in inductor's output code, the distinct pointers it loads."""
+    import re
+
+    return [len(set(re.findall(r"tl\.load\((\w+) \+", k))) for k in code.split("@triton_heuristics.")[1:]
+            if "MixOrderReductionGrid" in k]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mix-order reductions are Triton (CUDA) kernels")
+def test_gpu_the_looped_record_model_over_fuses_without_the_cap_and_not_with_it(tmp_path, monkeypatch):
+    """golf's h100 model, looped, its loss and backward compiled as training compiles them (16,384
+    tokens; SDPA without document masking, so no FA4 is needed: the norms, skips and lanes whose
+    gradients made the over-fused kernels are the same)."""
+    import dataclasses
+    from pathlib import Path
+
+    from torch._inductor import scheduler
+    from torch._inductor.utils import run_and_get_code
+
+    from golf.artifact.model import GPT, ModelConfig
+    from golf.params import load_section
+    from golf.presets import preset_params
+
+    params = preset_params("h100", Path(__file__).resolve().parents[1], tmp_path / "params.yaml")
+    cfg = dataclasses.replace(load_section(params, "model", ModelConfig), doc_masked_attention=False)
+    torch.manual_seed(0)
+    model = GPT(cfg).cuda()
+    model.looping = model.autocast_residual = True
+    idx, tgt = (torch.randint(0, cfg.vocab_size, (8, 2048), device="cuda") for _ in range(2))
+
+    def compiled_kernels() -> list[int]:
+        torch._dynamo.reset()
+        loss_fn = torch.compile(model.train_loss, dynamic=False)
+
+        def step():
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = loss_fn(idx, tgt)[0]
+            loss.backward()
+
+        with torch._inductor.config.patch(force_disable_caches=True):
+            return mix_order_kernels("\n".join(run_and_get_code(step)[1]))
+
+    cap_mix_order_reads()
+    capped = compiled_kernels()
+    make, grow = scheduler.MixOrderReduction, scheduler.FusedMixOrderReductions
+    monkeypatch.setattr(make, "can_fuse", staticmethod(make.can_fuse.golf_original))
+    monkeypatch.setattr(grow, "can_fuse_with", grow.can_fuse_with.golf_original)
+    uncapped = compiled_kernels()
+    assert capped and uncapped, "no mix-order reduction kernel was generated: the test shows nothing"
+    assert max(capped) <= MAX_READS < max(uncapped), (sorted(capped), sorted(uncapped))
