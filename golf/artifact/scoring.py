@@ -114,23 +114,31 @@ class Totals:
 
     def add(self, positions: torch.Tensor, nll: torch.Tensor, window_pos: Any = None) -> None:
         """Score the tokens at stream `positions` (1-D) with per-token `nll` (same shape). `window_pos`:
-        each one's input offset in its window, for golf/eval/diagnostics.py (not kept here)."""
+        each one's input offset in its window, for `add_tokens` of a subclass (not kept here)."""
         pos = positions.detach().reshape(-1).cpu().numpy()
         if len(pos) == 0:
             return
         nll64 = nll.detach().reshape(-1).double()
         b = torch.from_numpy(self.vb[pos].astype(np.float64))
         self.sums += torch.stack([nll64.sum().cpu(), torch.tensor(float(len(pos)), dtype=torch.float64), b.sum()])
-        if self.buckets.shape[1] or self.token_nll is not None:
-            n = nll64.cpu()
-            if self.buckets.shape[1]:
-                idx = torch.from_numpy(pos // self.bucket_width)
-                self.buckets[0].index_add_(0, idx, n)
-                self.buckets[1].index_add_(0, idx, torch.ones_like(n))
-                self.buckets[2].index_add_(0, idx, b)
-            if self.token_nll is not None:
-                self.token_nll[pos] = n.numpy()
-                np.add.at(self.count, pos, 1)
+        if self.wants_tokens():  # the per-token NLL comes to the host only for what keeps it
+            self.add_tokens(pos, nll64.cpu(), b, window_pos)
+
+    def wants_tokens(self) -> bool:
+        """Whether `add_tokens` needs each scored token (else only the sums are kept)."""
+        return bool(self.buckets.shape[1]) or self.token_nll is not None
+
+    def add_tokens(self, pos: np.ndarray, nll: torch.Tensor, nbytes: torch.Tensor, window_pos: Any) -> None:
+        """Per token, on the host: stream positions, fp64 NLLs and bytes (one copy of each per batch,
+        shared with subclasses: golf/eval/diagnostics.py)."""
+        if self.buckets.shape[1]:
+            idx = torch.from_numpy(pos // self.bucket_width)
+            self.buckets[0].index_add_(0, idx, nll)
+            self.buckets[1].index_add_(0, idx, torch.ones_like(nll))
+            self.buckets[2].index_add_(0, idx, nbytes)
+        if self.token_nll is not None:
+            self.token_nll[pos] = nll.numpy()
+            np.add.at(self.count, pos, 1)
 
     def all_reduce(self) -> None:
         if not self.reduced:

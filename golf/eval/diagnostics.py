@@ -66,15 +66,14 @@ class DiagTotals(Totals):
         self.by_class = torch.zeros(3, len(WORD_CLASSES), dtype=torch.float64)  # nll, tokens, bytes
         self.unplaced = 0  # tokens scored without a window position
 
-    def add(self, positions: torch.Tensor, nll: torch.Tensor, window_pos: Any = None) -> None:
-        super().add(positions, nll)
-        pos = positions.detach().reshape(-1).cpu().numpy()
-        if len(pos) == 0:
-            return
-        n = nll.detach().reshape(-1).double().cpu()
+    def wants_tokens(self) -> bool:
+        return True
+
+    def add_tokens(self, pos: np.ndarray, nll: torch.Tensor, nbytes: torch.Tensor, window_pos: Any) -> None:
+        super().add_tokens(pos, nll, nbytes, window_pos)
         if self.nll32 is not None:
-            self.nll32[pos] = n.numpy()
-        rows = torch.stack([n, torch.ones_like(n), torch.from_numpy(self.vb[pos].astype(np.float64))])
+            self.nll32[pos] = nll.numpy()
+        rows = torch.stack([nll, torch.ones_like(nll), nbytes])
         if window_pos is None:
             self.unplaced += len(pos)
         else:
