@@ -9,7 +9,7 @@ import sympy
 import torch
 from torch._inductor.dependencies import MemoryDep, StarDep
 
-from golf.train.inductor import MAX_READS, cap_mix_order_reads, cap_rule, reads
+from golf.train.inductor import MAX_READS, cap_mix_order_reads, cap_rule, mix_order_kernels, reads
 
 
 class Node:
@@ -81,12 +81,31 @@ def test_on_this_torch_both_mix_order_decisions_are_capped():
     assert cap_mix_order_reads(0) == "off"
 
 
-def mix_order_kernels(code: str) -> list[int]:
-    """For each mix-order reduction kernel in inductor's output code, the distinct pointers it loads."""
-    import re
+KERNELS = """
+@triton_heuristics.persistent_reduction(
+    inductor_meta={'grid_type': 'MixOrderReductionGrid', 'kernel_name': 'k1'},
+)
+@triton.jit
+def triton_per_mix_k1(in_ptr0, in_ptr1, in_out_ptr0, ws_ptr, xnumel):
+    accum0 = tl.full([R0_BLOCK], 0, tl.float32)[None, :]
+    accum1 = tl.full([R0_BLOCK], 0, tl.float32)[None, :]
+    for _ in tl.range(0, split_size, XBLOCK):
+        tmp0 = tl.load(in_ptr0 + (r0_1 + 512*x0), None)
+        tmp1 = tl.load(in_ptr1 + (x0), None)
+        tmp2 = tl.load(in_out_ptr0 + (r0_1 + 512*x0), None)
+        tmp3 = tl.load(in_ptr0 + (512 + r0_1), None)
+@triton_heuristics.reduction(
+    inductor_meta={'grid_type': 'Grid1D', 'kernel_name': 'k2'},
+)
+@triton.jit
+def triton_red_k2(in_ptr0, out_ptr0, xnumel):
+    tmp0 = tl.load(in_ptr0 + (x0), None)
+"""
 
-    return [len(set(re.findall(r"tl\.load\((\w+) \+", k))) for k in code.split("@triton_heuristics.")[1:]
-            if "MixOrderReductionGrid" in k]
+
+def test_mix_order_kernels_reads_pointers_and_column_sums_of_mix_order_kernels_only():
+    assert mix_order_kernels(KERNELS) == {"triton_per_mix_k1": (3, 2)}
+    assert mix_order_kernels(KERNELS + KERNELS) == {"triton_per_mix_k1": (3, 2)}  # its file and the graph's
 
 
 @pytest.mark.gpu
@@ -112,7 +131,7 @@ def test_gpu_the_looped_record_model_over_fuses_without_the_cap_and_not_with_it(
     model.looping = model.autocast_residual = True
     idx, tgt = (torch.randint(0, cfg.vocab_size, (8, 2048), device="cuda") for _ in range(2))
 
-    def compiled_kernels() -> list[int]:
+    def compiled_kernels() -> list[int]:  # buffers read by each mix-order kernel
         torch._dynamo.reset()
         loss_fn = torch.compile(model.train_loss, dynamic=False)
 
@@ -122,7 +141,7 @@ def test_gpu_the_looped_record_model_over_fuses_without_the_cap_and_not_with_it(
             loss.backward()
 
         with torch._inductor.config.patch(force_disable_caches=True):
-            return mix_order_kernels("\n".join(run_and_get_code(step)[1]))
+            return [n for n, _ in mix_order_kernels("\n".join(run_and_get_code(step)[1])).values()]
 
     cap_mix_order_reads()
     capped = compiled_kernels()
