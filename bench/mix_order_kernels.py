@@ -1,6 +1,6 @@
 """The mix-order reduction kernels inductor generated, with the pointers each loads from and the
-column sums each carries (golf/train/inductor.py: two of them, with ten sums each, spilled registers
-and cost 86 ms of a looped training step on torch 2.11).
+column sums each carries (read by golf/train/inductor_code.py). golf/train/inductor.py caps them: two,
+with ten sums each, spilled registers and cost 86 ms of a looped training step on torch 2.11.
 
     TORCHINDUCTOR_CACHE_DIR=/tmp/ind python bench/profile_train.py --phase after --quick
     python bench/mix_order_kernels.py /tmp/ind          # the kernels of that compile, most sums first
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from golf.train.inductor import mix_order_kernels  # noqa: E402
+from golf.train.inductor_code import mix_order_kernels  # noqa: E402
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ import sympy
 import torch
 from torch._inductor.dependencies import MemoryDep, StarDep
 
-from golf.train.inductor import MAX_READS, cap_mix_order_reads, cap_rule, mix_order_kernels, reads
+from golf.train.inductor import MAX_READS, cap_mix_order_reads, cap_rule, reads
+from golf.train.inductor_code import mix_order_kernels
 
 
 class Node:

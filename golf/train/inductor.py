@@ -16,8 +16,6 @@ keeps its kernels (golf's benchmarks compile cold).
 
 from __future__ import annotations
 
-import re
-
 MAX_READS = 10  # torch's own default where it has the setting
 
 
@@ -64,17 +62,3 @@ def reads(*nodes) -> int:
 
     return len({dep.name for node in nodes for sub in node.get_nodes() for dep in sub.read_writes.reads
                 if isinstance(dep, MemoryDep)})
-
-
-def mix_order_kernels(code: str) -> dict[str, tuple[int, int]]:
-    """{kernel name: (distinct pointers it loads from, column sums it carries)} for each mix-order
-    reduction kernel in inductor's generated code (`code`: the text of its .py files; a kernel met
-    twice, in its own file and in the graph's, counts once). The column sums are the register
-    accumulators that spilled in golf's two slow kernels (bench/mix_order_kernels.py prints them)."""
-    out = {}
-    for kernel in code.split("@triton_heuristics.")[1:]:
-        name = re.search(r"\ndef (\w+)\(", kernel)
-        if "MixOrderReductionGrid" in kernel and name:
-            loads = set(re.findall(r"tl\.load\((\w+) \+", kernel))
-            out[name[1]] = (len(loads), len(re.findall(r"\baccum\d+ = tl\.full", kernel)))
-    return out
