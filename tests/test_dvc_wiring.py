@@ -113,9 +113,10 @@ def test_dvc_status_marks_only_the_stages_that_run_an_edited_file(tmp_path):
     for name in ("dvc.yaml", "params.yaml", "corpus-requirements.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     for stage in PIPELINE.values():
-        for out in stage["outs"]:
-            (tmp_path / out).mkdir(parents=True, exist_ok=True)
-            (tmp_path / out / "placeholder").write_text("x")
+        for out in stage["outs"]:  # a file (model.safetensors) or a folder (data/tokens)
+            target = tmp_path / out if Path(out).suffix else tmp_path / out / "placeholder"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(out)  # contents of its own: outputs never share a cache object
         for entry in stage.get("metrics", []) + stage.get("plots", []):
             (tmp_path / next(iter(entry))).parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / next(iter(entry))).write_text("{}")
@@ -130,3 +131,9 @@ def test_dvc_status_marks_only_the_stages_that_run_an_edited_file(tmp_path):
         assert set(status) == runs and runs, edited
         assert stages_changed_by(status, edited) == runs
         (tmp_path / edited).write_text(original)
+    # a train rerun that wrote the same weights: only its clock differs, and only ttt_eval reads it
+    clock = tmp_path / "artifacts/train/model.clock.json"
+    clock.unlink()  # a new file, as a stage writes it (the old one may be linked to DVC's cache)
+    clock.write_text("another run's seconds")
+    assert {s for s, entries in dvc_status(tmp_path).items() for e in entries
+            if isinstance(e, dict) and "changed deps" in e} == {"ttt_eval"}

@@ -151,8 +151,8 @@ class StageOutputs:
 
 def stage_outputs(checkpoint: Path, hessians: Path, artifact: Path) -> StageOutputs:
     """Read the clocks of train's checkpoint and of hessian-calibrate's output (golf/io/metrics.py
-    `clock_path`: inside both stages' DVC output folders, which are deps of ttt_eval, so the verdict never
-    depends on metrics/timings/, which DVC does not track), the Hessians' header, and the artifact
+    `clock_path`: outputs of both stages in dvc.yaml and deps of ttt_eval, so the verdict never depends on
+    metrics/timings/, which DVC does not track), the Hessians' header, and the artifact
     folder's bytes (golf/compress/run.py writes model.golf and train_gpt.py side by side)."""
     from golf.io.metrics import clock_path, read_clock
     from golf.io.tensors import read_header

@@ -50,9 +50,10 @@ def read_metrics(path: Path, stage: str) -> dict[str, Any]:
 def clock_path(output: Path) -> Path:
     """Where the seconds measured while writing `output` go: beside it, model.safetensors -> model.clock.json.
 
-    Inside the stage's DVC output folder (a later stage that depends on the folder sees them) but not
-    inside the output file: the same inputs then write the same bytes, so a checkpoint's sha256 (which
-    the artifact carries) and the artifact's byte count (the score) do not change with the clock."""
+    An output of its own in dvc.yaml, beside the file and not inside it: the same inputs then write the
+    same bytes, so a checkpoint's sha256 (which the artifact carries) and the artifact's byte count (the
+    score) do not change with the clock, and a rerun that wrote the same bytes reruns only the stage
+    that reads the clock (ttt_eval), not every stage after it."""
     output = Path(output)
     return output.with_name(output.stem + ".clock.json")
 
