@@ -84,6 +84,35 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     tps = cfg.train_batch_tokens / (step_ms / 1e3)
     report(f"golf {'after' if looping else 'before'} looping", kernel_times(prof, n), step_ms,
            f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / cfg.peak_flops:.1%} (of train.peak_flops)", top)
+    report_waits(waits(prof), n, top)
+
+
+def waits(prof) -> dict[str, tuple[float, int]]:
+    """{kernel name: (ms, count)}: the GPU's idle gaps, each charged to the kernel that ended it (the
+    next one to start), so a host-bound region shows up as the kernels it launches too slowly."""
+    spans = sorted((e.start_ns(), e.end_ns(), e.name()) for e in prof.profiler.kineto_results.events()
+                   if e.device_type() == torch.autograd.DeviceType.CUDA and e.duration_ns() > 0)
+    out: dict[str, tuple[float, int]] = {}
+    busy_until = None
+    for start, end, name in spans:
+        if busy_until is not None and start > busy_until:
+            ms, count = out.get(name, (0.0, 0))
+            out[name] = (ms + (start - busy_until) / 1e6, count + 1)
+        busy_until = end if busy_until is None else max(busy_until, end)
+    return out
+
+
+def report_waits(gaps: dict[str, tuple[float, int]], steps: int, top: int) -> None:
+    """Markdown: the idle time per step by the bin, and the `top` kernels, that waited for it."""
+    bins: dict[str, float] = {}
+    for k, (ms, _) in gaps.items():
+        bins[bin_of(k)] = bins.get(bin_of(k), 0.0) + ms / steps
+    print("\n| idle before a kernel of bin | ms/step |\n|---|---:|")
+    for label, ms in sorted(bins.items(), key=lambda kv: -kv[1]):
+        print(f"| {label} | {ms:.1f} |")
+    print("\n| idle before kernel | ms/step | gaps/step |\n|---|---:|---:|")
+    for k, (ms, count) in sorted(gaps.items(), key=lambda kv: -kv[1][0])[:top]:
+        print(f"| `{k[:90]}` | {ms / steps:.2f} | {count / steps:.0f} |")
 
 
 def kernel_times(prof, steps: int) -> dict[str, tuple[float, float]]:

@@ -80,6 +80,29 @@ def test_muon_matches_reference(coeffs, rownorm):
         assert torch.allclose(p.detach(), r, atol=1e-5), (p - r).abs().max()
 
 
+@pytest.mark.gpu
+def test_muon_on_cuda_matches_cpu():
+    """The multi-tensor kernels on the GPU (bf16 Newton–Schulz there, fp32 here) make the same update."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    g = _gen(7)
+    shapes = [(64, 32), (32, 64), (64, 32), (16, 16)]
+    ws = [torch.randn(*s, generator=g) for s in shapes]
+    grads = [[torch.randn(*s, generator=g) for s in shapes] for _ in range(3)]
+    runs = []
+    for device in ("cpu", "cuda"):
+        params = [torch.nn.Parameter(w.clone().to(device)) for w in ws]
+        opt = Muon(params, lr=0.05, momentum=0.9, weight_decay=0.1, coeffs="polar_express", row_normalize=True)
+        for step_grads in grads:
+            for p, gr in zip(params, step_grads):
+                p.grad = gr.to(device)
+            opt.step()
+        runs.append([p.detach().cpu() for p in params])
+    for cpu, cuda, w in zip(*runs, ws):
+        assert (cuda - w).abs().max() > 0.01  # it moved
+        assert torch.allclose(cuda, cpu, atol=5e-3), (cuda - cpu).abs().max()
+
+
 def test_muon_decoupled_weight_decay_uses_scheduled_lr():
     w = torch.randn(4, 9, generator=_gen(5))
     p = torch.nn.Parameter(w.clone())

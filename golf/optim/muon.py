@@ -107,28 +107,36 @@ class Muon(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
-            # Same-shape parameters share one batched Newton–Schulz call.
-            by_shape: dict[tuple, list[tuple[torch.nn.Parameter, torch.Tensor]]] = defaultdict(list)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad.float()
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(g)
-                buf = state["momentum_buffer"]
-                buf.mul_(mu).add_(g)
-                u = g.add(buf, alpha=mu) if group["nesterov"] else buf.clone()
-                if group["row_normalize"]:
-                    u = row_normalize(u)
-                by_shape[(tuple(p.shape), p.device)].append((p, u))
-            for (shape, _), items in by_shape.items():
-                stacked = torch.stack([u for _, u in items])
-                xs = newton_schulz(stacked, group["backend_steps"], group["coeffs"])
-                scale = max(1.0, shape[-2] / shape[-1]) ** 0.5
-                for (p, _), x in zip(items, xs.unbind(0)):
-                    if wd:
-                        p.mul_(1.0 - lr * wd)
-                    p.add_(x.to(p.dtype), alpha=-lr * scale)
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._update(group, params)
         return loss
+
+    def _update(self, group: dict, params: list[torch.nn.Parameter]) -> None:
+        """The update of the module docstring for `params`, as a few multi-tensor (`_foreach_`) kernels
+        over all of them instead of a handful of kernels per parameter: the h100 preset's 66 matrices
+        made ~600 small launches a step that the GPU waited for (BENCHMARKS.md, issue 17 "idle"). The
+        element-wise math and its order are the same as one parameter at a time."""
+        mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
+        grads = [p.grad.float() for p in params]
+        for p, g in zip(params, grads):
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(g)
+        bufs = [self.state[p]["momentum_buffer"] for p in params]
+        torch._foreach_mul_(bufs, mu)
+        torch._foreach_add_(bufs, grads)
+        updates = torch._foreach_add(grads, bufs, alpha=mu) if group["nesterov"] else [b.clone() for b in bufs]
+        # Same-shape parameters share one batched Newton–Schulz call.
+        by_shape: dict[tuple, list[int]] = defaultdict(list)
+        for i, p in enumerate(params):
+            by_shape[(tuple(p.shape), p.device)].append(i)
+        if wd:
+            torch._foreach_mul_(params, 1.0 - lr * wd)
+        for (shape, _), idx in by_shape.items():
+            stacked = torch.stack([updates[i] for i in idx])
+            if group["row_normalize"]:  # per row: the same norms stacked or one matrix at a time
+                stacked = row_normalize(stacked)
+            xs = newton_schulz(stacked, group["backend_steps"], group["coeffs"])
+            scale = max(1.0, shape[-2] / shape[-1]) ** 0.5
+            torch._foreach_add_([params[i] for i in idx], [x.to(params[i].dtype) for i, x in zip(idx, xs.unbind(0))],
+                                alpha=-lr * scale)
