@@ -51,9 +51,9 @@ class WindowLoader:
                 for w, cu in zip(win.chunk(self.accum, dim=0), cus)]
 
     def prepare(self, step: int) -> None:
-        """Do `batch(step)`'s host work now: the train loop calls this once a step's kernels are queued,
-        so the windows, documents and pinned copies of the next step are ready while the GPU still runs
-        this one (no GPU idle at the step boundary for them). The batch itself is the same either way."""
+        """Do `batch(step)`'s host work now: the train loop calls this once a step's micro-batches are
+        queued, so the windows, documents and pinned copies of the next step are ready while the GPU still
+        runs this one's backward (no GPU idle for them). The batch itself is the same either way."""
         self._ready = (step, self._host_batch(step))
 
     def _host_batch(self, step: int) -> tuple[torch.Tensor, list[torch.Tensor | None]]:

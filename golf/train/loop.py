@@ -217,6 +217,9 @@ class Stepper:
                 ((loss + aux) / cfg.grad_accum_steps).backward()
                 total += loss.detach()
                 extra += aux.detach()
+        # host work for the next step while the GPU still runs this step's backward (golf/train/data.py):
+        # later, behind the short optimizer kernels, the GPU would wait for it (BENCHMARKS.md, "idle")
+        self.loader.prepare(step + 1)
         if self.cat_ws and (step + 1) % cfg.cat_every == 0:
             # once per step, not per micro-batch: the penalty does not depend on the data (and is the
             # same on every rank, so the gradient average below leaves its share unchanged)
@@ -229,7 +232,6 @@ class Stepper:
         self.muon.step()
         self.adam.step()
         model.zero_grad(set_to_none=True)
-        self.loader.prepare(step + 1)  # host work while the GPU runs the queued step (golf/train/data.py)
         lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
         return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
