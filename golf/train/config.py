@@ -95,13 +95,6 @@ class TrainConfig:
     compile_scope: Literal["model", "blocks"]
     """What one compiled graph holds: the whole loss ("model"), or one block and the loss head
     ("blocks": each distinct block compiles once, the looped graph reuses them; faster start)."""
-    compile_aside: Literal["auto", "on", "off"]
-    """Compile the looped graph in a second process on the same GPU while this one compiles and warms up the
-    plain graph; the looped warm-up then finds it in inductor's and AOTAutograd's caches (golf/train/aside.py;
-    cold start, issue 17). Acts only when training compiles, compile_scope is model, looping switches on
-    mid-run (model.num_loops > 0, enable_looping_at > 0) and warmup_steps > 0. auto = on when the CUDA device
-    has at least 100 GiB: the two processes' peaks (about 39 GiB each at the h100 preset) do not fit an
-    80 GB H100 beside the optimizer state with margin; on = on any CUDA device; never on CPU."""
     attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
     """Attention kernel; auto = the fastest usable (fa4 > fa3 > fa2 > sdpa; with model.doc_masked_attention
     fa4 > sdpa, the ones that mask documents); fa4 = golf/kernels/fa4.py's ops; cudnn = SDPA's cuDNN kernel."""

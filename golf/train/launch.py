@@ -27,29 +27,17 @@ from golf.train import ddp
 def relaunch(model_cfg: Any, cfg: Any, paths: dict[str, Path]) -> None:
     out_dir = Path(paths["out"]).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = params_file(model_cfg, cfg, out_dir)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".train-params.", suffix=".yaml")
     try:
-        argv = ddp.torchrun_argv(cfg.nproc_per_node, stage_args(tmp, paths))
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump({"model": section_dict(model_cfg), "train": section_dict(cfg)}, f, sort_keys=False)
+        args = ["stages.train", "--params", tmp]
+        for name, path in paths.items():
+            args += [f"--{name}", str(path)]
+        argv = ddp.torchrun_argv(cfg.nproc_per_node, args)
         rc = subprocess.run(argv, env=ddp.child_env()).returncode
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     if rc != 0:
         raise GolfError(f"torchrun with {cfg.nproc_per_node} processes exited with status {rc} "
                         "(see the rank errors above)")
-
-
-def params_file(model_cfg: Any, cfg: Any, directory: Path) -> Path:
-    """A new temp params file in `directory` with the resolved `model` and `train` sections (flags applied),
-    for a `python -m stages.train` child (here, and the compile aside: golf/train/aside.py)."""
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".train-params.", suffix=".yaml")
-    with os.fdopen(fd, "w") as f:
-        yaml.safe_dump({"model": section_dict(model_cfg), "train": section_dict(cfg)}, f, sort_keys=False)
-    return Path(tmp)
-
-
-def stage_args(params: Path, paths: dict[str, Path]) -> list[str]:
-    """`python -m`'s arguments for that child: stages.train, the params file, then --tokens, --out, ..."""
-    args = ["stages.train", "--params", str(params)]
-    for name, path in paths.items():
-        args += [f"--{name}", str(path)]
-    return args

@@ -76,8 +76,7 @@ class TrainResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     start_s: dict[str, float] = field(default_factory=dict)
     """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
-    then each warm-up graph's compile and steps ("plain", "looped"; "all" without a looping switch), and
-    the wait for the looped graph's compile aside before the looped warm-up ("looped_wait"; golf/train/aside.py)."""
+    then each warm-up graph's compile and steps ("plain", "looped"; "all" without a looping switch)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -236,18 +235,14 @@ class Stepper:
         lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
         return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
-    def warm_up(self, looping_later: bool, wait_aside: Callable[[], float] | None = None) -> dict[str, float]:
+    def warm_up(self, looping_later: bool) -> dict[str, float]:
         """Compile warm-up: run the steps (both graphs when looping will switch on), then restore the
-        weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s).
-        wait_aside: waits for the looped graph's compile in another process (golf/train/aside.py) and
-        returns the seconds waited; called just before the looped phase, whose compile then hits its caches."""
+        weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s)."""
         model, cfg = self.model, self.cfg
         saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved_opts = [copy.deepcopy(o.state_dict()) for o in (self.muon, self.adam)]
         seconds = {}
         for phase in ([False, True] if looping_later else [None]):
-            if phase and wait_aside is not None:
-                seconds["looped_wait"] = wait_aside()
             t0 = time.perf_counter()
             if phase is not None:
                 model.looping = phase
@@ -305,19 +300,30 @@ def _shared_step_result(loss: float, dt: float, elapsed: float, step: int, lr_mu
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
           val_bytes: np.ndarray, device: torch.device, dctx: Dist, progress: bool = True,
           evaluate: Callable | None = None, started: float | None = None,
-          on_step: Callable[[int], None] | None = None, aside: Callable[[], float] | None = None) -> TrainResult:
+          on_step: Callable[[int], None] | None = None) -> TrainResult:
     """Train `model` in place; on return it holds the averaged (EMA/SWA) weights that were evaluated.
 
     started: time.perf_counter() at the stage's start (default: now), for `first_step_s`.
     on_step: called with the step number after each real step (a profiler's `step`, in bench/).
-    aside: waits for this rank's compile-aside child before the looped warm-up (golf/train/aside.py).
     """
     started = time.perf_counter() if started is None else started
     if evaluate is None:
         from golf.eval.plain import evaluate
     world = dctx.world_size
-    stepper, fused = prepare(model, cfg, train_tokens, device, dctx)
-    use_compile = stepper.compiled
+    use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+    _cuda_precision(device)
+    model.to(device).train()
+    fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main) and \
+        fused_kernels.install(model, cfg.fused_mlp)
+    if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
+        model.autocast_residual = cfg.bf16_residual
+    # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
+    doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
+    loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
+                          cfg.grad_accum_steps, dctx.rank, world, cfg.seed, device, bos_id=doc_bos)
+    stepper = Stepper(model, cfg, loader, device, world)
+    if use_compile:
+        stepper.compile()
     if cfg.val_max_tokens:
         val_tokens, val_bytes = val_tokens[:cfg.val_max_tokens + 1], val_bytes[:cfg.val_max_tokens + 1]
 
@@ -335,7 +341,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         model.looping = cfg.enable_looping_at == 0
     start_s = {"setup": time.perf_counter() - started}
     if cfg.warmup_steps > 0:
-        start_s |= stepper.warm_up(looping_later, aside)
+        start_s |= stepper.warm_up(looping_later)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows, step, elapsed, first_step_at = _run_steps(stepper, cfg, looping_later, run_eval, dctx, progress, on_step)
@@ -356,27 +362,6 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
                        flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
                        first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
-
-
-def prepare(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, device: torch.device,
-            dctx: Dist) -> tuple[Stepper, bool]:
-    """The model on `device` in training mode, with the fused kernels (when they resolve on) and the residual
-    dtype; its Stepper, compiled when training compiles. (stepper, fused kernels installed)."""
-    use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
-    _cuda_precision(device)
-    model.to(device).train()
-    fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main) and \
-        fused_kernels.install(model, cfg.fused_mlp)
-    if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
-        model.autocast_residual = cfg.bf16_residual
-    # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
-    doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
-    loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
-                          cfg.grad_accum_steps, dctx.rank, dctx.world_size, cfg.seed, device, bos_id=doc_bos)
-    stepper = Stepper(model, cfg, loader, device, dctx.world_size)
-    if use_compile:
-        stepper.compile()
-    return stepper, fused
 
 
 def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval: Callable, dctx: Dist,

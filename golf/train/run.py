@@ -1,9 +1,7 @@
 """The train stage's work: tokens -> a trained GPT checkpoint, per-step rows and the metrics.
 
 One process of N under torchrun (stages/train.py relaunches itself when train.nproc_per_node > 1):
-every rank trains, rank 0 writes the checkpoint and the CSV and returns the metrics. With
-train.compile_aside, each rank first starts a child that compiles the looped graph meanwhile; run as that
-child (GOLF_COMPILE_ASIDE set), this function only compiles it and returns None (golf/train/aside.py).
+every rank trains, rank 0 writes the checkpoint and the CSV and returns the metrics.
 """
 
 from __future__ import annotations
@@ -30,10 +28,10 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
     from golf.io.checkpoint import save_model
     from golf.io.metrics import clear_clock, write_clock, write_csv
     from golf.params import section_dict
-    from golf.train import aside, ddp
+    from golf.train import ddp
     from golf.train.backend import set_backend
     from golf.train.data import check_bos
-    from golf.train.loop import prepare, seed_everything
+    from golf.train.loop import seed_everything
     from golf.train.loop import train as run_train
 
     data = TokenData(tokens)
@@ -45,23 +43,14 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
     if model_cfg.doc_masked_attention:
         check_bos(tokens, model_cfg.bos_id, data.bos_id)
     dctx, device = init_dist(resolve_device(cfg.device, "train.device"))
-    child_index = aside.child_device()  # this process is a compile-aside child (golf/train/aside.py)
     if device.type == "cuda":
-        device = torch.device("cuda", dctx.local_rank if child_index is None else child_index)
-        torch.cuda.set_device(device)
-    child = aside.start(model_cfg, cfg, tokens, device, dctx.world_size)  # its imports overlap the setup below
+        device = torch.device("cuda", dctx.local_rank)
+    seed_everything(cfg.seed)
+    model = GPT(model_cfg)
+    attention = set_backend(model, cfg.attention_backend, device)
     try:
-        seed_everything(cfg.seed)
-        model = GPT(model_cfg)
-        attention = set_backend(model, cfg.attention_backend, device)
-        if child_index is not None:
-            aside.compile_looped(prepare(model, cfg, data.train, device, dctx)[0])
-            return None
-        res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started,
-                        aside=None if child is None else child.wait)
+        res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started)
     finally:
-        if child is not None:
-            child.close()
         if dctx.enabled:
             ddp.shutdown()
     if not dctx.is_main:
@@ -80,8 +69,7 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
     values = {"val_bpb": res.val_bpb, "val_loss": res.val_loss, "val_bpb_raw": res.val_bpb_raw, "steps": res.steps,
               "train_tokens": res.train_tokens, "tokens_per_s": round(res.tokens_per_s, 1),
               "params": sum(p.numel() for p in model.parameters()), "peak_mem_bytes": res.peak_mem_bytes,
-              **attention, "compile": res.compiled, "compile_aside": child is not None and child.ran,
-              "fused_kernels": res.fused_kernels,
+              **attention, "compile": res.compiled, "fused_kernels": res.fused_kernels,
               "train_s": round(res.train_s, 3), "first_step_s": round(res.first_step_s, 3),
               "world_size": dctx.world_size, **{f"start_s_{k}": round(v, 3) for k, v in res.start_s.items()}}
     if res.mfu is not None:
