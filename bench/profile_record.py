@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from bench_record import RECORD_ENV, record_data
-from profile_train import kernel_times, report
+from profile_train import kernel_times, report, report_waits, waits
 from trainrun import ROOT
 
 
@@ -123,6 +123,7 @@ def profile_phase(step, looping: bool, warmup: int, steps: int, tokens_per_step:
     print("profiled steps, ms:", " ".join(f"{t:.1f}" for t in times))
     report(f"record {'after' if looping else 'before'} looping", kernel_times(prof, steps), step_ms,
            f"{tokens_per_step / step_ms / 1e3:.3f} M tok/s", top)
+    report_waits(waits(prof), steps, top)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ recorded. Kernel times are binned: matmul (cuBLAS/CUTLASS), attention (flash/cuD
 (inductor's Triton kernels: norms, softcap + cross-entropy, rotary, gates...; golf/kernels' golf_*),
 optimizer (foreach / fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/memset) and other
 (eager ATen).
-`busy` is the kernel time over the wall time of those steps; 1 - busy is the GPU left idle.
+`busy` is the kernel time over the wall time of those steps; 1 - busy is the GPU left idle, and the
+last tables charge each idle gap to the kernel that ended it (a host-bound stretch shows up as the
+kernels it launched too late).
 bench/profile_record.py prints the record script's step in the same tables.
 """
 
