@@ -2,7 +2,7 @@
 for the plain graph and the looped one, each in a fresh process with an empty inductor cache.
 
     python bench/compile_parts.py                                   # the h100 preset on this machine's device
-    python bench/compile_parts.py --backends eager,aot_eager --flags "device=cpu train_batch_tokens=16384"
+    python bench/compile_parts.py --backends eager,aot_eager --flags "device=cpu train_seq_len=256 train_batch_tokens=2048"
 
 Each run is golf's own train loop (golf.train.loop.train: the model, fused kernels, attention backend and
 mix-order cap as training sets them up) for one step with no warm-up and no evals, torch.compile's backend

@@ -115,7 +115,7 @@ class Muon(torch.optim.Optimizer):
     def _update(self, group: dict, params: list[torch.nn.Parameter]) -> None:
         """The update of the module docstring for `params`, as a few multi-tensor (`_foreach_`) kernels
         over all of them instead of a handful of kernels per parameter: the h100 preset's 66 matrices
-        made ~600 small launches a step that the GPU waited for (BENCHMARKS.md, issue 17 "idle"). The
+        made about 530 small launches a step that the GPU waited for (BENCHMARKS.md, issue 17 "idle"). The
         element-wise math and its order are the same as one parameter at a time."""
         mu, lr, wd = group["momentum"], group["lr"], group["weight_decay"]
         grads = [p.grad.float() for p in params]
