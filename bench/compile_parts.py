@@ -16,7 +16,6 @@ whole compile only.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
@@ -26,31 +25,14 @@ import tempfile
 from pathlib import Path
 
 import torch
-from profile_train import NoEval, scalar
+from profile_train import run_phase, scalar
 from trainrun import ROOT, h100_params
 
 
 def one(params: Path, tokens: Path, flags: dict, backend: str, looping: bool) -> dict:
     """In this process: two steps of one phase with `backend`; the seconds of each."""
-    from golf.artifact.model import GPT, ModelConfig
-    from golf.artifact.runtime import init_dist, resolve_device
-    from golf.data.tokens import TokenData
-    from golf.params import load_section
-    from golf.train.backend import set_backend
-    from golf.train.config import TrainConfig
-    from golf.train.loop import seed_everything, train
-
     torch.compile = functools.partial(torch.compile, backend=backend)  # what Stepper.compile calls
-    cfg = load_section(params, "train", TrainConfig, flags)
-    cfg = dataclasses.replace(cfg, compile="on", iterations=2, max_wallclock_s=0.0, warmup_steps=0, val_every=0,
-                              enable_looping_at=0.0 if looping else 1.0)
-    data = TokenData(tokens)
-    device = resolve_device(cfg.device, "train.device")
-    seed_everything(cfg.seed)
-    model = GPT(load_section(params, "model", ModelConfig))
-    set_backend(model, cfg.attention_backend, device)
-    res = train(model, cfg, data.train, data.val, data.val_bytes, device, init_dist(device)[0], progress=False,
-                evaluate=lambda *a, **k: NoEval())
+    _, cfg, res = run_phase(params, tokens, {**flags, "compile": "on"}, looping, 2)
     steps = [cfg.train_batch_tokens / float(r["tokens_per_s"]) for r in res.rows]
     return {"backend": backend, "looping": looping, "first_step_s": steps[0], "second_step_s": steps[1]}
 

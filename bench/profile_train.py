@@ -57,28 +57,38 @@ class NoEval:
     loss, bpb = float("nan"), float("nan")
 
 
-def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int) -> None:
-    from torch.profiler import ProfilerActivity, profile, schedule
-
+def run_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int,
+              on_step=None) -> tuple[torch.nn.Module, object, object]:
+    """golf's own train loop (golf.train.loop.train) for `steps` steps with looping on from the start or
+    never, no warm-up steps and no evals: (model, train config, TrainResult). Shared with compile_parts.py."""
     from golf.artifact.model import GPT, ModelConfig
-    from golf.artifact.runtime import init_dist
+    from golf.artifact.runtime import init_dist, resolve_device
     from golf.data.tokens import TokenData
     from golf.params import load_section
     from golf.train.backend import set_backend
     from golf.train.config import TrainConfig
-    from golf.train.loop import model_flops_per_token, seed_everything, train
+    from golf.train.loop import seed_everything, train
 
     cfg = load_section(params, "train", TrainConfig, flags)
-    cfg = dataclasses.replace(cfg, iterations=steps + 2, max_wallclock_s=0.0, warmup_steps=0, val_every=0,
+    cfg = dataclasses.replace(cfg, iterations=steps, max_wallclock_s=0.0, warmup_steps=0, val_every=0,
                               enable_looping_at=0.0 if looping else 1.0)
     data = TokenData(tokens)
-    device = torch.device("cuda")
+    device = resolve_device(cfg.device, "train.device")
     seed_everything(cfg.seed)
     model = GPT(load_section(params, "model", ModelConfig))
     print("attention:", set_backend(model, cfg.attention_backend, device))
+    res = train(model, cfg, data.train, data.val, data.val_bytes, device, init_dist(device)[0], progress=False,
+                evaluate=lambda *a, **k: NoEval(), on_step=on_step)
+    return model, cfg, res
+
+
+def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int) -> None:
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from golf.train.loop import model_flops_per_token
+
     with profile(activities=[ProfilerActivity.CUDA], schedule=schedule(wait=1, warmup=1, active=steps)) as prof:
-        res = train(model, cfg, data.train, data.val, data.val_bytes, device, init_dist(device)[0], progress=False,
-                    evaluate=lambda *a, **k: NoEval(), on_step=lambda _: prof.step())
+        model, cfg, res = run_phase(params, tokens, flags, looping, steps + 2, on_step=lambda _: prof.step())
     timed = res.rows[2:]
     n = len(timed)
     step_ms = sum(cfg.train_batch_tokens / float(r["tokens_per_s"]) for r in timed) * 1e3 / n
