@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from pathlib import Path
@@ -442,3 +443,41 @@ def test_golf_train_document_masking_needs_bos_in_every_shard(tmp_path):
     assert r.exit_code == 1 and "train_000001.bin: no BOS (token id 0)" in r.output, r.output
     write_params(tmp_path / "params.yaml")  # without masking the same shards train
     assert invoke(tmp_path, "--iterations", "2", "--val-every", "0").exit_code == 0
+
+
+@pytest.mark.parametrize("scope", ["model", "hybrid"])
+def test_hybrid_scope_compiles_one_whole_model_graph_and_trains_the_same_weights(scope, monkeypatch,
+                                                                                 tiny_model_config):
+    """compile_scope hybrid: the whole model compiles one graph, for the plain phase (inlining the
+    compiled blocks), and the looped phase runs the blocks' own graphs; `model` scope compiles a second
+    whole-model graph when looping switches on. Both train the weights of the uncompiled model (an
+    eager backend: the same ATen ops)."""
+    import torch._dynamo as dynamo
+
+    from golf.artifact.model import GPT
+
+    graphs = []
+
+    def eager(gm, example_inputs):  # what dynamo traced: the whole model (it embeds the tokens) or a part
+        graphs.append("whole" if any("embedding" in str(n.target) for n in gm.graph.nodes) else "part")
+        return gm.forward
+
+    tr, _ = corpus(seed=1, vocab=96)
+    va, vb = corpus(600, seed=2, vocab=96)
+    states = {}
+    for mode in ("off", scope):
+        dynamo.reset()
+        monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=eager))
+        torch.manual_seed(0)
+        m = GPT(tiny_model_config)
+        cfg = tcfg(iterations=4, warmup_steps=1, val_every=0, ema_decay=0.0, enable_looping_at=0.5,
+                   compile="off" if mode == "off" else "on", compile_scope="model" if mode == "off" else mode)
+        res = train(m, cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+        assert res.compiled == (mode != "off") and m.looping
+        states[mode] = m.state_dict()
+        monkeypatch.undo()
+    dynamo.reset()
+    assert graphs.count("whole") == (1 if scope == "hybrid" else 2)
+    assert ("part" in graphs) == (scope == "hybrid")
+    for k in states["off"]:
+        torch.testing.assert_close(states[scope][k], states["off"][k], rtol=0, atol=0, msg=k)

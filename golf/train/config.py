@@ -92,9 +92,10 @@ class TrainConfig:
     """Where to train; auto = cuda when available."""
     compile: Literal["auto", "on", "off"]
     """torch.compile the model; auto = on for CUDA, off for CPU."""
-    compile_scope: Literal["model", "blocks"]
+    compile_scope: Literal["model", "blocks", "hybrid"]
     """What one compiled graph holds: the whole loss ("model"), or one block and the loss head
-    ("blocks": each distinct block compiles once, the looped graph reuses them; faster start)."""
+    ("blocks": each distinct block compiles once, the looped graph reuses them; faster start), or
+    "hybrid": the plain graph whole, the looped one from the compiled blocks (one whole-model compile)."""
     attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
     """Attention kernel; auto = the fastest usable (fa4 > fa3 > fa2 > sdpa; with model.doc_masked_attention
     fa4 > sdpa, the ones that mask documents); fa4 = golf/kernels/fa4.py's ops; cudnn = SDPA's cuDNN kernel."""

@@ -183,6 +183,7 @@ class Stepper:
             self.forward = model.nll_and_mtp if self.mtp_w > 0 else model.nll
         self.autocast = device.type == "cuda" and cfg.autocast_bf16
         self.compiled = False
+        self.looped_forward = None  # compile_scope hybrid: the looped graph's forward (compiled blocks)
         self.ema: EMA | None = None  # the weight averages, made when the timed steps start
         self.swa: SWA | None = None
 
@@ -192,9 +193,14 @@ class Stepper:
         dynamo.config.cache_size_limit = 64
         cap_mix_order_reads()  # torch 2.11 over-fuses the norm backwards (golf/train/inductor.py)
         self.compiled = True
-        if self.cfg.compile_scope == "blocks" and hasattr(self.model, "compile_blocks"):
+        scope = self.cfg.compile_scope if hasattr(self.model, "compile_blocks") else "model"
+        if scope != "model":
             self.model.compile_blocks(dynamic=False)
-        else:
+        if scope == "hybrid":
+            # the whole-model graph inlines the compiled blocks when it traces the plain phase, and the
+            # looped phase calls them from eager glue: no second whole-model compile (BENCHMARKS.md, issue 17)
+            self.looped_forward = self.forward
+        if scope != "blocks":
             self.forward = torch.compile(self.forward, dynamic=False)
 
     def __call__(self, step: int, lr_mul: float, momentum: float) -> float:
@@ -207,13 +213,14 @@ class Stepper:
             g["momentum"] = momentum
         total = torch.zeros((), device=self.device)  # the LM NLL only: train_loss stays comparable across toggles
         extra = torch.zeros((), device=self.device)  # the auxiliary terms, so a NaN in them stops training too
+        forward = self.looped_forward if self.looped_forward is not None and model.looping else self.forward
         with fake_quantized(self.qat_ws if self.qat_on else [], cfg.qat_bits, cfg.qat_clip_sigmas):
             for x, y, cu in self.loader.batch(step):
                 if cu is not None and self.compiled:
                     # its length (documents + 1) changes every batch: one graph for all, no recompile
                     torch._dynamo.mark_dynamic(cu, 0)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
-                    loss, aux = micro_objective(model, self.forward, x, y, self.moe_w, self.mtp_w, cu)
+                    loss, aux = micro_objective(model, forward, x, y, self.moe_w, self.mtp_w, cu)
                 ((loss + aux) / cfg.grad_accum_steps).backward()
                 total += loss.detach()
                 extra += aux.detach()
