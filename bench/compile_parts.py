@@ -9,8 +9,8 @@ mix-order cap as training sets them up) for one step with no warm-up and no eval
 swapped: `eager` (dynamo's trace, then eager ATen), `aot_eager` (plus AOTAutograd's joint trace and
 partition) or `inductor` (training's). The first step's seconds, minus the first step of the same phase
 compiled already, is that backend's compile; the differences between backends are dynamo's,
-AOTAutograd's and inductor's shares. For inductor it also prints torch's own compile timers (`--timed`). The `start_s` timings of bench_train and bench_record hold the
-whole compile only.
+AOTAutograd's and inductor's shares. For inductor it also prints torch's own compile timers (`--timed`).
+The `start_s` timings of bench_train and bench_record hold the whole compile only.
 """
 
 from __future__ import annotations
