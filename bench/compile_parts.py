@@ -30,13 +30,14 @@ from trainrun import ROOT, h100_params
 
 
 def one(params: Path, tokens: Path, flags: dict, backend: str, looping: bool) -> dict:
-    """In this process: two steps of one phase with `backend`; the seconds of each."""
+    """In this process: two steps of one phase with `backend`; the seconds of each, and torch's compile
+    timers (seconds per timed function, summed over its calls)."""
     torch.compile = functools.partial(torch.compile, backend=backend)  # what Stepper.compile calls
     _, cfg, res = run_phase(params, tokens, {**flags, "compile": "on"}, looping, 2)
     steps = [cfg.train_batch_tokens / float(r["tokens_per_s"]) for r in res.rows]
     timed = {name: sum(s) for name, s in torch._dynamo.utils.compilation_time_metrics.items()}
     return {"backend": backend, "looping": looping, "first_step_s": steps[0], "second_step_s": steps[1],
-            "timed": dict(sorted(timed.items(), key=lambda kv: -kv[1]))}
+            "timed": timed}
 
 
 def main() -> None:
