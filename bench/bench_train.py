@@ -25,7 +25,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, h100_params, median, start_parts, train
+from trainrun import ROOT, StageFailed, h100_params, median, start_parts, train
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")  # an environment variable in a variant's words
 LOOP_TIME_FRAC = 0.35
@@ -53,6 +53,39 @@ def phase_rates(rows: list[dict], switch: int) -> tuple[float, float]:
     pre = [v for s, v in rate.items() if 2 < s <= switch]
     post = [v for s, v in rate.items() if s > switch + 2]
     return median(pre), median(post)
+
+
+def variant_figures(run: dict, steps: int, fpt: tuple[float, float], peak: float) -> dict:
+    """What one variant's `golf train` run measured (trainrun.train's dict), for the table and --json."""
+    m = run["metrics"]
+    pre, post = phase_rates(run["rows"], steps // 2)
+    return {"first_step_s": m["first_step_s"], "start_s": start_parts(m), "pre": pre, "post": post,
+            "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
+            "mfu_pre": fpt[0] * pre / peak, "mfu_post": fpt[1] * post / peak,
+            "peak_gib": m["peak_mem_bytes"] / 2**30, "attention": m["attention_backend"],
+            "process_s": run["process_s"], "val_bpb": m["val_bpb"]}
+
+
+def print_table(results: list[dict]) -> None:
+    """Markdown, ratios against the first variant that ran; a failed variant gets its error line, and
+    variants that ran on different attention backends get a warning (e.g. FA4 not importable in one)."""
+    ran = [r for r in results if "failed" not in r]
+    print("| variant | start to 1st step s | tok/s before loop | after | avg (35% pre) | MFU before / after "
+          "| peak GiB | attention |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in results:
+        if "failed" in r:
+            print(f"| {r['variant']} | failed: {r['failed']} |")
+            continue
+        cells = [f"{r['first_step_s']:.1f}"]
+        for k in ("pre", "post", "avg"):
+            cells.append(f"{r[k] / 1e6:.3f} M ({r[k] / ran[0][k]:.2f})")
+        cells += [f"{r['mfu_pre'] * 100:.1f}% / {r['mfu_post'] * 100:.1f}%", f"{r['peak_gib']:.1f}", r["attention"]]
+        print(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    backends = sorted({r["attention"] for r in ran})
+    if len(backends) > 1:
+        print(f"\nWARNING: the variants ran on different attention backends ({', '.join(backends)}): their ratios "
+              "compare attention kernels too (is FlashAttention 4 importable in every one?)")
 
 
 def main() -> None:
@@ -83,32 +116,23 @@ def main() -> None:
         name, _, flags = spec.partition("=")
         words = shlex.split(flags)
         env = dict(w.split("=", 1) for w in words if ENV_WORD.match(w))
-        r = train(work / name, a.params, a.tokens, base + [w for w in words if not ENV_WORD.match(w)],
-                  a.warm_cache, env=env)
-        m = r["metrics"]
-        pre, post = phase_rates(r["rows"], steps // 2)
-        res = {"variant": name, "flags": flags, "first_step_s": m["first_step_s"],
-               "start_s": start_parts(m),
-               "pre": pre, "post": post,
-               "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
-               "mfu_pre": fpt[0] * pre / peak, "mfu_post": fpt[1] * post / peak,
-               "peak_gib": m["peak_mem_bytes"] / 2**30, "attention": m["attention_backend"],
-               "process_s": r["process_s"], "val_bpb": m["val_bpb"]}
+        try:
+            r = train(work / name, a.params, a.tokens, base + [w for w in words if not ENV_WORD.match(w)],
+                      a.warm_cache, env=env)
+        except StageFailed as e:  # one variant out of memory (say) need not cost the others
+            print(e, flush=True)
+            results.append({"variant": name, "flags": flags, "failed": e.error_line()})
+            continue
+        res = {"variant": name, "flags": flags, **variant_figures(r, steps, fpt, peak)}
         results.append(res)
         print(json.dumps(res), flush=True)
-    print(f"\n{steps} steps per variant ({a.params.name}); ratios vs the first variant; MFU over "
+    print(f"\n{steps} steps per variant ({a.params.name}); ratios vs the first variant that ran; MFU over "
           f"train.peak_flops = {peak:.3g} FLOP/s")
-    print("| variant | start to 1st step s | tok/s before loop | after | avg (35% pre) | MFU before / after | peak GiB |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    first = results[0]
-    for r in results:
-        cells = [f"{r['first_step_s']:.1f}"]
-        for k in ("pre", "post", "avg"):
-            cells.append(f"{r[k] / 1e6:.3f} M ({r[k] / first[k]:.2f})")
-        cells += [f"{r['mfu_pre'] * 100:.1f}% / {r['mfu_post'] * 100:.1f}%", f"{r['peak_gib']:.1f}"]
-        print(f"| {r['variant']} | " + " | ".join(cells) + " |")
+    print_table(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
+    if any("failed" in r for r in results):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

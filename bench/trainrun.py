@@ -9,12 +9,25 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+class StageFailed(SystemExit):
+    """A golf stage exited non-zero; the message ends with the tail of its log. A SystemExit, so a
+    script that does not catch it stops with that message (bench_train.py goes on to the next variant)."""
+
+    def error_line(self) -> str:
+        """The log tail's last line naming an error (`OutOfMemoryError: ...`, `golf train: error: ...`),
+        else the message's first line."""
+        lines = str(self).splitlines()
+        errors = [ln.strip() for ln in lines[1:] if re.search(r"\w(Error|Exception)\b|\berror:", ln)]
+        return (errors[-1] if errors else lines[0])[:160]
 
 
 def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> float:
@@ -27,7 +40,7 @@ def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = No
     wall = time.perf_counter() - t0
     if rc:
         tail = log.read_text(errors="replace").splitlines()[-15:]
-        raise SystemExit(f"golf {stage} failed (exit {rc}); {log} ends:\n" + "\n".join(tail))
+        raise StageFailed(f"golf {stage} failed (exit {rc}); {log} ends:\n" + "\n".join(tail))
     return wall
 
 
