@@ -104,6 +104,25 @@ def test_cuda_kernel_without_fa4_says_how_to_install():
         fa4._kernels()
 
 
+def test_auto_without_fa4_on_hopper_says_so_once_on_stderr(tiny_model_config, monkeypatch, capsys):
+    """The fallback is recorded and announced: a run on SDPA where FA4 was expected is ~34% slower."""
+    import golf.train.backend as backend
+    from golf.artifact.model import GPT
+
+    monkeypatch.setattr(backend, "backend_order", lambda device, doc_masked: ["fa4", "sdpa"])
+    monkeypatch.setattr(backend, "select_backend", lambda device, doc_masked: "sdpa")
+    monkeypatch.setattr(fa4, "_import_error", lambda: "ModuleNotFoundError: No module named 'cutlass'")
+    got = backend.set_backend(GPT(tiny_model_config), "auto", torch.device("cpu"))
+    assert got == {"attention_backend": "sdpa", "attention_order": "fa4 > sdpa"}
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "took sdpa, not fa4" in err[0] and "No module named 'cutlass'" in err[0]
+    assert "[gpu]" in err[0]
+
+    monkeypatch.setattr(backend, "backend_order", lambda device, doc_masked: ["sdpa"])  # the CPU: nothing to say
+    backend.set_backend(GPT(tiny_model_config), "auto", torch.device("cpu"))
+    assert capsys.readouterr().err == ""
+
+
 # ---- GPU: FA4 itself -------------------------------------------------------------------------
 
 def needs_fa4(test):

@@ -47,9 +47,15 @@ def available() -> bool:
     return _import_error() is None
 
 
+def unavailable_reason() -> str:
+    """Why FA4 is not in use here, with how to install it ("" when it imports)."""
+    err = _import_error()
+    return "" if err is None else f"flash_attn.cute does not import ({err}); {INSTALL_HINT}"
+
+
 def _kernels() -> tuple[Callable, Callable]:
-    if (err := _import_error()) is not None:
-        raise RuntimeError(f"FlashAttention 4 (flash_attn.cute) does not import ({err}); {INSTALL_HINT}")
+    if not available():
+        raise RuntimeError(f"FlashAttention 4: {unavailable_reason()}")
     from flash_attn.cute.interface import _flash_attn_bwd, _flash_attn_fwd
 
     return _flash_attn_fwd, _flash_attn_bwd

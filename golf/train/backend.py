@@ -3,10 +3,14 @@
 FA4's custom ops (golf/kernels/fa4.py) are registered as the "fa4" backend whenever flash-attn-4
 imports; `train.attention_backend = auto` then takes the first usable backend of
 attention.backend_order (fa4 > fa3 > fa2 > sdpa on Hopper; only fa4 > sdpa can mask documents).
-The train metrics keep the order tried and the pick, so a run without FA4 says so.
+The train metrics keep the order tried and the pick, so a run without FA4 says so; so does one
+line on stderr, as a silent fallback on a lent GPU looked like a 34% slower golf (BENCHMARKS.md,
+sixth session).
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -25,4 +29,6 @@ def set_backend(model: torch.nn.Module, requested: str, device: torch.device) ->
     except (RuntimeError, ValueError) as e:  # not importable here, or cannot mask documents
         raise GolfError(f"train.attention_backend = {backend!r}: {e}") from None
     order = backend_order(device, doc_masked) if requested == "auto" else [backend]
+    if order[0] == "fa4" and backend != "fa4":
+        print(f"train: attention_backend auto took {backend}, not fa4: {fa4.unavailable_reason()}", file=sys.stderr)
     return {"attention_backend": backend, "attention_order": " > ".join(order)}
