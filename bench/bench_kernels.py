@@ -6,6 +6,7 @@ forward + backward, at a preset's shapes, on one GPU.
     python bench/bench_kernels.py --preset h100 --iters 50
     python bench/bench_kernels.py --params my-params.yaml    # a full params file instead of a preset
     python bench/bench_kernels.py --mlp-tiles 128x256x64s3w8,128x128x64s4w8   # fused GEMM tile shapes
+    python bench/bench_kernels.py --quack          # also quack's CuTe GEMMs with the activation (bench/quack_act.py)
 
 Shapes from params.yaml with the preset's overlay applied (golf/presets.py): N = train_batch_tokens / (nproc_per_node x grad_accum_steps) tokens
 per forward (the record: 98,304 = 48 x 2048), V = model.vocab_size, d = model.model_dim, MLP
@@ -18,7 +19,9 @@ training runs them:
   mlp:   fc -> act -> proj of x (N, d), matmuls included: eager, the fused activation between
          cuBLAS matmuls (train.fused_mlp = pair) and the fused GEMM (gemm: golf.kernels.mlp_gemm);
   gemm:  the up-projection GEMMs alone (forward x W1ᵀ, backward dout W2), cuBLAS with and without
-         the activation kernel against the fused GEMM, in TFLOP/s; --mlp-tiles compares tile shapes.
+         the activation kernel against the fused GEMM, in TFLOP/s; --mlp-tiles compares tile shapes;
+         --quack adds quack's gemm_act / gemm_dact with golf's activation registered (untuned and
+         autotuned, the first call's seconds, and their outputs against cuBLAS + golf's pair).
 
 Each row: median ms of forward + backward, the peak CUDA memory the run allocates above its inputs,
 the time ratio against eager and against compiled eager, and the largest gradient difference
@@ -30,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -96,9 +101,40 @@ def parse_tiles(spec: str) -> list[mlp_gemm.Tiles]:
     return tiles or [mlp_gemm.TILES]
 
 
-def bench_gemm(x, w_fc, w_proj, dout, slope, tile_sets: list[mlp_gemm.Tiles], iters: int) -> dict[str, dict]:
+def quack_cases(x, w_fc, w_proj, dout, pre, slope) -> dict[str, Callable]:
+    """quack's gemm_act / gemm_dact with golf's activation (bench/quack_act.py), untuned and autotuned.
+    Prints each first call's seconds (CuTe JIT, autotuning) and the outputs' distance from cuBLAS + the
+    pair; {} (with the reason printed) when quack's GEMMs do not run here."""
+    try:
+        import quack.gemm_interface as qg
+        from quack_act import register
+
+        act = register(float(slope))
+        cases = {}
+        for tuned in (False, True):
+            fwd = functools.partial(qg.gemm_act, x, w_fc.t(), activation=act, tuned=tuned)
+            bwd = functools.partial(qg.gemm_dact, dout, w_proj, pre, activation=act, tuned=tuned)
+            for label, fn in ((f"fwd quack gemm_act{' tuned' * tuned}", fwd), (f"bwd quack gemm_dact{' tuned' * tuned}", bwd)):
+                t0 = time.perf_counter()
+                fn()
+                torch.cuda.synchronize()
+                print(f"{label}: first call {time.perf_counter() - t0:.1f} s")
+                cases[label] = fn
+    except Exception as e:  # e.g. quack 0.6.5's epilogue library on CUTLASS DSL 4.8 (BENCHMARKS.md, sixth session)
+        print(f"quack's GEMMs do not run here: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+        return {}
+    q_pre, q_post = fwd()
+    q_dpre, _ = bwd()
+    rel = lambda a, b: float((a.float() - b.float()).norm() / b.float().norm())  # noqa: E731
+    print(f"quack vs cuBLAS + pair (relative L2): pre {rel(q_pre, pre):.1e}, post "
+          f"{rel(q_post, leaky_relu2(pre, slope)):.1e}, dpre {rel(q_dpre, _leaky_relu2_backward(pre, dout @ w_proj, slope)):.1e}")
+    return cases
+
+
+def bench_gemm(x, w_fc, w_proj, dout, slope, tile_sets: list[mlp_gemm.Tiles], iters: int,
+               quack: bool = False) -> dict[str, dict]:
     """The up-projection's GEMMs alone, bf16: cuBLAS, cuBLAS + the activation kernel, the fused GEMM
-    (one row per tile shape); ms and TFLOP/s of the matmul (2 N hidden d)."""
+    (one row per tile shape), quack's with --quack; ms and TFLOP/s of the matmul (2 N hidden d)."""
     n, d, hid = x.shape[0], x.shape[1], w_fc.shape[0]
     flop = 2 * n * hid * d
     w_proj_t = w_proj.t().contiguous()
@@ -111,6 +147,8 @@ def bench_gemm(x, w_fc, w_proj, dout, slope, tile_sets: list[mlp_gemm.Tiles], it
         cases[f"fwd fused GEMM {t.label()}"] = lambda t=t: with_tiles(t, mlp_gemm.gemm_leaky_relu2, x, w_fc, slope)
         cases[f"bwd fused GEMM {t.label()}"] = lambda t=t: with_tiles(
             t, mlp_gemm.gemm_leaky_relu2_backward, dout, w_proj_t, pre, slope)
+    if quack:
+        cases |= quack_cases(x, w_fc, w_proj, dout, pre, slope)
     print(f"\ngemm: ({n}, {d}) x ({d}, {hid}), bf16\n| variant | ms | TFLOP/s |\n|---|---:|---:|")
     rows = {}
     for name, fn in cases.items():
@@ -192,6 +230,7 @@ def main() -> None:
     ap.add_argument("--params", type=Path, default=None, help="a full params file (overrides --preset)")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="5 timed runs per variant")
+    ap.add_argument("--quack", action="store_true", help="also quack's CuTe GEMMs with the activation in the epilogue")
     ap.add_argument("--mlp-tiles", default="", help="fused GEMM tile shapes to compare, MxNxKsSTAGESwWARPS "
                     "comma-separated (default: the shipped golf.kernels.mlp_gemm.TILES)")
     a = ap.parse_args()
@@ -240,7 +279,7 @@ def main() -> None:
                         "compiled fused": compiled(mlp(fused_act)), "fused GEMM": gemm,
                         "compiled fused GEMM": compiled(gemm)}, [x, fc, proj], (s["slope"],), dx, iters)
     bf16 = [t.detach().to(torch.bfloat16) for t in (x, fc, proj)]
-    out["gemm"] = bench_gemm(*bf16, dx, s["slope"], parse_tiles(a.mlp_tiles), iters)
+    out["gemm"] = bench_gemm(*bf16, dx, s["slope"], parse_tiles(a.mlp_tiles), iters, a.quack)
     print("\n" + json.dumps(out))
 
 
