@@ -21,7 +21,8 @@ training runs them:
   gemm:  the up-projection GEMMs alone (forward x W1ᵀ, backward dout W2), cuBLAS with and without
          the activation kernel against the fused GEMM, in TFLOP/s; --mlp-tiles compares tile shapes;
          --quack adds quack's gemm_act / gemm_dact with golf's activation registered (untuned and
-         autotuned, the first call's seconds, and their outputs against cuBLAS + golf's pair).
+         autotuned, the first call's seconds, and their outputs against cuBLAS + golf's pair), and
+         the whole MLP through them to the mlp bench (bench/quack_act.py `mlp`).
 
 Each row: median ms of forward + backward, the peak CUDA memory the run allocates above its inputs,
 the time ratio against eager and against compiled eager, and the largest gradient difference
@@ -274,10 +275,14 @@ def main() -> None:
     fc, proj = rand(hid, d, std=d ** -0.5).requires_grad_(), rand(d, hid, std=hid ** -0.5).requires_grad_()
     dx = rand(n, d, dtype=torch.bfloat16)
     gemm = mlp_gemm.mlp_leaky_relu2
+    variants = {"eager": mlp(eager_act), "compiled eager": compiled(mlp(eager_act)), "fused": mlp(fused_act),
+                "compiled fused": compiled(mlp(fused_act)), "fused GEMM": gemm, "compiled fused GEMM": compiled(gemm)}
+    if a.quack:
+        import quack_act
+
+        variants["quack GEMMs"] = quack_act.mlp
     out["mlp"] = bench(f"mlp: fc ({hid}, {d}) -> act -> proj ({d}, {hid}), x ({n}, {d})",
-                       {"eager": mlp(eager_act), "compiled eager": compiled(mlp(eager_act)), "fused": mlp(fused_act),
-                        "compiled fused": compiled(mlp(fused_act)), "fused GEMM": gemm,
-                        "compiled fused GEMM": compiled(gemm)}, [x, fc, proj], (s["slope"],), dx, iters)
+                       variants, [x, fc, proj], (s["slope"],), dx, iters)
     bf16 = [t.detach().to(torch.bfloat16) for t in (x, fc, proj)]
     out["gemm"] = bench_gemm(*bf16, dx, s["slope"], parse_tiles(a.mlp_tiles), iters, a.quack)
     print("\n" + json.dumps(out))

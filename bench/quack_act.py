@@ -52,3 +52,37 @@ def register(slope: float) -> str:
     qa.act_fn_map[name], qa.dact_fn_map[name] = act, dact
     qg.act_to_pytorch_fn_map[name] = lambda u: torch.where(u > 0, u, u * slope).square()
     return name
+
+
+def mlp(x, w_fc, w_proj, slope: float):
+    """The whole MLP leaky_relu(x W_fcᵀ, slope)^2 W_projᵀ in bf16 through quack: gemm_act forward (keeps
+    x and pre only), gemm_dact backward (dpre and post again), cuBLAS for the other four GEMMs; the
+    counterpart of golf.kernels.mlp_gemm.mlp_leaky_relu2 for bench/bench_kernels.py --quack."""
+    return _quack_mlp_function().apply(x, w_fc, w_proj, register(float(slope)))
+
+
+@functools.cache
+def _quack_mlp_function():
+    """The autograd Function, made on first use: quack imports only where it runs."""
+    import quack.gemm_interface as qg
+    import torch
+
+    class QuackMLP(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, w_fc, w_proj, act):
+            x16, w1, w2 = (t.to(torch.bfloat16) for t in (x.reshape(-1, x.shape[-1]), w_fc, w_proj))
+            pre, post = qg.gemm_act(x16, w1.t(), activation=act)
+            ctx.save_for_backward(x16, w1, w2, pre)
+            ctx.act, ctx.x_shape, ctx.dtypes = act, x.shape, (x.dtype, w_fc.dtype, w_proj.dtype)
+            return (post @ w2.t()).view(*x.shape[:-1], w2.shape[0])
+
+        @staticmethod
+        def backward(ctx, dout):
+            x16, w1, w2, pre = ctx.saved_tensors
+            g = dout.reshape(-1, dout.shape[-1]).to(torch.bfloat16).contiguous()
+            dpre, post = qg.gemm_dact(g, w2, pre, activation=ctx.act)
+            dx, dw1, dw2 = dpre @ w1, dpre.t() @ x16, g.t() @ post
+            return (dx.view(ctx.x_shape).to(ctx.dtypes[0]), dw1.to(ctx.dtypes[1]), dw2.to(ctx.dtypes[2]), None)
+
+    return QuackMLP
+
