@@ -206,6 +206,36 @@ def test_grad_accumulation_is_the_same_global_batch():
             torch.testing.assert_close(other[k], outs[0][k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def test_foreach_accumulation_gives_autograds_bits(monkeypatch):
+    """golf.train.loop.backward_into_grads against plain backward() accumulation: a parameter with a
+    gradient from both micro-batches, from the first only, from the second only; then whole training."""
+    from golf.train import loop
+
+    def grads_after(backward):
+        torch.manual_seed(0)
+        ps = [torch.randn(3, requires_grad=True) for _ in range(3)]
+        w = torch.randn(3)
+        backward(((ps[0] + ps[1]) * w).square().sum(), ps, True)
+        backward(((ps[0] - ps[2]) * w).exp().sum(), ps, False)
+        return [p.grad for p in ps]
+
+    ours = grads_after(loop.backward_into_grads)
+    plain = grads_after(lambda loss, params, first: loss.backward())
+    assert all(torch.equal(a, b) for a, b in zip(ours, plain))
+
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    outs = []
+    for backward in (loop.backward_into_grads, lambda loss, params, first: loss.backward()):
+        monkeypatch.setattr(loop, "backward_into_grads", backward)
+        torch.manual_seed(0)
+        m = TinyLM()
+        train(m, tcfg(iterations=3, grad_accum_steps=4, val_every=0, warmup_steps=0), tr, va, vb,
+              torch.device("cpu"), SOLO, progress=False)
+        outs.append(m.state_dict())
+    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
+
+
 # ---- compressor-aware training (golf/train/cat.py) ----------------------------------------------
 
 def _on_grid(rows: int, cols: int, bits: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:

@@ -162,6 +162,26 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
     return nll.mean(), aux
 
 
+def backward_into_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], first: bool) -> None:
+    """loss.backward(), adding into the gradients the earlier micro-batches left (unless `first`) with one
+    multi-tensor add: autograd would launch one add kernel per parameter and micro-batch (968 a step,
+    2.5 ms plus 1.3 ms of idle GPU before them, in the h100 preset's step: BENCHMARKS.md, sixth session).
+    The same fp32 additions, so the same bits."""
+    if first:
+        loss.backward()
+        return
+    held = [p.grad for p in params]
+    for p in params:
+        p.grad = None
+    loss.backward()
+    pairs = [(h, p.grad) for h, p in zip(held, params) if h is not None and p.grad is not None]
+    if pairs:
+        torch._foreach_add_([h for h, _ in pairs], [g for _, g in pairs])
+    for h, p in zip(held, params):
+        if h is not None:  # else p.grad is this micro-batch's own (or None)
+            p.grad = h
+
+
 class Stepper:
     """One optimizer step over the global batch: micro-batches, the study terms, all-reduce, clip, update."""
 
@@ -215,13 +235,13 @@ class Stepper:
         extra = torch.zeros((), device=self.device)  # the auxiliary terms, so a NaN in them stops training too
         forward = self.looped_forward if self.looped_forward is not None and model.looping else self.forward
         with fake_quantized(self.qat_ws if self.qat_on else [], cfg.qat_bits, cfg.qat_clip_sigmas):
-            for x, y, cu in self.loader.batch(step):
+            for micro, (x, y, cu) in enumerate(self.loader.batch(step)):
                 if cu is not None and self.compiled:
                     # its length (documents + 1) changes every batch: one graph for all, no recompile
                     torch._dynamo.mark_dynamic(cu, 0)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
                     loss, aux = micro_objective(model, forward, x, y, self.moe_w, self.mtp_w, cu)
-                ((loss + aux) / cfg.grad_accum_steps).backward()
+                backward_into_grads((loss + aux) / cfg.grad_accum_steps, self.params, first=micro == 0)
                 total += loss.detach()
                 extra += aux.detach()
         # host work for the next step while the GPU still runs this step's backward (golf/train/data.py):
