@@ -5,7 +5,8 @@
 # carried in .device-data/tokens. Logs, metrics and plots come back as one tarball under $OUT, and
 # the artifact (model.golf, train_gpt.py: each under 16 MiB) beside it, so a later call can carry
 # it back in .device-data/compress and run ttt-eval alone (a device machine keeps nothing).
-#   device run: carry [".whl", ".device-data"], command "bash bench/gpu_pipeline.sh"
+#   device run: carry [".whl", ".device-data"], command "bash bench/gpu_pipeline.sh"; with FlashAttention 4,
+#   a call carrying [".fa4/fa4a"] first (bench/fetch_gpu_stack.sh), then this one with ".fa4/fa4b" added
 set -uo pipefail
 PRESET=${PRESET:-h100}
 STAGES=${STAGES:-"train hessian-calibrate quantize prune-to-budget compress ttt-eval"}
