@@ -236,6 +236,18 @@ def test_foreach_accumulation_gives_autograds_bits(monkeypatch):
     assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
 
 
+def test_micro_batch_hint_only_where_twice_the_peak_fits():
+    """The H200's figures (BENCHMARKS.md, sixth session): 8 micro-batches peaked at 38.4 GiB, 4 at 76.1 GiB,
+    2 ran out of memory on 139.8 GiB; the hint suggests 4 after 8 and nothing after 4."""
+    from golf.train.run import micro_batch_hint
+
+    gib, h200 = 2**30, int(139.8 * 2**30)
+    hint = micro_batch_hint(int(38.4 * gib), h200, 8)
+    assert hint is not None and "train.grad_accum_steps = 4" in hint and "38.4 GiB" in hint
+    assert micro_batch_hint(int(76.1 * gib), h200, 4) is None
+    assert micro_batch_hint(int(1 * gib), h200, 1) is None and micro_batch_hint(int(1 * gib), h200, 3) is None
+
+
 # ---- compressor-aware training (golf/train/cat.py) ----------------------------------------------
 
 def _on_grid(rows: int, cols: int, bits: int, gen: torch.Generator) -> tuple[torch.Tensor, float]:

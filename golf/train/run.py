@@ -6,12 +6,24 @@ every rank trains, rank 0 writes the checkpoint and the CSV and returns the metr
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from golf.artifact.model.config import ModelConfig
 from golf.train.config import TrainConfig
+
+
+def micro_batch_hint(peak_bytes: int, total_bytes: int, grad_accum_steps: int) -> str | None:
+    """What to tell a run whose GPU could hold micro-batches twice as large (None when it could not, or the
+    step has an odd number of them). From 8 to 4 micro-batches the peak grew 1.98x on the H200 and the steps
+    ran 4.4% / 2.3% faster (BENCHMARKS.md, sixth session), so twice the peak must stay under 90% of the GPU."""
+    if grad_accum_steps % 2 or not total_bytes or 2 * peak_bytes > 0.9 * total_bytes:
+        return None
+    return (f"train: peak memory {peak_bytes / 2**30:.1f} GiB of the GPU's {total_bytes / 2**30:.0f} GiB: "
+            f"train.grad_accum_steps = {grad_accum_steps // 2} (the same steps in micro-batches twice as large) "
+            "would likely fit and run faster (BENCHMARKS.md, sixth session)")
 
 
 def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Path, plots: Path,
@@ -55,6 +67,10 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
             ddp.shutdown()
     if not dctx.is_main:
         return None
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        if hint := micro_batch_hint(res.peak_mem_bytes, total, cfg.grad_accum_steps):
+            print(hint, file=sys.stderr)
     splits = data.manifest.get("splits", {})
     extra = {"train": section_dict(cfg), "val_bpb": res.val_bpb, "val_loss": res.val_loss, "looping": res.looping,
              "data": {"tokenizer_sha256": data.manifest.get("tokenizer_sha256", ""),
