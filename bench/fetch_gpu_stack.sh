@@ -20,8 +20,10 @@ EOF
 )
 cutlass=${CUTLASS:-$(printf '%s\n' "${pins[@]}" | sed -n 's/^nvidia-cutlass-dsl==//p')}
 [ -n "$cutlass" ] || { echo "fetch_gpu_stack: no nvidia-cutlass-dsl pin in pyproject's gpu extra" >&2; exit 2; }
-rm -rf "$dest/fa4a" "$dest/fa4b" "$dest/tmp"
-mkdir -p "$dest/fa4a" "$dest/fa4b" "$dest/tmp/x"
+# built beside DEST and moved in at the end: a failed download leaves DEST as it was
+work=$(mktemp -d "${dest%/}.partial.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/fa4a" "$work/fa4b" "$work/tmp/x"
 get() {  # wheels only, for the device's CPython 3.12 on x86_64, no dependencies (torch is on the device)
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
@@ -29,14 +31,16 @@ get() {  # wheels only, for the device's CPython 3.12 on x86_64, no dependencies
 }
 for pin in "${pins[@]}"; do
     case $pin in nvidia-cutlass-dsl==*) pin="nvidia-cutlass-dsl==$cutlass" ;; esac
-    get "$dest/fa4b" "$pin"
+    get "$work/fa4b" "$pin"
 done
 # the DSL's parts that its [cu13] extra names; without libs-core, flash_attn.cute fails on cutlass.cute
-get "$dest/fa4b" "nvidia-cutlass-dsl-libs-base==$cutlass"
-get "$dest/fa4b" "nvidia-cutlass-dsl-libs-core==$cutlass"
-get "$dest/tmp" "nvidia-cutlass-dsl-libs-cu13==$cutlass"
-python3 -m zipfile -e "$dest"/tmp/nvidia_cutlass_dsl_libs_cu13-*.whl "$dest/tmp/x"
-tar cf - -C "$dest/tmp/x" . | xz -9 -T0 > "$dest/fa4a/cu13.tar.xz"
-rm -rf "$dest/tmp"
+get "$work/fa4b" "nvidia-cutlass-dsl-libs-base==$cutlass"
+get "$work/fa4b" "nvidia-cutlass-dsl-libs-core==$cutlass"
+get "$work/tmp" "nvidia-cutlass-dsl-libs-cu13==$cutlass"
+python3 -m zipfile -e "$work"/tmp/nvidia_cutlass_dsl_libs_cu13-*.whl "$work/tmp/x"
+tar cf - -C "$work/tmp/x" . | xz -9 -T0 > "$work/fa4a/cu13.tar.xz"
+mkdir -p "$dest"
+rm -rf "$dest/fa4a" "$dest/fa4b"
+mv "$work/fa4a" "$work/fa4b" "$dest/"
 echo "CUTLASS DSL $cutlass"
 du -sh "$dest/fa4a" "$dest/fa4b"

@@ -85,4 +85,3 @@ def _quack_mlp_function():
             return (dx.view(ctx.x_shape).to(ctx.dtypes[0]), dw1.to(ctx.dtypes[1]), dw2.to(ctx.dtypes[2]), None)
 
     return QuackMLP
-

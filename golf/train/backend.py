@@ -4,7 +4,7 @@ FA4's custom ops (golf/kernels/fa4.py) are registered as the "fa4" backend whene
 imports; `train.attention_backend = auto` then takes the first usable backend of
 attention.backend_order (fa4 > fa3 > fa2 > sdpa on Hopper; only fa4 > sdpa can mask documents).
 The train metrics keep the order tried and the pick, so a run without FA4 says so; so does one
-line on stderr, as a silent fallback on a lent GPU looked like a 34% slower golf (BENCHMARKS.md,
+line on stderr, as a silent fallback on a lent GPU passed for a much slower golf (BENCHMARKS.md,
 sixth session).
 """
 
