@@ -6,7 +6,7 @@ forward + backward, at a preset's shapes, on one GPU.
     python bench/bench_kernels.py --preset h100 --iters 50
     python bench/bench_kernels.py --params my-params.yaml    # a full params file instead of a preset
     python bench/bench_kernels.py --mlp-tiles 128x256x64s3w8,128x128x64s4w8   # fused GEMM tile shapes
-    python bench/bench_kernels.py --quack          # also quack's CuTe GEMMs with the activation (bench/quack_act.py)
+    python bench/bench_kernels.py --quack          # also quack's CuTe GEMMs with the activation (golf/kernels/quack_gemm.py)
 
 Shapes from params.yaml with the preset's overlay applied (golf/presets.py): N = train_batch_tokens / (nproc_per_node x grad_accum_steps) tokens
 per forward (the record: 98,304 = 48 x 2048), V = model.vocab_size, d = model.model_dim, MLP
@@ -17,12 +17,14 @@ training runs them:
          head (golf/artifact/model/gpt.py `_chunked_nll`), fused = golf.kernels.softcap_ce;
   act:   leaky_relu(u, slope)^2 of u (N, hidden) bf16 alone;
   mlp:   fc -> act -> proj of x (N, d), matmuls included: eager, the fused activation between
-         cuBLAS matmuls (train.fused_mlp = pair) and the fused GEMM (gemm: golf.kernels.mlp_gemm);
+         cuBLAS matmuls (train.fused_mlp = pair) and the fused GEMM (gemm: golf.kernels.mlp_gemm;
+         quack with --quack);
   gemm:  the up-projection GEMMs alone (forward x W1ᵀ, backward dout W2), cuBLAS with and without
          the activation kernel against the fused GEMM, in TFLOP/s; --mlp-tiles compares tile shapes;
-         --quack adds quack's gemm_act / gemm_dact with golf's activation registered (untuned and
-         autotuned, the first call's seconds, and their outputs against cuBLAS + golf's pair), and
-         the whole MLP through them to the mlp bench (bench/quack_act.py `mlp`).
+         --quack adds quack's gemm_act / gemm_dact with golf's activation registered (untuned, as golf
+         runs them, and with --quack-tune autotuned too; the first call's seconds, and their outputs
+         against cuBLAS + golf's pair), and
+         golf's MLP op through them (train.fused_mlp = quack) to the mlp bench.
 
 Each row: median ms of forward + backward, the peak CUDA memory the run allocates above its inputs,
 the time ratio against eager and against compiled eager, and the largest gradient difference
@@ -102,17 +104,19 @@ def parse_tiles(spec: str) -> list[mlp_gemm.Tiles]:
     return tiles or [mlp_gemm.TILES]
 
 
-def quack_cases(x, w_fc, w_proj, dout, pre, slope) -> dict[str, Callable]:
-    """quack's gemm_act / gemm_dact with golf's activation (bench/quack_act.py), untuned and autotuned.
+def quack_cases(x, w_fc, w_proj, dout, pre, slope, tune: bool) -> dict[str, Callable]:
+    """quack's gemm_act / gemm_dact with golf's activation (golf/kernels/quack_gemm.py), untuned (as golf
+    runs them) and with `tune` autotuned too (44 configs a GEMM on Hopper, each JIT-compiled).
     Prints each first call's seconds (CuTe JIT, autotuning) and the outputs' distance from cuBLAS + the
     pair; {} (with the reason printed) when quack's GEMMs do not run here."""
     try:
         import quack.gemm_interface as qg
-        from quack_act import register
 
-        act = register(float(slope))
+        from golf.kernels.quack_gemm import activation
+
+        act = activation(float(slope))
         cases = {}
-        for tuned in (False, True):
+        for tuned in (False, True)[:1 + tune]:
             fwd = functools.partial(qg.gemm_act, x, w_fc.t(), activation=act, tuned=tuned)
             bwd = functools.partial(qg.gemm_dact, dout, w_proj, pre, activation=act, tuned=tuned)
             for label, fn in ((f"fwd quack gemm_act{' tuned' * tuned}", fwd), (f"bwd quack gemm_dact{' tuned' * tuned}", bwd)):
@@ -133,7 +137,7 @@ def quack_cases(x, w_fc, w_proj, dout, pre, slope) -> dict[str, Callable]:
 
 
 def bench_gemm(x, w_fc, w_proj, dout, slope, tile_sets: list[mlp_gemm.Tiles], iters: int,
-               quack: bool = False) -> dict[str, dict]:
+               quack: bool = False, quack_tune: bool = False) -> dict[str, dict]:
     """The up-projection's GEMMs alone, bf16: cuBLAS, cuBLAS + the activation kernel, the fused GEMM
     (one row per tile shape), quack's with --quack; ms and TFLOP/s of the matmul (2 N hidden d)."""
     n, d, hid = x.shape[0], x.shape[1], w_fc.shape[0]
@@ -149,7 +153,7 @@ def bench_gemm(x, w_fc, w_proj, dout, slope, tile_sets: list[mlp_gemm.Tiles], it
         cases[f"bwd fused GEMM {t.label()}"] = lambda t=t: with_tiles(
             t, mlp_gemm.gemm_leaky_relu2_backward, dout, w_proj_t, pre, slope)
     if quack:
-        cases |= quack_cases(x, w_fc, w_proj, dout, pre, slope)
+        cases |= quack_cases(x, w_fc, w_proj, dout, pre, slope, quack_tune)
     print(f"\ngemm: ({n}, {d}) x ({d}, {hid}), bf16\n| variant | ms | TFLOP/s |\n|---|---:|---:|")
     rows = {}
     for name, fn in cases.items():
@@ -232,6 +236,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--quick", action="store_true", help="5 timed runs per variant")
     ap.add_argument("--quack", action="store_true", help="also quack's CuTe GEMMs with the activation in the epilogue")
+    ap.add_argument("--quack-tune", action="store_true", help="with --quack: also quack's autotuned GEMMs (minutes)")
     ap.add_argument("--mlp-tiles", default="", help="fused GEMM tile shapes to compare, MxNxKsSTAGESwWARPS "
                     "comma-separated (default: the shipped golf.kernels.mlp_gemm.TILES)")
     a = ap.parse_args()
@@ -277,14 +282,12 @@ def main() -> None:
     gemm = mlp_gemm.mlp_leaky_relu2
     variants = {"eager": mlp(eager_act), "compiled eager": compiled(mlp(eager_act)), "fused": mlp(fused_act),
                 "compiled fused": compiled(mlp(fused_act)), "fused GEMM": gemm, "compiled fused GEMM": compiled(gemm)}
-    if a.quack:
-        import quack_act
-
-        variants["quack GEMMs"] = quack_act.mlp
+    if a.quack:  # golf's MLP op through quack's GEMMs (train.fused_mlp = quack)
+        variants |= {"quack GEMM": mlp_gemm.mlp_leaky_relu2_quack, "compiled quack GEMM": compiled(mlp_gemm.mlp_leaky_relu2_quack)}
     out["mlp"] = bench(f"mlp: fc ({hid}, {d}) -> act -> proj ({d}, {hid}), x ({n}, {d})",
                        variants, [x, fc, proj], (s["slope"],), dx, iters)
     bf16 = [t.detach().to(torch.bfloat16) for t in (x, fc, proj)]
-    out["gemm"] = bench_gemm(*bf16, dx, s["slope"], parse_tiles(a.mlp_tiles), iters, a.quack)
+    out["gemm"] = bench_gemm(*bf16, dx, s["slope"], parse_tiles(a.mlp_tiles), iters, a.quack, a.quack_tune)
     print("\n" + json.dumps(out))
 
 

@@ -1,8 +1,8 @@
 # Source on a lent device machine (no network there) before any bench/ script:
 #   . bench/device_env.sh
-# installs the carried wheels (.whl: brotli, zstandard; not in the device image) under /tmp/site, unpacks
+# installs the carried wheels (.whl: brotli, zstandard; not in the device image) under /tmp/site-packages, unpacks
 # the carried half of the FlashAttention 4 stack (.fa4/fa4a or .fa4/fa4b from bench/fetch_gpu_stack.sh;
-# /tmp/site keeps the other half while the machine stays warm) and says whether FA4 imports, puts them
+# /tmp/site-packages keeps the other half while the machine stays warm) and says whether FA4 imports, puts them
 # and the checkout on PYTHONPATH, and links the carried tokens (.device-data/tokens, built on the CPU
 # box with `golf preset h100 --out h100.yaml`, `golf corpus --params h100.yaml --source news` and
 # `golf tokenize --params h100.yaml`) to data/tokens.
@@ -12,16 +12,19 @@ export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 DVC_NO_ANALYTICS=1
 # bytecode under /tmp, as any normal install does in place (the first process writes it).
 unset PYTHONDONTWRITEBYTECODE
 export PYTHONPYCACHEPREFIX=/tmp/pycache
-mkdir -p /tmp/site
+# A folder named site-packages: quack (installed with FA4) keys a compiled epilogue function by qualname
+# alone when its code is under a site-packages/ folder, and otherwise recurses into its globals, which fails
+# on the CUTLASS DSL's own (quack/gemm_runtime/identity.py `_is_extern_function`; BENCHMARKS.md, seventh session).
+mkdir -p /tmp/site-packages
 if ls .whl/*.whl >/dev/null 2>&1; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site-packages .whl/*.whl
 fi
-if [ -f .fa4/fa4a/cu13.tar.xz ] && [ ! -f /tmp/site/.cu13-unpacked ]; then
-    tar xJf .fa4/fa4a/cu13.tar.xz -C /tmp/site && touch /tmp/site/.cu13-unpacked
+if [ -f .fa4/fa4a/cu13.tar.xz ] && [ ! -f /tmp/site-packages/.cu13-unpacked ]; then
+    tar xJf .fa4/fa4a/cu13.tar.xz -C /tmp/site-packages && touch /tmp/site-packages/.cu13-unpacked
 fi
-for w in .fa4/fa4b/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" /tmp/site; done   # the image has no unzip
+for w in .fa4/fa4b/*.whl; do [ -f "$w" ] && python3 -m zipfile -e "$w" /tmp/site-packages; done   # the image has no unzip
 # the CUTLASS DSL's own path first: its meta wheel's .pth is not read outside site-packages
-export PYTHONPATH=/tmp/site/nvidia_cutlass_dsl/dsl_packages:/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONPATH=/tmp/site-packages/nvidia_cutlass_dsl/dsl_packages:/tmp/site-packages:$PWD${PYTHONPATH:+:$PYTHONPATH}
 # a fresh machine has neither half: without this line `auto` would train on SDPA unnoticed (BENCHMARKS.md)
 python3 -c "import flash_attn.cute" >/dev/null 2>&1 && echo "fa4: ready" || \
     echo "fa4: NOT importable (carry .fa4/fa4a in one call and .fa4/fa4b in the next: bench/fetch_gpu_stack.sh)"

@@ -4,7 +4,7 @@
 # 64 MiB device call:
 #   DEST/fa4a/cu13.tar.xz   the CUDA-13 CUTLASS DSL library (a 92 MB wheel, unpacked and xz'd: ~61 MiB)
 #   DEST/fa4b/*.whl         the other wheels (~10 MB)
-# On the device, `. bench/device_env.sh` unpacks whichever the call carried into /tmp/site (send fa4a with
+# On the device, `. bench/device_env.sh` unpacks whichever the call carried into /tmp/site-packages (send fa4a with
 # one call and fa4b with the next while the machine is warm) and says whether FA4 imports.
 #   bash bench/fetch_gpu_stack.sh .fa4                  # the versions pyproject.toml pins
 #   CUTLASS=4.7.1 bash bench/fetch_gpu_stack.sh .fa4    # another CUTLASS DSL (quack: BENCHMARKS.md, sixth session)

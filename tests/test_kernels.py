@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import os
+import sys
+import types
 
 import pytest
 import torch
@@ -20,6 +23,7 @@ from golf.kernels import triton_importable
 
 CUDA = torch.cuda.is_available()
 TRITON = triton_importable()
+QUACK = importlib.util.find_spec("quack") is not None  # with flash-attn-4 (the gpu extra)
 if TRITON and not CUDA:
     # read when a @triton.jit kernel is defined and again when it launches: set before the kernel
     # modules are imported, and left set (nothing else uses Triton on a machine without a GPU)
@@ -310,6 +314,80 @@ def test_mlp_op_compiles_fullgraph(device, monkeypatch):
         torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not (CUDA and TRITON and QUACK), reason="needs CUDA, Triton and quack-kernels (the gpu extra)")
+@pytest.mark.parametrize("slope", [0.5, 0.0])
+def test_mlp_op_through_quack_matches_eager(slope):
+    """golf::mlp_leaky_relu2 with quack's GEMMs (train.fused_mlp = quack): out and the three gradients
+    are as close to the fp64 truth as the eager bf16 MLP's, compiled with no graph break as well."""
+    from golf.kernels import mlp_gemm
+
+    inputs, dout = mlp_inputs("cuda", torch.float32)
+    fused = mlp_out_and_grads(mlp_gemm.mlp_leaky_relu2_quack, inputs, dout, slope)
+    eager = mlp_out_and_grads(mlp_gemm.mlp_leaky_relu2_reference, inputs, dout, slope)
+    for a, e, t in zip(fused, eager, mlp_truth(inputs, dout, slope)):
+        bf16_close(a, e, t.to(a.device))
+    torch._dynamo.reset()
+    compiled = torch.compile(mlp_gemm.mlp_leaky_relu2_quack, fullgraph=True, dynamic=False)
+    for a, e in zip(mlp_out_and_grads(compiled, inputs, dout, slope), fused):
+        torch.testing.assert_close(a, e, rtol=1e-3, atol=1e-3)
+
+
+def test_quack_gemms_give_quack_its_layouts(monkeypatch):
+    """golf/kernels/quack_gemm.py hands quack B as (K, N), quack's layout (golf's GEMMs take (N, K)),
+    and returns the outputs golf's MLP op expects: with a stand-in quack.gemm_interface doing quack's
+    documented math in PyTorch, both GEMMs give golf's epilogues (golf/kernels/mlp_gemm.py)."""
+    from golf.kernels import quack_gemm
+
+    slopes = {}
+
+    def act(u, name):
+        return torch.where(u > 0, u, u * slopes[name]).square()
+
+    def act_grad(u, name):
+        return torch.where(u > 0, 2 * u, 2 * slopes[name] ** 2 * u)
+
+    def gemm_act(A, B, activation, tuned):
+        assert A.shape[1] == B.shape[0], "B must be (K, N)"
+        pre = A @ B
+        return pre, act(pre.float(), activation).to(pre.dtype)
+
+    def gemm_dact(A, B, PreAct, activation, tuned):
+        assert A.shape[1] == B.shape[0] and B.shape[1] == PreAct.shape[1], "B must be (K, N)"
+        u = PreAct.float()
+        return ((A @ B).float() * act_grad(u, activation)).to(PreAct.dtype), act(u, activation).to(PreAct.dtype)
+
+    def register(slope):
+        slopes[f"act{slope:g}"] = slope
+        return f"act{slope:g}"
+
+    monkeypatch.setitem(sys.modules, "quack", types.ModuleType("quack"))
+    monkeypatch.setitem(sys.modules, "quack.gemm_interface",
+                        types.SimpleNamespace(gemm_act=gemm_act, gemm_dact=gemm_dact))
+    monkeypatch.setattr(quack_gemm, "activation", register)
+    gen = torch.Generator().manual_seed(3)
+    a, b, dout, w2_t = (torch.randn(*shape, generator=gen).to(torch.bfloat16)
+                        for shape in ((12, 32), (48, 32), (12, 16), (48, 16)))  # A (M, K), B (N, K), W2ᵀ (N, K)
+    pre, post = quack_gemm.gemm_leaky_relu2(a, b, 0.25)
+    torch.testing.assert_close(pre, a @ b.t(), rtol=0, atol=0)
+    torch.testing.assert_close(post, act(pre.float(), "act0.25").to(torch.bfloat16), rtol=0, atol=0)
+    dpre = quack_gemm.gemm_leaky_relu2_backward(dout, w2_t, pre, 0.25)
+    want = ((dout @ w2_t.t()).float() * torch.where(pre > 0, 2 * pre.float(), 0.125 * pre.float())).to(torch.bfloat16)
+    torch.testing.assert_close(dpre, want, rtol=0, atol=0)
+
+
+def test_fused_mlp_quack_without_quack_names_the_key(monkeypatch, tiny_model_config):
+    """train.fused_mlp = quack on a machine without quack-kernels: a GolfError naming the key and the
+    install, before any kernel runs."""
+    from golf.errors import GolfError
+    from golf.train import fused
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(fused.importlib.util, "find_spec", lambda name, *a: None if name == "quack" else real(name, *a))
+    with pytest.raises(GolfError, match=r"train.fused_mlp = 'quack' but quack-kernels is not installed .*\[gpu\]"):
+        fused.install(tiny_gpt(tiny_model_config, "cpu"), "quack")
+
+
 # ---- torch.compile: no graph break ---------------------------------------------------------------
 
 def head_and_mlp_loss(h, w, y, fc, softcap, slope, ce, act):
@@ -457,7 +535,8 @@ def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not (CUDA and TRITON), reason="needs CUDA and Triton")
-@pytest.mark.parametrize("fused_mlp", ["pair", "gemm"])
+@pytest.mark.parametrize("fused_mlp", ["pair", "gemm", pytest.param(
+    "quack", marks=pytest.mark.skipif(not QUACK, reason="needs quack-kernels (the gpu extra)"))])
 def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config, fused_mlp):
     """The whole training loss of a GPT holding the kernels is one inductor graph (fullgraph=True,
     as the train loop's `model` scope compiles it): its losses equal the eager model's and its

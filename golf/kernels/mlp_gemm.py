@@ -27,6 +27,9 @@ same descriptors on the CPU (the tests).
 autograd: torch.compile(fullgraph=True) traces it with no graph break): the fused forward GEMM, then
 out = post W2ᵀ, dW2 = doutᵀ post, the fused backward GEMM, dW1 = dpreᵀ x, dx = dpre W1 (cuBLAS).
 It computes in bf16 (training's autocast dtype) and saves x, pre and post, as the eager path does.
+Its `kernels` argument picks the two fused GEMMs: this file's Triton kernel ("triton") or quack's
+CuTe DSL GEMMs ("quack", golf/kernels/quack_gemm.py, the same signatures); on the CPU both are the
+PyTorch epilogues below (or the Triton kernel under the interpreter).
 """
 
 from __future__ import annotations
@@ -204,6 +207,20 @@ def gemm_leaky_relu2_backward_reference(a: Tensor, b: Tensor, pre: Tensor, slope
     return (g * torch.where(u > 0, 2.0 * u, (2.0 * slope * slope) * u)).to(pre.dtype)
 
 
+KERNELS = ("triton", "quack")
+
+
+def _cuda_gemms(kernels: str):
+    """(forward GEMM, backward GEMM) on CUDA: golf's Triton kernel or quack's (module docstring)."""
+    if kernels == "quack":
+        from golf.kernels import quack_gemm
+
+        return quack_gemm.gemm_leaky_relu2, quack_gemm.gemm_leaky_relu2_backward
+    if kernels != "triton":
+        raise GolfError(f"mlp_gemm: kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+    return gemm_leaky_relu2, gemm_leaky_relu2_backward
+
+
 def _cpu_gemms():
     """The kernel under Triton's interpreter where it is on (tests), else the PyTorch epilogues."""
     if os.environ.get("TRITON_INTERPRET") == "1":
@@ -235,61 +252,67 @@ def _backward(dout, x, w_fc, w_proj, pre, post, slope, gemm_backward) -> tuple[T
 
 
 @torch.library.custom_op("golf::mlp_leaky_relu2", mutates_args=(), device_types="cuda")
-def mlp_leaky_relu2_op(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float) -> tuple[Tensor, Tensor, Tensor]:
+def mlp_leaky_relu2_op(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float,
+                       kernels: str) -> tuple[Tensor, Tensor, Tensor]:
     """(out, pre, post): x (M, d), w_fc (H, d), w_proj (d, H) -> out (M, d), pre and post (M, H), bf16."""
-    return _forward(x, w_fc, w_proj, slope, gemm_leaky_relu2)
+    return _forward(x, w_fc, w_proj, slope, _cuda_gemms(kernels)[0])
 
 
 @mlp_leaky_relu2_op.register_kernel("cpu")
-def _(x, w_fc, w_proj, slope):
+def _(x, w_fc, w_proj, slope, kernels):
     return _forward(x, w_fc, w_proj, slope, _cpu_gemms()[0])
 
 
 @mlp_leaky_relu2_op.register_fake
-def _(x, w_fc, w_proj, slope):
+def _(x, w_fc, w_proj, slope, kernels):
     hidden = x.new_empty((x.shape[0], w_fc.shape[0]), dtype=COMPUTE_DTYPE)
     return x.new_empty((x.shape[0], w_proj.shape[0]), dtype=COMPUTE_DTYPE), hidden, torch.empty_like(hidden)
 
 
 @torch.library.custom_op("golf::mlp_leaky_relu2_backward", mutates_args=(), device_types="cuda")
 def mlp_leaky_relu2_backward_op(dout: Tensor, x: Tensor, w_fc: Tensor, w_proj: Tensor, pre: Tensor, post: Tensor,
-                                slope: float) -> tuple[Tensor, Tensor, Tensor]:
+                                slope: float, kernels: str) -> tuple[Tensor, Tensor, Tensor]:
     """(dx, dw_fc, dw_proj), each in its input's dtype."""
-    return _backward(dout, x, w_fc, w_proj, pre, post, slope, gemm_leaky_relu2_backward)
+    return _backward(dout, x, w_fc, w_proj, pre, post, slope, _cuda_gemms(kernels)[1])
 
 
 @mlp_leaky_relu2_backward_op.register_kernel("cpu")
-def _(dout, x, w_fc, w_proj, pre, post, slope):
+def _(dout, x, w_fc, w_proj, pre, post, slope, kernels):
     return _backward(dout, x, w_fc, w_proj, pre, post, slope, _cpu_gemms()[1])
 
 
 @mlp_leaky_relu2_backward_op.register_fake
-def _(dout, x, w_fc, w_proj, pre, post, slope):
+def _(dout, x, w_fc, w_proj, pre, post, slope, kernels):
     return x.new_empty(x.shape), w_fc.new_empty(w_fc.shape), w_proj.new_empty(w_proj.shape)
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    x, w_fc, w_proj, slope = inputs
+    x, w_fc, w_proj, slope, kernels = inputs
     ctx.save_for_backward(x, w_fc, w_proj, output[1], output[2])
-    ctx.slope = slope
+    ctx.slope, ctx.kernels = slope, kernels
 
 
 def _backward_formula(ctx, dout, _dpre, _dpost):
-    dx, dw_fc, dw_proj = mlp_leaky_relu2_backward_op(dout, *ctx.saved_tensors, ctx.slope)
-    return dx, dw_fc, dw_proj, None
+    dx, dw_fc, dw_proj = mlp_leaky_relu2_backward_op(dout, *ctx.saved_tensors, ctx.slope, ctx.kernels)
+    return dx, dw_fc, dw_proj, None, None
 
 
 mlp_leaky_relu2_op.register_autograd(_backward_formula, setup_context=_setup_context)
 
 
-def mlp_leaky_relu2(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float) -> Tensor:
+def mlp_leaky_relu2(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float, kernels: str = "triton") -> Tensor:
     """leaky_relu(x W_fcᵀ, slope)^2 W_projᵀ in bf16, fused (differentiable): x (..., d) -> (..., d_out).
 
     x goes in as bf16 (a cast the compiler fuses into whatever wrote x, and the bf16 copy is what
     the backward keeps, as under autocast); the weights are cast inside, and each input's gradient
     comes back in its dtype. A plain function, so a model holding it can be deep-copied."""
-    out = mlp_leaky_relu2_op(x.reshape(-1, x.shape[-1]).to(COMPUTE_DTYPE), w_fc, w_proj, float(slope))[0]
+    out = mlp_leaky_relu2_op(x.reshape(-1, x.shape[-1]).to(COMPUTE_DTYPE), w_fc, w_proj, float(slope), kernels)[0]
     return out.view(*x.shape[:-1], w_proj.shape[0])
+
+
+def mlp_leaky_relu2_quack(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float) -> Tensor:
+    """mlp_leaky_relu2 through quack's GEMMs (`train.fused_mlp = quack`)."""
+    return mlp_leaky_relu2(x, w_fc, w_proj, slope, "quack")
 
 
 def mlp_leaky_relu2_reference(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float) -> Tensor:

@@ -7,6 +7,7 @@ takes them in its training loss and its MLPs (golf/kernels/__init__.py).
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import torch
@@ -48,16 +49,19 @@ def resolve(setting: str, device: torch.device, autocast_bf16: bool, announce: b
 
 def install(model: torch.nn.Module, mlp: str = "pair") -> bool:
     """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
-    activation between cuBLAS matmuls, or the GEMM with it in the epilogue); False when the model
-    has no place for them (a model other than golf's GPT)."""
+    activation between cuBLAS matmuls, or the GEMM with it in the epilogue, golf's Triton GEMM or
+    quack's); False when the model has no place for them (a model other than golf's GPT)."""
     if not hasattr(model, "use_fused_kernels"):
         return False
+    if mlp == "quack" and importlib.util.find_spec("quack") is None:
+        raise GolfError("train.fused_mlp = 'quack' but quack-kernels is not installed "
+                        "(pip install -e '.[gpu]' on a Hopper or Blackwell GPU machine); use 'pair' or 'gemm'")
     from golf.kernels.leaky_relu2 import leaky_relu2
-    from golf.kernels.mlp_gemm import mlp_leaky_relu2
+    from golf.kernels.mlp_gemm import mlp_leaky_relu2, mlp_leaky_relu2_quack
     from golf.kernels.softcap_ce import softcap_ce_sum
 
-    if mlp == "gemm":
-        model.use_fused_kernels(softcap_ce_sum, None, mlp_leaky_relu2)
-    else:
+    if mlp == "pair":
         model.use_fused_kernels(softcap_ce_sum, leaky_relu2)
+    else:
+        model.use_fused_kernels(softcap_ce_sum, None, mlp_leaky_relu2_quack if mlp == "quack" else mlp_leaky_relu2)
     return True
