@@ -6,6 +6,8 @@ import dataclasses
 import functools
 import json
 import math
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +32,7 @@ TRAIN = dict(
     adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, ema_warmup=True, swa_enabled=False, swa_every=5,
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", attention_backend="auto",
-    autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="pair", nproc_per_node=1,
+    autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto", nproc_per_node=1,
     peak_flops=0.0, moe_aux_weight=0.0, mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
     cat_clip_sigmas=12.85, cat_form="squared", qat_start_frac=0.0, qat_bits=6, qat_clip_sigmas=12.85,
 )
@@ -436,6 +438,31 @@ def test_golf_train_rejects_a_bigger_vocab(tmp_path):
     assert r.exit_code == 1 and "model.vocab_size = 32" in r.output
 
 
+def test_fused_mlp_auto_takes_quack_only_on_hopper_where_it_imports(monkeypatch, capsys):
+    """train.fused_mlp = auto: quack on compute capability 9 when quack.gemm_interface imports; pair on
+    the CPU, on other GPUs, and on a Hopper where quack fails to import, which one stderr line says
+    (with the error and the install); an explicit setting is kept as it is."""
+    from golf.train import fused
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setitem(sys.modules, "quack", types.ModuleType("quack"))  # a stand-in that imports
+    monkeypatch.setitem(sys.modules, "quack.gemm_interface", types.ModuleType("quack.gemm_interface"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    assert fused.resolve_mlp("auto", cuda) == "quack"
+    assert fused.resolve_mlp("auto", torch.device("cpu")) == "pair"
+    assert [fused.resolve_mlp(s, cuda) for s in ("pair", "gemm", "quack")] == ["pair", "gemm", "quack"]
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert fused.resolve_mlp("auto", cuda) == "pair"
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setitem(sys.modules, "quack.gemm_interface", None)  # its import fails
+    assert fused.resolve_mlp("auto", cuda) == "pair"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fused_mlp auto took pair, not quack" in err[0] and "import of quack.gemm_interface halted" in err[0]
+    assert "[gpu]" in err[0]
+    assert fused.resolve_mlp("auto", cuda, announce=False) == "pair" and capsys.readouterr().err == ""
+
+
 def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, capsys):
     """train.fused_kernels = auto without CUDA: the eager path (res.fused_kernels False), said once
     on stderr over two runs in one process; 'on' stops before any step, naming the key."""
@@ -446,7 +473,7 @@ def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, ca
     va, vb = corpus(600, seed=2)
     for _ in range(2):
         res = train(TinyLM(), tcfg(iterations=2, val_every=0), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
-        assert res.fused_kernels is False
+        assert res.fused_kernels is False and res.fused_mlp == ""
     err = capsys.readouterr().err
     assert err.count("train.fused_kernels = auto: the device is cpu, not CUDA; training uses the eager PyTorch path") == 1
     with pytest.raises(GolfError, match=r"^train\.fused_kernels = 'on' but the device is cpu"):

@@ -108,11 +108,12 @@ class TrainConfig:
     fused_kernels: Literal["auto", "on", "off"]
     """Fused Triton kernels for training (golf/kernels: softcapped CE head, LeakyReLU² MLP activation);
     auto = on with CUDA, Triton and autocast_bf16, else the eager path (said once on stderr). Training only."""
-    fused_mlp: Literal["pair", "gemm", "quack"]
+    fused_mlp: Literal["auto", "pair", "gemm", "quack"]
     """How the fused kernels run the LeakyReLU² MLP: pair = cuBLAS matmuls around a fused activation kernel
     (golf/kernels/leaky_relu2.py); gemm = the up-projection's Triton GEMM with the activation (and in the
     backward its derivative) in its epilogue (golf/kernels/mlp_gemm.py); quack = the same with quack's
-    CuTe DSL GEMMs (golf/kernels/quack_gemm.py; the `gpu` extra, Hopper or Blackwell). Only with
+    CuTe DSL GEMMs (golf/kernels/quack_gemm.py; the `gpu` extra, Hopper or Blackwell); auto = quack on a
+    Hopper GPU where it imports, else pair (the train metrics' fused_mlp says which). Only with
     fused_kernels on."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""

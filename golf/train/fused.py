@@ -47,6 +47,24 @@ def resolve(setting: str, device: torch.device, autocast_bf16: bool, announce: b
     return not why
 
 
+def resolve_mlp(setting: str, device: torch.device, announce: bool = True) -> str:
+    """The MLP path for `train.fused_mlp = setting`: auto = quack on a Hopper GPU (compute capability 9,
+    where it was measured: BENCHMARKS.md, seventh session) when quack imports, else pair; a Hopper
+    without it says why on stderr (by the process that `announce`s), as the attention fallback does."""
+    if setting != "auto":
+        return setting
+    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
+        return "pair"
+    try:
+        import quack.gemm_interface  # noqa: F401  (CUTLASS DSL underneath: an install can import but break)
+    except Exception as e:  # noqa: BLE001  any failure means the pair, said below
+        if announce:
+            print(f"train: fused_mlp auto took pair, not quack: quack.gemm_interface does not import "
+                  f"({type(e).__name__}: {e}); pip install -e '.[gpu]'", file=sys.stderr)
+        return "pair"
+    return "quack"
+
+
 def install(model: torch.nn.Module, mlp: str = "pair") -> bool:
     """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
     activation between cuBLAS matmuls, or the GEMM with it in the epilogue, golf's Triton GEMM or

@@ -67,6 +67,8 @@ class TrainResult:
     looping: bool
     compiled: bool
     fused_kernels: bool
+    fused_mlp: str
+    """The MLP path the fused kernels took (train.fused_mlp, auto resolved); "" without them."""
     flops_per_token: float
     mfu: float | None
     peak_mem_bytes: int
@@ -340,8 +342,9 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
     _cuda_precision(device)
     model.to(device).train()
-    fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main) and \
-        fused_kernels.install(model, cfg.fused_mlp)
+    fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main)
+    fused_mlp = fused_kernels.resolve_mlp(cfg.fused_mlp, device, dctx.is_main) if fused else ""
+    fused = fused and fused_kernels.install(model, fused_mlp)
     if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
         model.autocast_residual = cfg.bf16_residual
     # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
@@ -387,6 +390,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     return TrainResult(steps=step, train_tokens=step * cfg.train_batch_tokens, train_s=elapsed, tokens_per_s=tps,
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
+                       fused_mlp=fused_mlp if fused else "",
                        flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
                        first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
 
