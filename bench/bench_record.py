@@ -202,7 +202,8 @@ def run_golf(a: argparse.Namespace) -> dict:
            "first_step_s_stage": m["first_step_s"], "launch_s": launch_to_stage,
            "start_s": start_parts(m),
            "pre": pre, "post": post, "steps": m["steps"],
-           "attention": m["attention_backend"], "doc_masked_attention": params["model"].get("doc_masked_attention"),
+           "attention": m["attention_backend"], "fused_mlp": m.get("fused_mlp") or "eager",
+           "doc_masked_attention": params["model"].get("doc_masked_attention"),
            "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"]}
     (a.state_dir / "golf.json").write_text(json.dumps(out, indent=1) + "\n")
     print("golf:", json.dumps(out), flush=True)
@@ -222,6 +223,7 @@ def report(golf: dict, rec: dict, state: dict, out: Path) -> None:
               "golf": golf, "record": record, "golf_over_record": ratio}
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\n{gpu}, {result['date']}, tokens {state['tokens']}; golf: {golf['attention']} attention, "
+          f"{golf.get('fused_mlp', '?')} MLP, "
           f"doc_masked_attention {golf['doc_masked_attention']}")
     print("| | start to 1st step | tok/s before looping | after looping |\n|---|---:|---:|---:|")
     for name, r in (("golf", golf), ("record script (FA4 via golf.kernels.fa4)", record)):

@@ -63,7 +63,7 @@ def variant_figures(run: dict, steps: int, fpt: tuple[float, float], peak: float
             "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
             "mfu_pre": fpt[0] * pre / peak, "mfu_post": fpt[1] * post / peak,
             "peak_gib": m["peak_mem_bytes"] / 2**30, "attention": m["attention_backend"],
-            "process_s": run["process_s"], "val_bpb": m["val_bpb"]}
+            "mlp": m.get("fused_mlp") or "eager", "process_s": run["process_s"], "val_bpb": m["val_bpb"]}
 
 
 def print_table(results: list[dict]) -> None:
@@ -71,7 +71,7 @@ def print_table(results: list[dict]) -> None:
     variants that ran on different attention backends get a warning (e.g. FA4 not importable in one)."""
     ran = [r for r in results if "failed" not in r]
     print("| variant | start to 1st step s | tok/s before loop | after | avg (35% pre) | MFU before / after "
-          "| peak GiB | attention |")
+          "| peak GiB | attention / MLP |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         if "failed" in r:
@@ -80,7 +80,7 @@ def print_table(results: list[dict]) -> None:
         cells = [f"{r['first_step_s']:.1f}"]
         for k in ("pre", "post", "avg"):
             cells.append(f"{r[k] / 1e6:.3f} M ({r[k] / ran[0][k]:.2f})")
-        cells += [f"{r['mfu_pre'] * 100:.1f}% / {r['mfu_post'] * 100:.1f}%", f"{r['peak_gib']:.1f}", r["attention"]]
+        cells += [f"{r['mfu_pre'] * 100:.1f}% / {r['mfu_post'] * 100:.1f}%", f"{r['peak_gib']:.1f}", f"{r['attention']} / {r['mlp']}"]
         print(f"| {r['variant']} | " + " | ".join(cells) + " |")
     backends = sorted({r["attention"] for r in ran})
     if len(backends) > 1:

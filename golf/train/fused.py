@@ -78,8 +78,11 @@ def install(model: torch.nn.Module, mlp: str = "pair") -> bool:
     from golf.kernels.mlp_gemm import mlp_leaky_relu2, mlp_leaky_relu2_quack
     from golf.kernels.softcap_ce import softcap_ce_sum
 
+    whole_mlp = {"gemm": mlp_leaky_relu2, "quack": mlp_leaky_relu2_quack}
     if mlp == "pair":
         model.use_fused_kernels(softcap_ce_sum, leaky_relu2)
-    else:
-        model.use_fused_kernels(softcap_ce_sum, None, mlp_leaky_relu2_quack if mlp == "quack" else mlp_leaky_relu2)
+    elif mlp in whole_mlp:
+        model.use_fused_kernels(softcap_ce_sum, None, whole_mlp[mlp])
+    else:  # 'auto' included: resolve_mlp picks first
+        raise ValueError(f"fused.install: MLP path {mlp!r} is not one of pair, gemm, quack")
     return True
