@@ -7,7 +7,7 @@
 # On the device, `. bench/device_env.sh` unpacks whichever the call carried into /tmp/site-packages (send fa4a with
 # one call and fa4b with the next while the machine is warm) and says whether FA4 imports.
 #   bash bench/fetch_gpu_stack.sh .fa4                  # the versions pyproject.toml pins
-#   CUTLASS=4.7.1 bash bench/fetch_gpu_stack.sh .fa4    # another CUTLASS DSL (quack: BENCHMARKS.md, sixth session)
+#   CUTLASS=4.7.1 bash bench/fetch_gpu_stack.sh .fa4    # another CUTLASS DSL version
 set -euo pipefail
 dest=${1:?usage: [CUTLASS=VERSION] fetch_gpu_stack.sh DEST}
 root=$(cd "$(dirname "$0")/.." && pwd)

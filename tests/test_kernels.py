@@ -376,16 +376,22 @@ def test_quack_gemms_give_quack_its_layouts(monkeypatch):
     torch.testing.assert_close(dpre, want, rtol=0, atol=0)
 
 
-def test_fused_mlp_quack_without_quack_names_the_key(monkeypatch, tiny_model_config):
+def test_fused_mlp_quack_without_quack_names_the_key(monkeypatch):
     """train.fused_mlp = quack on a machine without quack-kernels: a GolfError naming the key and the
     install, before any kernel runs."""
     from golf.errors import GolfError
     from golf.train import fused
 
-    real = importlib.util.find_spec
-    monkeypatch.setattr(fused.importlib.util, "find_spec", lambda name, *a: None if name == "quack" else real(name, *a))
+    class NotInstalled:  # the import system finds no quack, as on a machine without it
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "quack":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    for name in [n for n in sys.modules if n.split(".")[0] == "quack"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [NotInstalled(), *sys.meta_path])
     with pytest.raises(GolfError, match=r"train.fused_mlp = 'quack' but quack-kernels is not installed .*\[gpu\]"):
-        fused.install(tiny_gpt(tiny_model_config, "cpu"), "quack")
+        fused.resolve_mlp("quack", torch.device("cuda", 0))
 
 
 # ---- torch.compile: no graph break ---------------------------------------------------------------

@@ -7,7 +7,6 @@ takes them in its training loss and its MLPs (golf/kernels/__init__.py).
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import torch
@@ -47,33 +46,42 @@ def resolve(setting: str, device: torch.device, autocast_bf16: bool, announce: b
     return not why
 
 
+def quack_missing() -> str:
+    """Why quack's GEMMs cannot run here ('' when quack.gemm_interface imports)."""
+    try:
+        import quack.gemm_interface  # noqa: F401  (CUTLASS DSL underneath: an install can import but break)
+    except Exception as e:  # noqa: BLE001  any failure means no quack, said by the caller
+        if isinstance(e, ModuleNotFoundError) and e.name == "quack":
+            return "quack-kernels is not installed"
+        return f"quack.gemm_interface does not import ({type(e).__name__}: {e})"
+    return ""
+
+
 def resolve_mlp(setting: str, device: torch.device, announce: bool = True) -> str:
     """The MLP path for `train.fused_mlp = setting`: auto = quack on a Hopper GPU (compute capability 9,
     where it was measured: BENCHMARKS.md, seventh session) when quack imports, else pair; a Hopper
-    without it says why on stderr (by the process that `announce`s), as the attention fallback does."""
-    if setting != "auto":
+    without it says why on stderr (by the process that `announce`s), as the attention fallback does.
+    quack asked for by name and missing is a GolfError naming the key."""
+    if setting not in ("auto", "quack"):
         return setting
-    if device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9:
+    if setting == "auto" and (device.type != "cuda" or torch.cuda.get_device_capability(device)[0] != 9):
         return "pair"
-    try:
-        import quack.gemm_interface  # noqa: F401  (CUTLASS DSL underneath: an install can import but break)
-    except Exception as e:  # noqa: BLE001  any failure means the pair, said below
-        if announce:
-            print(f"train: fused_mlp auto took pair, not quack: quack.gemm_interface does not import "
-                  f"({type(e).__name__}: {e}); pip install -e '.[gpu]'", file=sys.stderr)
-        return "pair"
-    return "quack"
+    why = quack_missing()
+    if why and setting == "quack":
+        raise GolfError(f"train.fused_mlp = 'quack' but {why} (pip install -e '.[gpu]' on a Hopper or "
+                        "Blackwell GPU machine); use 'pair' or 'gemm'")
+    if why and announce:
+        print(f"train: fused_mlp auto took pair, not quack: {why}; pip install -e '.[gpu]'", file=sys.stderr)
+    return "pair" if why else "quack"
 
 
 def install(model: torch.nn.Module, mlp: str = "pair") -> bool:
     """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
     activation between cuBLAS matmuls, or the GEMM with it in the epilogue, golf's Triton GEMM or
-    quack's); False when the model has no place for them (a model other than golf's GPT)."""
+    quack's, as resolve_mlp picked it); False when the model has no place for them (a model other than
+    golf's GPT)."""
     if not hasattr(model, "use_fused_kernels"):
         return False
-    if mlp == "quack" and importlib.util.find_spec("quack") is None:
-        raise GolfError("train.fused_mlp = 'quack' but quack-kernels is not installed "
-                        "(pip install -e '.[gpu]' on a Hopper or Blackwell GPU machine); use 'pair' or 'gemm'")
     from golf.kernels.leaky_relu2 import leaky_relu2
     from golf.kernels.mlp_gemm import mlp_leaky_relu2, mlp_leaky_relu2_quack
     from golf.kernels.softcap_ce import softcap_ce_sum
