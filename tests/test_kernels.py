@@ -525,10 +525,9 @@ def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).to(device)
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model, fused_mlp, qkv=True)
+    assert install(model, fused_mlp)
     mlp = model.blocks[0].mlp
     assert (mlp.fused_act is None) == (fused_mlp == "gemm") and (mlp.fused_mlp is None) == (fused_mlp == "pair")
-    assert model.blocks[0].attn.fused_qkv
     fused = loss_and_grads(model, idx, tgt, True, autocast=True)
     for hook in ("fused_act", "fused_mlp"):  # as TTT copies models
         assert getattr(copy.deepcopy(model).blocks[0].mlp, hook) is getattr(mlp, hook)
@@ -555,7 +554,7 @@ def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config, f
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).cuda()
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model, fused_mlp, qkv=True)
+    assert install(model, fused_mlp)
     torch._dynamo.reset()
     model.train_loss = torch.compile(model.train_loss, fullgraph=True, dynamic=False)
     compiled = loss_and_grads(model, idx, tgt, True, autocast=True)
@@ -589,9 +588,9 @@ def test_train_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_conf
         cfg = tcfg(iterations=2, val_every=0, warmup_steps=0, train_batch_tokens=2 * 24, grad_accum_steps=1,
                    val_max_tokens=2 * 24, device=device, fused_kernels=mode, fused_mlp=fused_mlp)
         runs[mode] = train(model, cfg, tr, va, vb, torch.device(device), SOLO, progress=False)
-        assert runs[mode].fused_kernels is runs[mode].fused_qkv is (mode == "on")
+        assert runs[mode].fused_kernels is (mode == "on")
         assert model.fused_head_loss is None
-        assert all(b.mlp.fused_act is None and b.mlp.fused_mlp is None and not b.attn.fused_qkv for b in model.blocks)
+        assert all(b.mlp.fused_act is None and b.mlp.fused_mlp is None for b in model.blocks)
     for a, e in zip(runs["on"].rows, runs["off"].rows):
         assert a["train_loss"] == pytest.approx(e["train_loss"], rel=2e-2)
     assert runs["on"].val_bpb == pytest.approx(runs["off"].val_bpb, rel=2e-2)

@@ -282,43 +282,6 @@ def test_adapter_protocol(tiny_model_config, looping):
         assert (model(idx, adapter=bump) - base).abs().max() > 1e-4
 
 
-@pytest.mark.parametrize("name", ["record_like", "value_embed"])
-def test_fused_qkv_is_the_three_projections(tiny_model_config, name):
-    """train.fused_qkv (one GEMM on [W_q; W_k; W_v]): the loss and every gradient equal the three
-    linears' in fp32; an adapter still gets its three per-projection calls; use_fused_kernels(None,
-    None) turns it off again, so the modules (and their hooks) run once more."""
-    model = make(tiny_model_config, **OPTIONS[name])
-    model.looping = True
-    idx, tgt = tokens(), tokens(1)
-
-    def loss_and_grads():
-        model.zero_grad()
-        loss = model.nll(idx, tgt).mean()
-        loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    three = loss_and_grads()
-    model.use_fused_kernels(None, None, qkv=True)
-    assert all(b.attn.fused_qkv for b in model.blocks)
-    calls = []
-    model.blocks[0].attn.c_k.register_forward_hook(lambda m, a, o: calls.append(1))
-    one = loss_and_grads()
-    assert not calls  # the module itself never ran: one GEMM on its weight
-    torch.testing.assert_close(one[0], three[0], rtol=1e-6, atol=1e-6)
-    assert one[1].keys() == three[1].keys()
-    for n in three[1]:
-        torch.testing.assert_close(one[1][n], three[1][n], rtol=1e-5, atol=1e-6, msg=n)
-    seen = set()
-    with torch.no_grad():
-        model(idx, adapter=lambda site, x: seen.add(site.rsplit(".", 1)[-1]))
-    assert {"c_q", "c_k", "c_v"} <= seen
-    model.use_fused_kernels(None, None)
-    assert not any(b.attn.fused_qkv for b in model.blocks)
-    with torch.no_grad():
-        model(idx)
-    assert calls
-
-
 @pytest.mark.parametrize("tied", [True, False])
 def test_hessian_sites(tiny_model_config, tied):
     model = make(tiny_model_config, bigram_vocab_size=40, ve_dim=10, ve_layers=(2,), tie_embeddings=tied)

@@ -115,10 +115,6 @@ class TrainConfig:
     CuTe DSL GEMMs (golf/kernels/quack_gemm.py; the `gpu` extra, Hopper or Blackwell); auto = quack on a
     Hopper GPU where it imports, else pair (the train metrics' fused_mlp says which). Only with
     fused_kernels on."""
-    fused_qkv: bool
-    """Attention's q, k and v from one GEMM on the three weights concatenated, instead of three GEMMs: the
-    same products, x read once, one dx GEMM and one weight-gradient GEMM in the backward. Only with
-    fused_kernels on (the train metrics' fused_qkv says whether it ran); --no-fused-qkv for three GEMMs."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float

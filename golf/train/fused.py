@@ -75,11 +75,11 @@ def resolve_mlp(setting: str, device: torch.device, announce: bool = True) -> st
     return "pair" if why else "quack"
 
 
-def install(model: torch.nn.Module, mlp: str = "pair", qkv: bool = False) -> bool:
+def install(model: torch.nn.Module, mlp: str = "pair") -> bool:
     """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
     activation between cuBLAS matmuls, or the GEMM with it in the epilogue, golf's Triton GEMM or
-    quack's, as resolve_mlp picked it) and, with qkv (`train.fused_qkv`), one GEMM for attention's q, k, v;
-    False when the model has no place for them (a model other than golf's GPT)."""
+    quack's, as resolve_mlp picked it); False when the model has no place for them (a model other than
+    golf's GPT)."""
     if not hasattr(model, "use_fused_kernels"):
         return False
     from golf.kernels.leaky_relu2 import leaky_relu2
@@ -88,9 +88,9 @@ def install(model: torch.nn.Module, mlp: str = "pair", qkv: bool = False) -> boo
 
     whole_mlp = {"gemm": mlp_leaky_relu2, "quack": mlp_leaky_relu2_quack}
     if mlp == "pair":
-        model.use_fused_kernels(softcap_ce_sum, leaky_relu2, qkv=qkv)
+        model.use_fused_kernels(softcap_ce_sum, leaky_relu2)
     elif mlp in whole_mlp:
-        model.use_fused_kernels(softcap_ce_sum, None, whole_mlp[mlp], qkv=qkv)
+        model.use_fused_kernels(softcap_ce_sum, None, whole_mlp[mlp])
     else:  # 'auto' included: resolve_mlp picks first
         raise ValueError(f"fused.install: MLP path {mlp!r} is not one of pair, gemm, quack")
     return True

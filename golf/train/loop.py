@@ -23,8 +23,8 @@ with the same iterations has the same schedule, and grad accumulation only chang
 same global batch is split (tests/test_train.py checks both).
 
 With `train.fused_kernels` on (golf/train/fused.py), the model's head loss and MLP activation (or the
-whole MLP: `train.fused_mlp`) are golf/kernels' fused kernels, and with `train.fused_qkv` attention
-projects q, k, v with one GEMM; evals inside the loop keep the eager head.
+whole MLP: `train.fused_mlp = gemm`) are
+golf/kernels' Triton kernels; evals inside the loop keep the eager head.
 """
 
 from __future__ import annotations
@@ -69,8 +69,6 @@ class TrainResult:
     fused_kernels: bool
     fused_mlp: str
     """The MLP path the fused kernels took (train.fused_mlp, auto resolved); "" without them."""
-    fused_qkv: bool
-    """Attention's q, k, v came from one GEMM (train.fused_qkv, with the fused kernels)."""
     flops_per_token: float
     mfu: float | None
     peak_mem_bytes: int
@@ -346,7 +344,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     model.to(device).train()
     fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main)
     fused_mlp = fused_kernels.resolve_mlp(cfg.fused_mlp, device, dctx.is_main) if fused else ""
-    fused = fused and fused_kernels.install(model, fused_mlp, cfg.fused_qkv)
+    fused = fused and fused_kernels.install(model, fused_mlp)
     if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
         model.autocast_residual = cfg.bf16_residual
     # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
@@ -392,7 +390,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     return TrainResult(steps=step, train_tokens=step * cfg.train_batch_tokens, train_s=elapsed, tokens_per_s=tps,
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
-                       fused_mlp=fused_mlp if fused else "", fused_qkv=fused and cfg.fused_qkv,
+                       fused_mlp=fused_mlp if fused else "",
                        flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
                        first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
 

@@ -228,8 +228,6 @@ class CausalSelfAttention(nn.Module):
         elif self.gate_kind == "dense":
             self.attn_gate_w = nn.Parameter(torch.randn(cfg.num_heads, d) * DENSE_GATE_INIT_STD)
         self.backend = "sdpa"
-        # training only (GPT.use_fused_kernels): q, k and v from one GEMM on the concatenated weights
-        self.fused_qkv = False
 
     def _project(self, name: str, x: torch.Tensor, adapter, slot: int) -> torch.Tensor:
         out = getattr(self, name)(x)
@@ -239,20 +237,6 @@ class CausalSelfAttention(nn.Module):
                 out = out + delta
         return out
 
-    def _qkv(self, x: torch.Tensor, adapter, slot: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(B,T,d) normed input -> q (B,T,H*D), k and v (B,T,Hkv*D).
-
-        With fused_qkv (and no adapter, whose deltas are per projection): one GEMM on [W_q; W_k; W_v]
-        instead of three. The same products; the input is read once, and in the backward dx is one
-        GEMM with no sum of three partial dx and the weight gradients one GEMM (BENCHMARKS.md, eighth
-        session). The weights stay three parameters (Muon orthogonalizes each, GPTQ's hooks see each).
-        """
-        names = ("c_q", "c_k", "c_v")
-        if not self.fused_qkv or adapter is not None:
-            return tuple(self._project(n, x, adapter, slot) for n in names)
-        w = torch.cat([getattr(self, n).weight for n in names])
-        return F.linear(x, w).split([getattr(self, n).out_features for n in names], dim=-1)
-
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
                 ve: torch.Tensor | None = None, adapter=None, slot: int = 0,
                 docs: torch.Tensor | None = None, v0: torch.Tensor | None = None,
@@ -261,9 +245,9 @@ class CausalSelfAttention(nn.Module):
         ve: value embedding added to v, already scaled. docs: the documents (see `attend`), None
         without document masking. v0, lam: value residual, v <- lam*v + (1-lam)*v0 (model.value_residual)."""
         b, t, _ = x.shape
-        q, k, v = self._qkv(x, adapter, slot)
-        q = q.reshape(b, t, self.num_heads, self.head_dim)
-        k = k.reshape(b, t, self.num_kv_heads, self.head_dim)
+        q = self._project("c_q", x, adapter, slot).reshape(b, t, self.num_heads, self.head_dim)
+        k = self._project("c_k", x, adapter, slot).reshape(b, t, self.num_kv_heads, self.head_dim)
+        v = self._project("c_v", x, adapter, slot)
         if ve is not None:
             v = v + ve.to(v.dtype)
         v = v.reshape(b, t, self.num_kv_heads, self.head_dim)

@@ -118,18 +118,15 @@ class GPT(nn.Module):
         for block in self.blocks:
             block.attn.backend = backend
 
-    def use_fused_kernels(self, head_loss, activation, mlp=None, qkv: bool = False) -> None:
+    def use_fused_kernels(self, head_loss, activation, mlp=None) -> None:
         """Training: `train_loss` takes head_loss(h, W, targets, softcap) -> summed NLL for the head
         and every MLP takes activation(u, slope), or mlp(x, W_fc, W_proj, slope) for all of it;
         golf/train/fused.py passes golf/kernels' (this package never imports them, so eval and the
-        artifact runner stay eager). qkv: every attention projects q, k, v with one GEMM
-        (CausalSelfAttention._qkv); off again with the rest, so hooks see c_q, c_k, c_v after training."""
+        artifact runner stay eager)."""
         self.fused_head_loss = head_loss
         for m in self.modules():
             if hasattr(m, "fused_act"):
                 m.fused_act, m.fused_mlp = activation, mlp
-            if hasattr(m, "fused_qkv"):
-                m.fused_qkv = qkv
 
     @property
     def doc_varlen(self) -> bool:
