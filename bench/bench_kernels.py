@@ -26,10 +26,12 @@ training runs them:
          against cuBLAS + golf's pair), and
          golf's MLP op through them (train.fused_mlp = quack) to the mlp bench.
 
-Each row: median ms of forward + backward, the peak CUDA memory the run allocates above its inputs,
-the time ratio against eager and against compiled eager, and the largest gradient difference
-from eager relative to the largest gradient (a parity check, bf16 level ~1e-2). A variant that
-fails prints its error and the others go on.
+Each row: ms = the median of CUDA events around one forward + backward (for a step under about 1 ms
+that includes the host's dispatch, which training hides: BENCHMARKS.md, eighth session), GPU ms = the
+step's kernel time from torch.profiler (the mean of as many steps), the peak CUDA memory the run
+allocates above its inputs, the GPU-ms ratio against eager and against compiled eager, and the largest
+gradient difference from eager relative to the largest gradient (a parity check, bf16 level ~1e-2).
+A variant that fails prints its error and the others go on.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from profile_train import kernel_times
 
 from golf.artifact.model.gpt import NLL_CHUNK_ELEMENTS
 from golf.kernels import mlp_gemm
@@ -194,6 +197,18 @@ def measure(step: Callable[[], list[torch.Tensor]], iters: int) -> tuple[float, 
     return sorted(times)[len(times) // 2], peak, grads
 
 
+def gpu_ms(step: Callable, iters: int) -> float:
+    """The GPU's kernel time of one step() in ms (the mean of iters steps under torch.profiler): what a
+    GPU-bound training step pays, without the host time that CUDA events around a short step include."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(iters):
+            step()
+        torch.cuda.synchronize()
+    return sum(ms for ms, _ in kernel_times(prof, iters).values())
+
+
 def fwd_bwd(fn: Callable, inputs: list[torch.Tensor], extra: tuple, grad_out: torch.Tensor | None) -> Callable:
     """A step: zero the inputs' grads, fn(*inputs, *extra) under bf16 autocast, backward; the grads."""
     def step():
@@ -208,24 +223,28 @@ def fwd_bwd(fn: Callable, inputs: list[torch.Tensor], extra: tuple, grad_out: to
 
 def bench(title: str, variants: dict[str, Callable], inputs: list[torch.Tensor], extra: tuple,
           grad_out: torch.Tensor | None, iters: int) -> dict[str, dict]:
-    print(f"\n{title}\n| variant | ms | peak MiB | vs eager | vs compiled eager | grad diff |\n|---|---:|---:|---:|---:|---:|")
+    print(f"\n{title}\n| variant | ms | GPU ms | peak MiB | vs eager | vs compiled eager | grad diff |\n"
+          "|---|---:|---:|---:|---:|---:|---:|")
     rows: dict[str, dict] = {}
     ref = None
     for name, fn in variants.items():
         torch._dynamo.reset()
         try:
-            ms, peak, grads = measure(fwd_bwd(fn, inputs, extra, grad_out), iters)
+            step = fwd_bwd(fn, inputs, extra, grad_out)
+            ms, peak, grads = measure(step, iters)
+            gpu = gpu_ms(step, iters)
         except Exception as e:  # one variant that cannot run says why; the others go on
-            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:100]} | | | | |")
+            print(f"| {name} | failed: {type(e).__name__}: {str(e).splitlines()[0][:100]} | | | | | |")
             continue
         if ref is None:
             ref = [g.float() for g in grads]
         diff = max(((g.float() - r).abs().max() / r.abs().max()).item() for g, r in zip(grads, ref))
-        rows[name] = {"ms": ms, "peak_mib": peak / 2**20, "grad_diff": diff}
-        base = rows.get("eager", {}).get("ms")
-        comp = rows.get("compiled eager", {}).get("ms")
-        ratio = lambda b: f"{b / ms:.2f}x" if b else "-"  # noqa: E731  speedup: >1 = faster
-        print(f"| {name} | {ms:.3f} | {peak / 2**20:,.0f} | {ratio(base)} | {ratio(comp)} | {diff:.1e} |", flush=True)
+        rows[name] = {"ms": ms, "gpu_ms": gpu, "peak_mib": peak / 2**20, "grad_diff": diff}
+        base = rows.get("eager", {}).get("gpu_ms")
+        comp = rows.get("compiled eager", {}).get("gpu_ms")
+        ratio = lambda b: f"{b / gpu:.2f}x" if b else "-"  # noqa: E731  speedup: >1 = faster
+        print(f"| {name} | {ms:.3f} | {gpu:.3f} | {peak / 2**20:,.0f} | {ratio(base)} | {ratio(comp)} | {diff:.1e} |",
+              flush=True)
     return rows
 
 
