@@ -242,7 +242,7 @@ def bench(title: str, variants: dict[str, Callable], inputs: list[torch.Tensor],
         rows[name] = {"ms": ms, "gpu_ms": gpu, "peak_mib": peak / 2**20, "grad_diff": diff}
         base = rows.get("eager", {}).get("gpu_ms")
         comp = rows.get("compiled eager", {}).get("gpu_ms")
-        ratio = lambda b: f"{b / gpu:.2f}x" if b else "-"  # noqa: E731  speedup: >1 = faster
+        ratio = lambda b: f"{b / gpu:.2f}x" if b and gpu else "-"  # noqa: E731  speedup: >1 = faster
         print(f"| {name} | {ms:.3f} | {gpu:.3f} | {peak / 2**20:,.0f} | {ratio(base)} | {ratio(comp)} | {diff:.1e} |",
               flush=True)
     return rows
