@@ -23,7 +23,7 @@ training runs them:
          the activation kernel against the fused GEMM, in TFLOP/s; --mlp-tiles compares tile shapes;
          --quack adds quack's gemm_act / gemm_dact with golf's activation registered (untuned, as golf
          runs them, and with --quack-tune autotuned too; the first call's seconds, and their outputs
-         against cuBLAS + golf's pair), and
+         against cuBLAS + golf's pair), golf's backward GEMM (gemm_dact's epilogue without post), and
          golf's MLP op through them (train.fused_mlp = quack) to the mlp bench.
 
 Each row: ms = the median of CUDA events around one forward + backward (for a step under about 1 ms
@@ -115,9 +115,9 @@ def quack_cases(x, w_fc, w_proj, dout, pre, slope, tune: bool) -> dict[str, Call
     try:
         import quack.gemm_interface as qg
 
-        from golf.kernels.quack_gemm import activation
+        from golf.kernels import quack_gemm
 
-        act = activation(float(slope))
+        act = quack_gemm.activation(float(slope))
         cases = {}
         for tuned in (False, True)[:1 + tune]:
             fwd = functools.partial(qg.gemm_act, x, w_fc.t(), activation=act, tuned=tuned)
@@ -128,6 +128,8 @@ def quack_cases(x, w_fc, w_proj, dout, pre, slope, tune: bool) -> dict[str, Call
                 torch.cuda.synchronize()
                 print(f"{label}: first call {time.perf_counter() - t0:.1f} s")
                 cases[label] = fn
+        w_proj_t = w_proj.t()
+        cases["bwd golf dpre only (quack_gemm)"] = lambda: quack_gemm.gemm_leaky_relu2_backward(dout, w_proj_t, pre, slope)
     except Exception as e:  # e.g. quack 0.6.5's epilogue library on CUTLASS DSL 4.8 (BENCHMARKS.md, sixth session)
         print(f"quack's GEMMs do not run here: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
         return {}
@@ -135,7 +137,8 @@ def quack_cases(x, w_fc, w_proj, dout, pre, slope, tune: bool) -> dict[str, Call
     q_dpre, _ = bwd()
     rel = lambda a, b: float((a.float() - b.float()).norm() / b.float().norm())  # noqa: E731
     print(f"quack vs cuBLAS + pair (relative L2): pre {rel(q_pre, pre):.1e}, post "
-          f"{rel(q_post, leaky_relu2(pre, slope)):.1e}, dpre {rel(q_dpre, _leaky_relu2_backward(pre, dout @ w_proj, slope)):.1e}")
+          f"{rel(q_post, leaky_relu2(pre, slope)):.1e}, dpre {rel(q_dpre, _leaky_relu2_backward(pre, dout @ w_proj, slope)):.1e}"
+          f"; golf's dpre-only vs gemm_dact's dpre: {rel(cases['bwd golf dpre only (quack_gemm)'](), q_dpre):.1e}")
     return cases
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import importlib.util
 import os
 import sys
@@ -335,11 +336,12 @@ def test_mlp_op_through_quack_matches_eager(slope):
 
 def test_quack_gemms_give_quack_its_layouts(monkeypatch):
     """golf/kernels/quack_gemm.py hands quack B as (K, N), quack's layout (golf's GEMMs take (N, K)),
-    and returns the outputs golf's MLP op expects: with a stand-in quack.gemm_interface doing quack's
-    documented math in PyTorch, both GEMMs give golf's epilogues (golf/kernels/mlp_gemm.py)."""
+    and returns the outputs golf's MLP op expects: with stand-ins for quack's gemm_act, its activation
+    maps and its epilogue decorator doing quack's documented math in PyTorch, both GEMMs give golf's
+    epilogues (golf/kernels/mlp_gemm.py), and the backward's epilogue stores dpre alone."""
     from golf.kernels import quack_gemm
 
-    slopes = {}
+    slopes, dact_fn_map = {}, {}
 
     def act(u, name):
         return torch.where(u > 0, u, u * slopes[name]).square()
@@ -347,24 +349,33 @@ def test_quack_gemms_give_quack_its_layouts(monkeypatch):
     def act_grad(u, name):
         return torch.where(u > 0, 2 * u, 2 * slopes[name] ** 2 * u)
 
-    def gemm_act(A, B, activation, tuned):
+    def gemm_act(A, B, activation, tuned, config):
         assert A.shape[1] == B.shape[0], "B must be (K, N)"
         pre = A @ B
         return pre, act(pre.float(), activation).to(pre.dtype)
 
-    def gemm_dact(A, B, PreAct, activation, tuned):
-        assert A.shape[1] == B.shape[0] and B.shape[1] == PreAct.shape[1], "B must be (K, N)"
-        u = PreAct.float()
-        return ((A @ B).float() * act_grad(u, activation)).to(PreAct.dtype), act(u, activation).to(PreAct.dtype)
+    def gemm_epilogue():  # quack.epilogue.frontend: fn(acc, c) per element -> {"D": ..., outputs}
+        def mint(fn):
+            def mod(A, B, C, *, tuned, dynamic_scheduler, config):
+                assert A.shape[1] == B.shape[0] and B.shape[1] == C.shape[1], "B must be (K, N)"
+                return {k: v.to(C.dtype) for k, v in fn((A @ B).float(), C.float()).items()}
+            return mod
+        return mint
 
     def register(slope):
-        slopes[f"act{slope:g}"] = slope
-        return f"act{slope:g}"
+        name = f"act{slope:g}"
+        slopes[name] = slope
+        dact_fn_map[name] = lambda x, dout: (dout * act_grad(x, name), act(x, name))  # quack's order
+        return name
 
-    monkeypatch.setitem(sys.modules, "quack", types.ModuleType("quack"))
-    monkeypatch.setitem(sys.modules, "quack.gemm_interface",
-                        types.SimpleNamespace(gemm_act=gemm_act, gemm_dact=gemm_dact))
+    for name, module in (("quack", types.ModuleType("quack")),
+                         ("quack.gemm_interface", types.SimpleNamespace(gemm_act=gemm_act)),
+                         ("quack.activation", types.SimpleNamespace(dact_fn_map=dact_fn_map)),
+                         ("quack.epilogue", types.ModuleType("quack.epilogue")),
+                         ("quack.epilogue.frontend", types.SimpleNamespace(gemm_epilogue=gemm_epilogue))):
+        monkeypatch.setitem(sys.modules, name, module)
     monkeypatch.setattr(quack_gemm, "activation", register)
+    monkeypatch.setattr(quack_gemm, "dact_only", functools.cache(quack_gemm.dact_only.__wrapped__))  # no stand-in kept
     gen = torch.Generator().manual_seed(3)
     a, b, dout, w2_t = (torch.randn(*shape, generator=gen).to(torch.bfloat16)
                         for shape in ((12, 32), (48, 32), (12, 16), (48, 16)))  # A (M, K), B (N, K), W2ᵀ (N, K)
@@ -374,6 +385,7 @@ def test_quack_gemms_give_quack_its_layouts(monkeypatch):
     dpre = quack_gemm.gemm_leaky_relu2_backward(dout, w2_t, pre, 0.25)
     want = ((dout @ w2_t.t()).float() * torch.where(pre > 0, 2 * pre.float(), 0.125 * pre.float())).to(torch.bfloat16)
     torch.testing.assert_close(dpre, want, rtol=0, atol=0)
+    assert quack_gemm.dact_only(0.25)(dout, w2_t.t(), pre, tuned=False, dynamic_scheduler=True, config=None).keys() == {"D"}
 
 
 def test_fused_mlp_quack_without_quack_names_the_key(monkeypatch):

@@ -245,7 +245,7 @@ def _backward(dout, x, w_fc, w_proj, pre, post, slope, gemm_backward) -> tuple[T
     with torch.autocast(dout.device.type, enabled=False):
         g, x16, w1, w2 = _bf16(dout, x, w_fc, w_proj)
         dw_proj = g.t() @ post
-        dpre = gemm_backward(g, w2.t().contiguous(), pre, slope)
+        dpre = gemm_backward(g, w2.t(), pre, slope)  # a view: quack reads W2 as is, Triton copies (_operand)
         dw_fc = dpre.t() @ x16
         dx = dpre @ w1
         return dx.to(x.dtype), dw_fc.to(w_fc.dtype).contiguous(), dw_proj.to(w_proj.dtype).contiguous()

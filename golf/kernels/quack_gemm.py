@@ -2,8 +2,11 @@
 
 quack (quack-kernels, installed with flash-attn-4: pyproject's `gpu` extra) has `gemm_act(A, B,
 activation=name)`, which writes pre = A B and post = act(pre) from one GEMM's epilogue, and
-`gemm_dact(dout, B, pre, activation=name)`, which writes dpre = (dout B) * act'(pre) (and post again).
-It looks activations up by name in quack.activation's maps, so golf registers its LeakyReLU² there:
+`gemm_dact(dout, B, pre, activation=name)`, which writes dpre = (dout B) * act'(pre) and post again.
+golf's MLP op keeps the forward's post, so its backward runs quack's dact epilogue through quack's
+epilogue framework (`quack.epilogue.frontend.gemm_epilogue`) with dpre as the only output: one
+(tokens x hidden) bf16 write less per call, 400 MB at the record shape (`dact_only`).
+quack looks activations up by name in quack.activation's maps, so golf registers its LeakyReLU² there:
 act(u) = max(u, slope u)^2 (slope in [0, 1]), act'(u) = 2u (u > 0), 2 slope^2 u (u <= 0), the
 expressions of golf/kernels/leaky_relu2.py.
 
@@ -17,8 +20,9 @@ MLP op runs them when `train.fused_mlp = quack`. CuTe DSL kernels need a Hopper 
 quack keys its compile cache by an epilogue function's qualname alone when the function's code sits
 under a site-packages/ folder, and otherwise recurses into the function's globals, which fails on
 the CUTLASS DSL's own (`TypeError: ... no fail-closed semantic key`; quack/gemm_runtime/identity.py).
-pip installs there; bench/device_env.sh unpacks there for that reason. The activation's name
-carries the slope, so two slopes never share a kernel.
+pip installs there; bench/device_env.sh unpacks there for that reason. So golf's act and act' are
+keyed by qualname alone, and the activation's name, which carries the slope, is what keeps two slopes'
+kernels apart: quack's own epilogues carry it in their tag, golf's `dact_only` looks its act' up by it.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import functools
 from torch import Tensor
 
 # quack's default config for the GPU, not its autotuning: on Hopper that tries 44 configs a GEMM, each
-# its own JIT compile at the first call, which would cost golf's cold start (bench/bench_kernels.py
-# --quack measures both).
+# its own JIT compile at the first call, which would cost golf's cold start. At the record shape on the
+# H200 the default is within 2.4% of the fastest config for the pair of GEMMs (bench/quack_configs.py;
+# BENCHMARKS.md, ninth session).
 TUNED = False
 
 
@@ -74,17 +79,34 @@ def activation(slope: float) -> str:
     return name
 
 
-def gemm_leaky_relu2(a: Tensor, b: Tensor, slope: float) -> tuple[Tensor, Tensor]:
-    """(pre, post) = (A Bᵀ, leaky_relu(A Bᵀ, slope)^2), both bf16 (M, N); A (M, K), B (N, K) bf16."""
+def gemm_leaky_relu2(a: Tensor, b: Tensor, slope: float, config=None) -> tuple[Tensor, Tensor]:
+    """(pre, post) = (A Bᵀ, leaky_relu(A Bᵀ, slope)^2), both bf16 (M, N); A (M, K), B (N, K) bf16.
+    config: a quack GemmConfig to run (bench/quack_configs.py), else quack's default."""
     from quack.gemm_interface import gemm_act
 
-    return gemm_act(a, b.t(), activation=activation(float(slope)), tuned=TUNED)
+    return gemm_act(a, b.t(), activation=activation(float(slope)), tuned=TUNED, config=config)
 
 
-def gemm_leaky_relu2_backward(a: Tensor, b: Tensor, pre: Tensor, slope: float) -> Tensor:
+@functools.cache
+def dact_only(slope: float):
+    """quack's dact epilogue (quack.epilogue.library `dact_mod`) without its post output: D = dpre only."""
+    import quack.activation as qa
+    from quack.epilogue.frontend import gemm_epilogue
+
+    name = activation(slope)
+
+    def golf_dact_only(acc, c):
+        """acc = dout W2 (fp32), c = pre: dpre = acc * act'(pre); the post that dact also returns is
+        dropped, so the compiled kernel never computes or stores it. Looked up by `name`, as quack's
+        dact_mod names it in its tag: quack keys golf's dact by qualname alone (its DSL wrapper sits
+        under site-packages), so the name is what keeps two slopes' kernels apart in quack's cache."""
+        dpre, _post = qa.dact_fn_map[name](c, acc)
+        return {"D": dpre}
+
+    return gemm_epilogue()(golf_dact_only)
+
+
+def gemm_leaky_relu2_backward(a: Tensor, b: Tensor, pre: Tensor, slope: float, config=None) -> Tensor:
     """dpre = (A Bᵀ) * act'(pre), bf16 (M, N); A = dout (M, K), B = W2ᵀ (N, K), pre (M, N) bf16.
-    gemm_dact also writes post again; the MLP op kept the forward's."""
-    from quack.gemm_interface import gemm_dact
-
-    dpre, _post = gemm_dact(a, b.t(), pre, activation=activation(float(slope)), tuned=TUNED)
-    return dpre
+    A dynamic persistent scheduler, as quack's gemm_dact runs it; config as for gemm_leaky_relu2."""
+    return dact_only(float(slope))(a, b.t(), pre, tuned=TUNED, dynamic_scheduler=True, config=config)["D"]
