@@ -97,7 +97,7 @@ def dact_only(slope: float):
 
     def golf_dact_only(acc, c):
         """acc = dout W2 (fp32), c = pre: dpre = acc * act'(pre); the post that dact also returns is
-        dropped, so the compiled kernel never computes or stores it. Looked up by `name`, as quack's
+        dropped, so the kernel never stores it. Looked up by `name`, as quack's
         dact_mod names it in its tag: quack keys golf's dact by qualname alone (its DSL wrapper sits
         under site-packages), so the name is what keeps two slopes' kernels apart in quack's cache."""
         dpre, _post = qa.dact_fn_map[name](c, acc)
