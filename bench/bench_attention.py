@@ -8,7 +8,8 @@ to every query head as golf's "cudnn" backend does), any flash-attn package that
 FlashAttention 4 both through golf's custom ops (golf/kernels/fa4.py, what training runs) and
 through its own graph-breaking autograd.Function: the difference is the ops' overhead. With
 documents of --doc-len tokens (model.doc_masked_attention): FA4 varlen and SDPA with the boolean
-document mask (the fallback), their TFLOP/s counted on the work inside documents only.
+document mask (the fallback), their TFLOP/s counted on the work inside documents only; FA4 varlen also
+with K/V expanded to every query head (the copy and the gradient's sum timed with it).
 FLOPs: causal attention forward = 2 matmuls x 2 x B x H x T^2 x D / 2; backward = 2.5 x forward.
 `host ms`: the CPU time to issue one forward + backward (Python and launch overhead; when it is
 above the GPU time, the GPU waits on the CPU).
@@ -112,6 +113,11 @@ def main() -> None:
     if fa4.available():
         variants[f"fa4 varlen, {a.doc_len}-token docs"] = \
             lambda q, k, v: fa4.varlen_attention(flat(q), flat(k), flat(v), cu, t).view(q.shape)
+        # every query head its own K/V (the copies timed with it): FA4's backward then stores dK and dV
+        # directly, without GQA's fp32 accumulators, their zero fills and their postprocess
+        variants[f"fa4 varlen, K/V expanded, {a.doc_len}-token docs"] = \
+            lambda q, k, v: fa4.varlen_attention(flat(q), *(flat(x.repeat_interleave(h // hk, 2)) for x in (k, v)),
+                                                 cu, t).view(q.shape)
     variants[f"sdpa + document mask, {a.doc_len}-token docs"] = lambda q, k, v: F.scaled_dot_product_attention(
         q.transpose(1, 2), *(x.repeat_interleave(h // hk, 2).transpose(1, 2) for x in (k, v)),
         attn_mask=mask).transpose(1, 2)
