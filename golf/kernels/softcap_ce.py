@@ -12,7 +12,7 @@ GB at the record shape (98,304 tokens x 8,192). Here, per chunk of rows:
 
 So the forward computes the gradients (and never keeps the logits); the backward only scales
 them by the incoming scalar gradient. The whole thing is one `torch.library.custom_op` (opaque
-to torch.compile, so `fullgraph=True` traces it with no graph break) inside an autograd.Function.
+to torch.compile, so `fullgraph=True` traces it with no graph break) with a registered autograd formula.
 
 The math runs in bf16 like the model's head under autocast (golf/train: `train.autocast_bf16`);
 the log-softmax runs in fp32 per row. Targets must lie in [0, V) (no ignore index).
@@ -112,19 +112,20 @@ def _(h, w, targets, softcap, chunk_rows):
             torch.empty_like(w))
 
 
-class _SoftcapCE(torch.autograd.Function):
-    """Forward: the fused op (loss and both gradients); backward: the gradients times d out."""
+def _setup_context(ctx, inputs, output) -> None:
+    ctx.save_for_backward(output[1], output[2])
 
-    @staticmethod
-    def forward(ctx, h, w, targets, softcap, chunk_rows):
-        loss, grad_h, grad_w = softcap_ce_with_grads(h, w, targets, softcap, chunk_rows)
-        ctx.save_for_backward(grad_h, grad_w)
-        return loss
 
-    @staticmethod
-    def backward(ctx, grad_out):
-        grad_h, grad_w = ctx.saved_tensors
-        return grad_out * grad_h, grad_out * grad_w, None, None, None
+def _backward(ctx, grad_loss, _grad_h, _grad_w):
+    """The loss's gradients, computed in the forward, times d loss (the returned gradients are not
+    differentiated further: softcap_ce_sum hands out the loss only)."""
+    grad_h, grad_w = ctx.saved_tensors
+    return grad_loss * grad_h, grad_loss * grad_w, None, None, None
+
+
+# a registered formula, not an autograd.Function: AOTAutograd's cache refuses graphs holding one
+# (golf/train/ahead.py needs the looped graph cached whole)
+softcap_ce_with_grads.register_autograd(_backward, setup_context=_setup_context)
 
 
 def softcap_ce_sum(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: float,
@@ -137,7 +138,7 @@ def softcap_ce_sum(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, soft
     """
     d = h.shape[-1]
     rows = chunk_rows or chunk_rows_for(w.shape[0])
-    return _SoftcapCE.apply(h.reshape(-1, d), w, targets.reshape(-1), float(softcap), int(rows))
+    return softcap_ce_with_grads(h.reshape(-1, d), w, targets.reshape(-1), float(softcap), int(rows))[0]
 
 
 def softcap_ce_reference(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor, softcap: float) -> torch.Tensor:
