@@ -31,9 +31,9 @@ TRAIN = dict(
     muon_wd=0.01, tied_embed_lr=0.02, embed_wd=0.0, scalar_lr=0.01, adam_wd=0.0, beta1=0.9, beta2=0.95,
     adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, ema_warmup=True, swa_enabled=False, swa_every=5,
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
-    enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", attention_backend="auto",
-    autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto", nproc_per_node=1,
-    peak_flops=0.0, moe_aux_weight=0.0, mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
+    enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
+    attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
+    nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0, mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
     cat_clip_sigmas=12.85, cat_form="squared", qat_start_frac=0.0, qat_bits=6, qat_clip_sigmas=12.85,
 )
 
@@ -550,3 +550,55 @@ def test_hybrid_scope_compiles_one_whole_model_graph_and_trains_the_same_weights
     assert ("part" in graphs) == (scope == "hybrid")
     for k in states["off"]:
         torch.testing.assert_close(states[scope][k], states["off"][k], rtol=0, atol=0, msg=k)
+
+
+def test_compile_ahead_hands_training_the_looped_graph(tmp_path, monkeypatch, tiny_model_config):
+    """train.compile_ahead (golf/train/ahead.py): a helper process compiles the looped graph with inductor
+    while training compiles the plain one, and stops before running it; when looping switches on in the
+    warm-up, training finds both compiled halves of the looped graph in inductor's on-disk caches (an
+    AOTAutograd hit, FX graph hits) instead of compiling them. A key that differed between the two processes
+    (sys.modules order: ahead.same_cache_keys) would show here as misses."""
+    import torch._dynamo as dynamo
+    from torch._dynamo.utils import counters
+
+    from golf.artifact.model import GPT
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # cold, and the helper's too
+    dynamo.reset()
+    counters.clear()
+    mcfg = dataclasses.replace(tiny_model_config, num_layers=3, loop_start=1, loop_end=1, parallel_start_layer=-1,
+                               xsa_last_n=0, unet_skips=False, skip_gates_enabled=False)
+    tr, _ = corpus(seed=1, vocab=96)
+    va, vb = corpus(600, seed=2, vocab=96)
+    cfg = tcfg(iterations=2, warmup_steps=1, val_every=0, ema_decay=0.0, enable_looping_at=0.5, compile="on",
+               compile_ahead=True, train_batch_tokens=2 * 24, grad_accum_steps=1)
+    res = train(GPT(mcfg), cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+    dynamo.reset()
+    assert res.compile_ahead and res.looping and math.isfinite(res.val_bpb)
+    assert set(res.start_s) == {"setup", "plain", "ahead_wait", "looped"}
+    assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the looped graph
+    assert counters["inductor"]["fxgraph_cache_hit"] == 2  # its forward and its backward
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_same_cache_keys_pickles_a_memory_format_whatever_the_import_order(fixed):
+    """Inductor's cache keys pickle torch.contiguous_format (in the graph's tensor metadata). Plain pickle names
+    it after the first module in sys.modules with a `torch` attribute, so two processes that import in another
+    order compute other keys: compile_ahead's helper missed that way on the CPU. After ahead.same_cache_keys
+    the bytes do not depend on the order."""
+    import subprocess
+
+    def pickled(module_first: bool) -> str:
+        code = ["import pickle, sys, types"]
+        if module_first:  # a module registered before torch, which then holds torch
+            code.append("first = sys.modules.setdefault('golf_first', types.ModuleType('golf_first'))")
+        code.append("import torch")
+        if module_first:
+            code.append("first.torch = torch")
+        if fixed:
+            code.append("from golf.train import ahead; ahead.same_cache_keys()")
+        code.append("sys.stdout.write(pickle.dumps(torch.contiguous_format).hex())")
+        return subprocess.run([sys.executable, "-c", "; ".join(code)], capture_output=True, text=True,
+                              check=True).stdout
+
+    assert (pickled(True) == pickled(False)) == fixed

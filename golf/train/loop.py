@@ -46,7 +46,7 @@ from golf.errors import GolfError
 from golf.optim.ema import EMA, SWA, load_average
 from golf.optim.muon import Muon
 from golf.optim.schedule import lr_multiplier, muon_momentum, train_frac
-from golf.train import ddp
+from golf.train import ahead, ddp
 from golf.train import fused as fused_kernels
 from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
@@ -78,7 +78,10 @@ class TrainResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     start_s: dict[str, float] = field(default_factory=dict)
     """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
-    then each warm-up graph's compile and steps ("plain", "looped"; "all" without a looping switch)."""
+    then each warm-up graph's compile and steps ("plain", "looped"; "all" without a looping switch); with
+    train.compile_ahead, "ahead_wait": the part of "looped" spent waiting for the helper."""
+    compile_ahead: bool = False
+    """The looped graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -208,12 +211,21 @@ class Stepper:
         self.looped_forward = None  # compile_scope hybrid: the looped graph's forward (compiled blocks)
         self.ema: EMA | None = None  # the weight averages, made when the timed steps start
         self.swa: SWA | None = None
+        self.fused, self.fused_mlp = False, ""  # the fused kernels make_stepper installed, and the MLP path
+        self.ahead = False  # the looped graph came compiled from golf/train/ahead.py's helper
 
-    def compile(self) -> None:
+    def compile(self, backend: Any = None) -> None:
+        """torch.compile the step's loss at cfg.compile_scope (backend None: torch.compile's default,
+        inductor; golf/train/ahead.py's helper passes its own, which compiles with inductor and stops)."""
         import torch._dynamo as dynamo
+        import torch._functorch.config as functorch_config
 
         dynamo.config.cache_size_limit = 64
         cap_mix_order_reads()  # torch 2.11 over-fuses the norm backwards (golf/train/inductor.py)
+        # the backward compiles with the forward, not at the first backward: the compile_ahead helper
+        # never runs one, and this flag is in the caches' key, so both processes set it (golf/train/ahead.py)
+        functorch_config.force_non_lazy_backward_lowering = True
+        ahead.same_cache_keys()
         self.compiled = True
         scope = self.cfg.compile_scope if hasattr(self.model, "compile_blocks") else "model"
         if scope != "model":
@@ -223,7 +235,7 @@ class Stepper:
             # looped phase calls them from eager glue: no second whole-model compile (BENCHMARKS.md, issue 17)
             self.looped_forward = self.forward
         if scope != "blocks":
-            self.forward = torch.compile(self.forward, dynamic=False)
+            self.forward = torch.compile(self.forward, dynamic=False, **({} if backend is None else {"backend": backend}))
 
     def __call__(self, step: int, lr_mul: float, momentum: float) -> float:
         """The mean LM NLL of the step (NaN when any term is not finite)."""
@@ -264,15 +276,19 @@ class Stepper:
         lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
         return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
-    def warm_up(self, looping_later: bool) -> dict[str, float]:
+    def warm_up(self, looping_later: bool, helper: Any = None) -> dict[str, float]:
         """Compile warm-up: run the steps (both graphs when looping will switch on), then restore the
-        weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s)."""
+        weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s).
+        helper: golf/train/ahead.py's process compiling the looped graph; waited for before that phase
+        (the wait is in its seconds, and in "ahead_wait")."""
         model, cfg = self.model, self.cfg
         saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved_opts = [copy.deepcopy(o.state_dict()) for o in (self.muon, self.adam)]
         seconds = {}
         for phase in ([False, True] if looping_later else [None]):
             t0 = time.perf_counter()
+            if phase and helper is not None:
+                self.ahead, seconds["ahead_wait"] = ahead.finish(helper)
             if phase is not None:
                 model.looping = phase
             for s in range(cfg.warmup_steps):
@@ -340,18 +356,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         from golf.eval.plain import evaluate
     world = dctx.world_size
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
-    _cuda_precision(device)
-    model.to(device).train()
-    fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, dctx.is_main)
-    fused_mlp = fused_kernels.resolve_mlp(cfg.fused_mlp, device, dctx.is_main) if fused else ""
-    fused = fused and fused_kernels.install(model, fused_mlp)
-    if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
-        model.autocast_residual = cfg.bf16_residual
-    # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
-    doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
-    loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
-                          cfg.grad_accum_steps, dctx.rank, world, cfg.seed, device, bos_id=doc_bos)
-    stepper = Stepper(model, cfg, loader, device, world)
+    stepper = make_stepper(model, cfg, train_tokens, device, dctx, dctx.is_main)
+    fused, fused_mlp = stepper.fused, stepper.fused_mlp
     if use_compile:
         stepper.compile()
     if cfg.val_max_tokens:
@@ -369,9 +375,14 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     looping_later = can_loop(model) and cfg.enable_looping_at > 0
     if can_loop(model):
         model.looping = cfg.enable_looping_at == 0
+    helper = ahead.start(model, cfg, train_tokens, device, world) \
+        if ahead.wanted(cfg, model, use_compile, looping_later) else None
     start_s = {"setup": time.perf_counter() - started}
     if cfg.warmup_steps > 0:
-        start_s |= stepper.warm_up(looping_later)
+        try:
+            start_s |= stepper.warm_up(looping_later, helper)
+        finally:
+            ahead.stop(helper)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows, step, elapsed, first_step_at = _run_steps(stepper, cfg, looping_later, run_eval, dctx, progress, on_step)
@@ -390,9 +401,30 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     return TrainResult(steps=step, train_tokens=step * cfg.train_batch_tokens, train_s=elapsed, tokens_per_s=tps,
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
-                       fused_mlp=fused_mlp if fused else "",
+                       fused_mlp=fused_mlp if fused else "", compile_ahead=stepper.ahead,
                        flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
                        first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
+
+
+def make_stepper(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, device: torch.device,
+                 dctx: Dist, announce: bool = True) -> Stepper:
+    """The model on `device` with its fused kernels (said on stderr when `announce`) and the Stepper over
+    train_tokens as rank dctx.rank; training and golf/train/ahead.py's helper build theirs here, so both
+    trace the same graph."""
+    _cuda_precision(device)
+    model.to(device).train()
+    fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, announce)
+    fused_mlp = fused_kernels.resolve_mlp(cfg.fused_mlp, device, announce) if fused else ""
+    fused = fused and fused_kernels.install(model, fused_mlp)
+    if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
+        model.autocast_residual = cfg.bf16_residual
+    # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
+    doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
+    loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
+                          cfg.grad_accum_steps, dctx.rank, dctx.world_size, cfg.seed, device, bos_id=doc_bos)
+    stepper = Stepper(model, cfg, loader, device, dctx.world_size)
+    stepper.fused, stepper.fused_mlp = fused, fused_mlp
+    return stepper
 
 
 def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval: Callable, dctx: Dist,

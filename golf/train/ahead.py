@@ -1,0 +1,123 @@
+"""`train.compile_ahead`: a helper process compiles the looped graph while training compiles the plain one.
+
+At `model` scope, with looping to switch on later, the warm-up compiles two whole-model graphs one after
+the other, each mostly in one Python thread (inductor's code generation is the largest part: BENCHMARKS.md,
+fifth session). The helper builds the same model and Stepper on a slice of the same tokens, traces the
+looped graph and hands it to inductor, then stops before running it: it holds no activations, so it needs
+almost nothing on the GPU. Inductor's FX graph cache and AOTAutograd's cache are on disk
+(TORCHINDUCTOR_CACHE_DIR), so when the warm-up switches looping on, this process finds both of the looped
+graph's compiled halves there instead of compiling them again.
+
+Both processes must compute the same cache keys. The keys hold the functorch config, so both compile the
+backward at the first forward (loop.Stepper.compile): the helper never runs a backward. And they hold
+pickles of the graph's tensor metadata, where pickle names a memory format (torch.contiguous_format) after
+the first module in sys.modules that has a `torch` attribute, which differs between two processes that
+import in different orders: `same_cache_keys` names it after torch in both. A helper that fails costs
+nothing but its CPU time: training then compiles the looped graph itself, as without it.
+
+Under torchrun every rank starts its own helper on its own GPU (rank 0's batch shapes, which every rank
+shares); measured on one GPU only (BENCHMARKS.md, issue 17, eleventh session).
+"""
+
+from __future__ import annotations
+
+import copyreg
+import multiprocessing
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from golf.artifact.runtime import Dist
+
+
+def _memory_format(name: str) -> torch.memory_format:
+    return getattr(torch, name)
+
+
+def same_cache_keys() -> None:
+    """Pickle torch's memory formats by name in this process (what the cache keys hold; see above)."""
+    copyreg.pickle(torch.memory_format, lambda f: (_memory_format, (str(f).removeprefix("torch."),)))
+
+
+class _Compiled(Exception):
+    """The helper's way out once inductor has compiled (and cached) the graph."""
+
+
+def _compile_then_stop(gm: torch.fx.GraphModule, example_inputs: list) -> Any:
+    """A dynamo backend: inductor's compile of the graph (which writes the caches), then stop before it runs."""
+    from torch._inductor.compile_fx import compile_fx
+
+    compile_fx(gm, example_inputs)
+    raise _Compiled
+
+
+def _stopped(e: BaseException) -> bool:
+    """dynamo wraps a backend's exception; True when it is the helper's own stop."""
+    while e is not None:
+        if isinstance(e, _Compiled):
+            return True
+        e = e.__cause__ or getattr(e, "inner_exception", None)
+    return False
+
+
+def _helper(model_cfg: Any, cfg: Any, tokens: np.ndarray, backend: str, device: str, world: int) -> None:
+    """In the helper process: the same model, backend and Stepper as training, looping on, one micro-batch
+    (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group)."""
+    from golf.artifact.model import GPT
+    from golf.train.backend import set_backend
+    from golf.train.loop import make_stepper
+
+    model = GPT(model_cfg)
+    set_backend(model, backend, torch.device(device))
+    stepper = make_stepper(model, cfg, tokens, torch.device(device), Dist(0, 0, world), announce=False)
+    stepper.compile(backend=_compile_then_stop)
+    model.looping = True
+    try:
+        stepper(0, 1.0, cfg.muon_momentum_warmup_start)
+    except Exception as e:  # noqa: BLE001  anything but the stop is the helper's failure, said below
+        if _stopped(e):
+            return
+        print(f"train: compile_ahead helper failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+              "the looped graph compiles in training instead", file=sys.stderr)
+        sys.exit(1)
+    print("train: compile_ahead helper ran its step without compiling anything", file=sys.stderr)
+    sys.exit(1)
+
+
+def wanted(cfg: Any, model: torch.nn.Module, compiled: bool, looping_later: bool) -> bool:
+    """compile_ahead applies: golf's GPT compiled at `model` scope, with warm-up steps and a looping switch."""
+    from golf.artifact.model import GPT
+
+    return (cfg.compile_ahead and compiled and looping_later and cfg.warmup_steps > 0
+            and cfg.compile_scope == "model" and isinstance(model, GPT))
+
+
+def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int) -> Any:
+    """Start the helper (a spawned process) on the same device; it gets a step's worth of tokens copied
+    from the start of the train split (the graph depends on their shapes, not on the whole split)."""
+    tokens = np.array(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1])
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_helper, args=(model.cfg, cfg, tokens, model.attention_backend, str(device), world),
+        name="golf-compile-ahead")
+    proc.start()
+    return proc
+
+
+def finish(proc: Any) -> tuple[bool, float]:
+    """Wait for the helper; (whether it compiled the looped graph, seconds waited)."""
+    t0 = time.perf_counter()
+    proc.join()
+    if proc.exitcode not in (0, 1):  # 1: the helper said why itself
+        print(f"train: compile_ahead helper exited with status {proc.exitcode}; the looped graph compiles in "
+              "training instead", file=sys.stderr)
+    return proc.exitcode == 0, time.perf_counter() - t0
+
+
+def stop(proc: Any) -> None:
+    """Training ended early (an error): do not leave the helper compiling."""
+    if proc is not None and proc.is_alive():
+        proc.terminate()
+        proc.join()
