@@ -552,6 +552,7 @@ def test_hybrid_scope_compiles_one_whole_model_graph_and_trains_the_same_weights
         torch.testing.assert_close(states[scope][k], states["off"][k], rtol=0, atol=0, msg=k)
 
 
+@pytest.mark.slow  # two real inductor compiles on the CPU, side by side: about 40 s on 2 cores
 def test_compile_ahead_hands_training_the_looped_graph(tmp_path, monkeypatch, tiny_model_config):
     """train.compile_ahead (golf/train/ahead.py): a helper process compiles the looped graph with inductor
     while training compiles the plain one, and stops before running it; when looping switches on in the
@@ -566,8 +567,9 @@ def test_compile_ahead_hands_training_the_looped_graph(tmp_path, monkeypatch, ti
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # cold, and the helper's too
     dynamo.reset()
     counters.clear()
-    mcfg = dataclasses.replace(tiny_model_config, num_layers=3, loop_start=1, loop_end=1, parallel_start_layer=-1,
-                               xsa_last_n=0, unet_skips=False, skip_gates_enabled=False)
+    mcfg = dataclasses.replace(tiny_model_config, num_layers=2, loop_start=1, loop_end=1, parallel_start_layer=-1,
+                               xsa_last_n=0, unet_skips=False, skip_gates_enabled=False, smear_gate_enabled=False,
+                               sparse_attn_gate_enabled=False)
     tr, _ = corpus(seed=1, vocab=96)
     va, vb = corpus(600, seed=2, vocab=96)
     cfg = tcfg(iterations=2, warmup_steps=1, val_every=0, ema_decay=0.0, enable_looping_at=0.5, compile="on",
