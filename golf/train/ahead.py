@@ -63,7 +63,7 @@ def _stopped(e: BaseException) -> bool:
     return False
 
 
-def _helper(model_cfg: Any, cfg: Any, tokens: np.ndarray, backend: str, device: str, world: int) -> None:
+def _helper(model_cfg: Any, cfg: Any, tokens: np.ndarray, attention: str, device: str, world: int) -> None:
     """In the helper process: the same model, backend and Stepper as training, looping on, one micro-batch
     (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group)."""
     from golf.artifact.model import GPT
@@ -71,7 +71,7 @@ def _helper(model_cfg: Any, cfg: Any, tokens: np.ndarray, backend: str, device: 
     from golf.train.loop import make_stepper
 
     model = GPT(model_cfg)
-    set_backend(model, backend, torch.device(device))
+    set_backend(model, attention, torch.device(device))
     stepper = make_stepper(model, cfg, tokens, torch.device(device), Dist(0, 0, world), announce=False)
     stepper.compile(backend=_compile_then_stop)
     model.looping = True
