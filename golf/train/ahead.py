@@ -3,8 +3,8 @@
 At `model` scope, with looping to switch on later, the warm-up compiles two whole-model graphs one after
 the other, each mostly in one Python thread (inductor's code generation is the largest part: BENCHMARKS.md,
 fifth session). The helper builds the same model and Stepper on a slice of the same tokens, traces the
-looped graph and hands it to inductor, then stops before running it: it holds no activations, so it needs
-almost nothing on the GPU. Inductor's FX graph cache and AOTAutograd's cache are on disk
+looped graph and hands it to inductor, then stops before running it: it holds no activations (its GPU
+memory has not been measured). Inductor's FX graph cache and AOTAutograd's cache are on disk
 (TORCHINDUCTOR_CACHE_DIR), so when the warm-up switches looping on, this process finds both of the looped
 graph's compiled halves there instead of compiling them again.
 
