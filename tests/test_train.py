@@ -553,10 +553,10 @@ def test_hybrid_scope_compiles_one_whole_model_graph_and_trains_the_same_weights
 
 
 @pytest.mark.slow  # two real inductor compiles on the CPU, side by side: about 40 s on 2 cores
-def test_compile_ahead_hands_training_the_looped_graph(tmp_path, monkeypatch, tiny_model_config):
-    """train.compile_ahead (golf/train/ahead.py): a helper process compiles the looped graph with inductor
-    while training compiles the plain one, and stops before running it; when looping switches on in the
-    warm-up, training finds both compiled halves of the looped graph in inductor's on-disk caches (an
+def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tiny_model_config):
+    """train.compile_ahead (golf/train/ahead.py): a helper process compiles the plain graph with inductor
+    while training compiles the looped one, and stops before running it; when looping switches off in the
+    warm-up, training finds both compiled halves of the plain graph in inductor's on-disk caches (an
     AOTAutograd hit, FX graph hits) instead of compiling them. A key that differed between the two processes
     (sys.modules order: ahead.same_cache_keys) would show here as misses."""
     import torch._dynamo as dynamo
@@ -578,7 +578,7 @@ def test_compile_ahead_hands_training_the_looped_graph(tmp_path, monkeypatch, ti
     dynamo.reset()
     assert res.compile_ahead and res.looping and math.isfinite(res.val_bpb)
     assert set(res.start_s) == {"setup", "plain", "ahead_wait", "looped"}
-    assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the looped graph
+    assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the plain graph
     assert counters["inductor"]["fxgraph_cache_hit"] == 2  # its forward and its backward
 
 

@@ -1,19 +1,22 @@
-"""`train.compile_ahead`: a helper process compiles the looped graph while training compiles the plain one.
+"""`train.compile_ahead`: a helper process compiles the plain graph while training compiles the looped one.
 
 At `model` scope, with looping to switch on later, the warm-up compiles two whole-model graphs one after
 the other, each mostly in one Python thread (inductor's code generation is the largest part: BENCHMARKS.md,
 fifth session). The helper builds the same model and Stepper on a slice of the same tokens, traces the
-looped graph and hands it to inductor, then stops before running it: it holds no activations (its GPU
-memory has not been measured). Inductor's FX graph cache and AOTAutograd's cache are on disk
-(TORCHINDUCTOR_CACHE_DIR), so when the warm-up switches looping on, this process finds both of the looped
-graph's compiled halves there instead of compiling them again.
+plain (not looped) graph and hands it to inductor, then stops before running it: it holds no activations
+(its GPU memory has not been measured). Meanwhile the warm-up runs the looped graph first (it restores the
+weights afterwards, so the order is free). The helper gets the smaller graph because it has torch and golf
+to import first: when it had the looped one, training waited 23-30 s for it (BENCHMARKS.md, eleventh
+session). Inductor's FX graph cache and AOTAutograd's cache are on disk (TORCHINDUCTOR_CACHE_DIR), so when
+the warm-up switches looping off, this process finds both of the plain graph's compiled halves there
+instead of compiling them again.
 
 Both processes must compute the same cache keys. The keys hold the functorch config, so both compile the
 backward at the first forward (loop.Stepper.compile): the helper never runs a backward. And they hold
 pickles of the graph's tensor metadata, where pickle names a memory format (torch.contiguous_format) after
 the first module in sys.modules that has a `torch` attribute, which differs between two processes that
 import in different orders: `same_cache_keys` names it after torch in both. A helper that fails costs
-nothing but its CPU time: training then compiles the looped graph itself, as without it.
+nothing but its CPU time: training then compiles the plain graph itself, as without it.
 
 Under torchrun every rank starts its own helper on its own GPU (rank 0's batch shapes, which every rank
 shares); measured on one GPU only (BENCHMARKS.md, issue 17, eleventh session).
@@ -23,8 +26,11 @@ from __future__ import annotations
 
 import copyreg
 import multiprocessing
+import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,25 +69,26 @@ def _stopped(e: BaseException) -> bool:
     return False
 
 
-def _helper(model_cfg: Any, cfg: Any, tokens: np.ndarray, attention: str, device: str, world: int) -> None:
-    """In the helper process: the same model, backend and Stepper as training, looping on, one micro-batch
+def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int) -> None:
+    """In the helper process: the same model, backend and Stepper as training, looping off, one micro-batch
     (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group)."""
     from golf.artifact.model import GPT
     from golf.train.backend import set_backend
     from golf.train.loop import make_stepper
 
+    tokens = np.load(tokens_file)
     model = GPT(model_cfg)
     set_backend(model, attention, torch.device(device))
     stepper = make_stepper(model, cfg, tokens, torch.device(device), Dist(0, 0, world), announce=False)
     stepper.compile(backend=_compile_then_stop)
-    model.looping = True
+    model.looping = False
     try:
         stepper(0, 1.0, cfg.muon_momentum_warmup_start)
     except Exception as e:  # noqa: BLE001  anything but the stop is the helper's failure, said below
         if _stopped(e):
             return
         print(f"train: compile_ahead helper failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-              "the looped graph compiles in training instead", file=sys.stderr)
+              "the plain graph compiles in training instead", file=sys.stderr)
         sys.exit(1)
     print("train: compile_ahead helper ran its step without compiling anything", file=sys.stderr)
     sys.exit(1)
@@ -96,28 +103,38 @@ def wanted(cfg: Any, model: torch.nn.Module, compiled: bool, looping_later: bool
 
 
 def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int) -> Any:
-    """Start the helper (a spawned process) on the same device; it gets a step's worth of tokens copied
-    from the start of the train split (the graph depends on their shapes, not on the whole split)."""
-    tokens = np.array(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1])
+    """Start the helper (a spawned process) on the same device; it gets a step's worth of tokens from
+    the start of the train split (the graph depends on their shapes, not on the whole split) in a file.
+    Not as an argument: spawn pipes the pickled arguments to the child, which reads them only after
+    importing, so a few MB there held this process up for seconds (setup 8.4 s instead of 4.4 s in
+    BENCHMARKS.md's twelfth session)."""
+    fd, path = tempfile.mkstemp(prefix="golf-ahead-", suffix=".npy")
+    with os.fdopen(fd, "wb") as f:
+        np.save(f, np.asarray(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1]))
     proc = multiprocessing.get_context("spawn").Process(
-        target=_helper, args=(model.cfg, cfg, tokens, model.attention_backend, str(device), world),
+        target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world),
         name="golf-compile-ahead")
+    proc.tokens_file = path  # removed by finish / stop
     proc.start()
     return proc
 
 
 def finish(proc: Any) -> tuple[bool, float]:
-    """Wait for the helper; (whether it compiled the looped graph, seconds waited)."""
+    """Wait for the helper; (whether it compiled the plain graph, seconds waited)."""
     t0 = time.perf_counter()
     proc.join()
+    Path(proc.tokens_file).unlink(missing_ok=True)
     if proc.exitcode not in (0, 1):  # 1: the helper said why itself
-        print(f"train: compile_ahead helper exited with status {proc.exitcode}; the looped graph compiles in "
+        print(f"train: compile_ahead helper exited with status {proc.exitcode}; the plain graph compiles in "
               "training instead", file=sys.stderr)
     return proc.exitcode == 0, time.perf_counter() - t0
 
 
 def stop(proc: Any) -> None:
     """Training ended early (an error): do not leave the helper compiling."""
-    if proc is not None and proc.is_alive():
+    if proc is None:
+        return
+    if proc.is_alive():
         proc.terminate()
         proc.join()
+    Path(proc.tokens_file).unlink(missing_ok=True)

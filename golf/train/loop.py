@@ -78,10 +78,10 @@ class TrainResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     start_s: dict[str, float] = field(default_factory=dict)
     """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
-    then each warm-up graph's compile and steps ("plain", "looped"; "all" without a looping switch); with
-    train.compile_ahead, "ahead_wait": the part of "looped" spent waiting for the helper."""
+    then each warm-up graph's compile and steps ("looped", then "plain"; "all" without a looping switch);
+    with train.compile_ahead, "ahead_wait": the part of "plain" spent waiting for the helper."""
     compile_ahead: bool = False
-    """The looped graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
+    """The plain graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -212,7 +212,7 @@ class Stepper:
         self.ema: EMA | None = None  # the weight averages, made when the timed steps start
         self.swa: SWA | None = None
         self.fused, self.fused_mlp = False, ""  # the fused kernels make_stepper installed, and the MLP path
-        self.ahead = False  # the looped graph came compiled from golf/train/ahead.py's helper
+        self.ahead = False  # the plain graph came compiled from golf/train/ahead.py's helper
 
     def compile(self, backend: Any = None) -> None:
         """torch.compile the step's loss at cfg.compile_scope (backend None: torch.compile's default,
@@ -279,15 +279,16 @@ class Stepper:
     def warm_up(self, looping_later: bool, helper: Any = None) -> dict[str, float]:
         """Compile warm-up: run the steps (both graphs when looping will switch on), then restore the
         weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s).
-        helper: golf/train/ahead.py's process compiling the looped graph; waited for before that phase
-        (the wait is in its seconds, and in "ahead_wait")."""
+        The looped graph goes first, so that golf/train/ahead.py's helper, compiling the plain graph
+        meanwhile, has that long; it is waited for before the plain phase (the wait is in that phase's
+        seconds, and in "ahead_wait")."""
         model, cfg = self.model, self.cfg
         saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved_opts = [copy.deepcopy(o.state_dict()) for o in (self.muon, self.adam)]
         seconds = {}
-        for phase in ([False, True] if looping_later else [None]):
+        for phase in ([True, False] if looping_later else [None]):
             t0 = time.perf_counter()
-            if phase and helper is not None:
+            if phase is False and helper is not None:
                 self.ahead, seconds["ahead_wait"] = ahead.finish(helper)
             if phase is not None:
                 model.looping = phase
@@ -295,8 +296,6 @@ class Stepper:
                 self(s, 1.0, cfg.muon_momentum_warmup_start)
             _sync(self.device)
             seconds["all" if phase is None else "looped" if phase else "plain"] = time.perf_counter() - t0
-        if looping_later:
-            model.looping = False
         model.load_state_dict(saved_model)
         for o, st in zip((self.muon, self.adam), saved_opts):
             o.load_state_dict(st)
