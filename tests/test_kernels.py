@@ -537,8 +537,9 @@ def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).to(device)
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model, fused_mlp)
+    assert install(model, fused_mlp, qk=True)
     mlp = model.blocks[0].mlp
+    assert model.blocks[0].attn.fused_qk is not None
     assert (mlp.fused_act is None) == (fused_mlp == "gemm") and (mlp.fused_mlp is None) == (fused_mlp == "pair")
     fused = loss_and_grads(model, idx, tgt, True, autocast=True)
     for hook in ("fused_act", "fused_mlp"):  # as TTT copies models
@@ -572,7 +573,7 @@ def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config, f
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).cuda()
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model, fused_mlp)
+    assert install(model, fused_mlp, qk=True)
     torch._dynamo.reset()
     model.train_loss = torch.compile(model.train_loss, fullgraph=True, dynamic=False)
     compiled = loss_and_grads(model, idx, tgt, True, autocast=True)
@@ -608,10 +609,45 @@ def test_train_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_conf
         runs[mode] = train(model, cfg, tr, va, vb, torch.device(device), SOLO, progress=False)
         assert runs[mode].fused_kernels is (mode == "on")
         assert model.fused_head_loss is None
-        assert all(b.mlp.fused_act is None and b.mlp.fused_mlp is None for b in model.blocks)
+        assert all(b.mlp.fused_act is None and b.mlp.fused_mlp is None and b.attn.fused_qk is None
+                   for b in model.blocks)
     for a, e in zip(runs["on"].rows, runs["off"].rows):
         assert a["train_loss"] == pytest.approx(e["train_loss"], rel=2e-2)
     assert runs["on"].val_bpb == pytest.approx(runs["off"].val_bpb, rel=2e-2)
+
+
+# ---- attention's q / k preparation ------------------------------------------------------------------
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("head_dim, rope_dims, gain", [(64, 16, True), (64, 16, False), (48, 48, True), (16, 0, True)])
+def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain):
+    """golf::qk_rope (rms_norm per head, partial RoPE, the per-head gain) against the eager model code:
+    the output and the gradients of x and the gain as close to the fp64 truth as eager bf16 is. Shapes:
+    the record's (64 dims, 16 rotated), every dim rotated at a width that is no power of two, none."""
+    from golf.artifact.model.attention import Rotary
+    from golf.kernels.qk_rope import qk_rope, qk_rope_reference
+
+    gen = torch.Generator().manual_seed(0)
+    b, t, h = 2, 40, 4
+    x = (3 * torch.randn(b, t, h, head_dim, generator=gen)).to(device)
+    g = (1 + torch.rand(h, generator=gen)).to(device)
+    dout = torch.randn(b, t, h, head_dim, generator=gen).to(device)
+    rope64 = Rotary(rope_dims, 10000.0).double().to(device)(t, device)
+
+    def run(fn, dtype, rope):
+        xs = x.to(dtype).requires_grad_()
+        gs = g.to(torch.float64 if dtype == torch.float64 else torch.float32).requires_grad_()
+        y = fn(xs, rope, gs if gain else None, rope_dims)
+        y.backward(dout.to(y.dtype))
+        return y.detach(), xs.grad, gs.grad
+
+    rope32 = tuple(r.float() for r in rope64)
+    truth = run(qk_rope_reference, torch.float64, rope64)
+    eager = run(qk_rope_reference, torch.bfloat16, rope32)
+    fused = run(qk_rope, torch.bfloat16, rope32)
+    assert fused[0].dtype == torch.bfloat16
+    for i in range(2 + gain):
+        bf16_close(fused[i], eager[i], truth[i])
 
 
 # ---- train.fused_kernels ----------------------------------------------------------------------------

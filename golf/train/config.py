@@ -119,6 +119,10 @@ class TrainConfig:
     CuTe DSL GEMMs (golf/kernels/quack_gemm.py; the `gpu` extra, Hopper or Blackwell); auto = quack on a
     Hopper GPU where it imports, else pair (the train metrics' fused_mlp says which). Only with
     fused_kernels on."""
+    fused_qk: bool
+    """With fused_kernels on: attention's q and k RMSNorm, partial RoPE and q gain as one Triton pass each
+    (golf/kernels/qk_rope.py) instead of inductor's kernels (on the H200 1.0% faster steps, 1.7 GiB less
+    memory: BENCHMARKS.md, twelfth session). Training only."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float

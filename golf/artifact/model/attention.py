@@ -228,6 +228,8 @@ class CausalSelfAttention(nn.Module):
         elif self.gate_kind == "dense":
             self.attn_gate_w = nn.Parameter(torch.randn(cfg.num_heads, d) * DENSE_GATE_INIT_STD)
         self.backend = "sdpa"
+        # training (GPT.use_fused_kernels): qk(x, rope, gain, rope_dims) does rms_norm, RoPE and the gain at once
+        self.fused_qk = None
 
     def _project(self, name: str, x: torch.Tensor, adapter, slot: int) -> torch.Tensor:
         out = getattr(self, name)(x)
@@ -253,13 +255,16 @@ class CausalSelfAttention(nn.Module):
         v = v.reshape(b, t, self.num_kv_heads, self.head_dim)
         if v0 is not None:
             v = torch.lerp(v0.to(v.dtype), v, lam.to(v.dtype))
-        q = F.rms_norm(q, (self.head_dim,))
-        k = F.rms_norm(k, (self.head_dim,))
-        q = apply_rotary(q, *rope, self.rope_dims)
-        k = apply_rotary(k, *rope, self.rope_dims)
+        if self.fused_qk is not None:
+            q, k = self.fused_qk(q, rope, self.q_gain, self.rope_dims), self.fused_qk(k, rope, None, self.rope_dims)
+        else:
+            q = F.rms_norm(q, (self.head_dim,))
+            k = F.rms_norm(k, (self.head_dim,))
+            q = apply_rotary(q, *rope, self.rope_dims)
+            k = apply_rotary(k, *rope, self.rope_dims)
+            q = q * self.q_gain.to(q.dtype)[:, None]
         # back to v's dtype (bf16 under autocast) so every kernel sees one dtype
-        q = (q * self.q_gain.to(q.dtype)[:, None]).to(v.dtype)
-        k = k.to(v.dtype)
+        q, k = q.to(v.dtype), k.to(v.dtype)
         y = attend(q, k, v, self.backend, docs)
         if self.use_xsa:
             y = xsa(y, v)

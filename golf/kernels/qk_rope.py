@@ -1,0 +1,180 @@
+"""Attention's query/key preparation as one pass: RMSNorm per head, partial RoPE, the per-head gain.
+
+Eager (golf/artifact/model/attention.py `CausalSelfAttention.forward`), q = rms_norm(q), rotate its first
+rope_dims dims (half-split pairs), q * q_gain, and the same for k without the gain. Compiled, inductor
+made that four kernels for q and three for k, reading q four times (an rstd kernel, the rotated part,
+the `cat` with the rest, the gain): 18 ms of a 627 ms step forward and 17 ms backward on the H200
+(BENCHMARKS.md, twelfth session). Here one program reads each row (one token's head) from HBM once,
+and writes it once:
+
+    forward:  y = gain * (xn * C + xn[p] * S),  xn = x * rstd,  rstd = 1 / sqrt(mean(x^2) + eps)
+
+with p(d) the pair partner (d + half, d - half, d beyond rope_dims), C = cos on the rotated dims and 1
+beyond, S = sin, -sin, 0. The backward reads x and the incoming gradient once and recomputes rstd:
+
+    dxn = g' * C - g'[p] * S   (g' = gain * g),   dx = rstd * (dxn - xn * mean(dxn * xn)),
+
+and each row's sum(g * y / gain), summed per head for d gain. Both are `torch.library.custom_op`s with
+fake implementations and a registered autograd formula (no graph break under torch.compile). Values are
+computed in fp32 from the bf16 operands (xn, cos, sin rounded as eager rounds them) and rounded once.
+
+In the training step on the H200 (train.fused_qk): 1.0% more tokens/s than inductor's kernels and 1.7 GiB
+less peak memory (BENCHMARKS.md, twelfth session). Its kernels still run well below HBM speed: the tables
+are loaded per element, not per row.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+ROWS = 32  # (token, head) rows per program (bench/bench_qk_rope.py)
+NUM_WARPS = 4
+EPS = torch.finfo(torch.float32).eps  # what the compiled rms_norm adds (its fp32 computation's eps)
+
+
+@triton.jit
+def _rows_and_cols(n_rows, D: tl.constexpr, DP: tl.constexpr, ROWS: tl.constexpr):
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+    cols = tl.arange(0, DP)
+    return rows, cols, (rows < n_rows)[:, None] & (cols < D)[None, :]
+
+
+@triton.jit
+def _rope_tables(cos_ptr, sin_ptr, rows, cols, row_ok, heads, seq_len, HALF: tl.constexpr):
+    """(partner column, C, S, whether the column rotates) of each element, C and S rounded to bf16 as the
+    eager tables are."""
+    rot = cols < 2 * HALF
+    first = cols < HALF
+    partner = tl.where(first, cols + HALF, tl.where(rot, cols - HALF, cols))
+    j = tl.where(first, cols, cols - HALF)
+    pos = (rows // heads) % seq_len
+    at = pos[:, None] * HALF + j[None, :]
+    table_ok = row_ok[:, None] & rot[None, :]
+    c = tl.load(cos_ptr + at, mask=table_ok, other=1.0).to(tl.bfloat16).to(tl.float32)
+    s = tl.load(sin_ptr + at, mask=table_ok, other=0.0).to(tl.bfloat16).to(tl.float32)
+    return partner, c, tl.where(first[None, :], s, -s), rot[None, :]
+
+
+@triton.jit
+def golf_qk_rope_fwd(x_ptr, cos_ptr, sin_ptr, gain_ptr, out_ptr, n_rows, heads, seq_len, eps,
+                     D: tl.constexpr, DP: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
+                     ROWS: tl.constexpr):
+    rows, cols, ok = _rows_and_cols(n_rows, D, DP, ROWS)
+    base = x_ptr + rows[:, None] * D
+    x = tl.load(base + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)
+    partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, rows, cols, rows < n_rows, heads, seq_len, HALF)
+    # the partner only where S is not 0: the columns that do not rotate issue no second load
+    xp = tl.load(base + partner[None, :], mask=ok & rot, other=0.0).to(tl.float32)
+    xn = (x * rstd[:, None]).to(tl.bfloat16).to(tl.float32)
+    xpn = (xp * rstd[:, None]).to(tl.bfloat16).to(tl.float32)
+    y = xn * c + xpn * s
+    if HAS_GAIN:
+        gain = tl.load(gain_ptr + rows % heads, mask=rows < n_rows, other=0.0).to(tl.bfloat16).to(tl.float32)
+        y = y * gain[:, None]
+    tl.store(out_ptr + rows[:, None] * D + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def golf_qk_rope_bwd(x_ptr, grad_ptr, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_ptr, n_rows, heads, seq_len,
+                     eps, D: tl.constexpr, DP: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
+                     ROWS: tl.constexpr):
+    rows, cols, ok = _rows_and_cols(n_rows, D, DP, ROWS)
+    row_ok = rows < n_rows
+    at = rows[:, None] * D
+    x = tl.load(x_ptr + at + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)
+    xn = x * rstd[:, None]
+    partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, rows, cols, row_ok, heads, seq_len, HALF)
+    g = tl.load(grad_ptr + at + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    gp = tl.load(grad_ptr + at + partner[None, :], mask=ok & rot, other=0.0).to(tl.float32)
+    if HAS_GAIN:
+        xp = tl.load(x_ptr + at + partner[None, :], mask=ok & rot, other=0.0).to(tl.float32)
+        y = xn.to(tl.bfloat16).to(tl.float32) * c + (xp * rstd[:, None]).to(tl.bfloat16).to(tl.float32) * s
+        tl.store(dgain_ptr + rows, tl.sum(g * y, axis=1), mask=row_ok)
+        gain = tl.load(gain_ptr + rows % heads, mask=row_ok, other=0.0).to(tl.bfloat16).to(tl.float32)
+        g, gp = g * gain[:, None], gp * gain[:, None]
+    dxn = g * c - gp * s
+    dx = rstd[:, None] * (dxn - xn * (tl.sum(dxn * xn, axis=1) / D)[:, None])
+    tl.store(dx_ptr + at + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=ok)
+
+
+def _launch_args(x: torch.Tensor, cos: torch.Tensor, rope_dims: int) -> tuple[tuple[int], dict]:
+    n_rows = x.numel() // x.shape[-1]
+    d = x.shape[-1]
+    meta = dict(D=d, DP=triton.next_power_of_2(d), HALF=rope_dims // 2, ROWS=ROWS, num_warps=NUM_WARPS)
+    return (triton.cdiv(n_rows, ROWS),), meta
+
+
+@torch.library.custom_op("golf::qk_rope", mutates_args=())
+def _qk_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, gain: torch.Tensor | None,
+             rope_dims: int) -> torch.Tensor:
+    """x (B, T, H, D); cos, sin (T, rope_dims / 2) fp32; gain (H,) or None -> x's shape and dtype."""
+    x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
+    out = torch.empty_like(x)
+    if x.numel():
+        grid, meta = _launch_args(x, cos, rope_dims)
+        golf_qk_rope_fwd[grid](x, cos, sin, gain if gain is not None else x, out, x.numel() // x.shape[-1],
+                               x.shape[2], x.shape[1], EPS, HAS_GAIN=gain is not None, **meta)
+    return out
+
+
+@_qk_rope.register_fake
+def _(x, cos, sin, gain, rope_dims):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.custom_op("golf::qk_rope_backward", mutates_args=())
+def _qk_rope_backward(x: torch.Tensor, grad: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                      gain: torch.Tensor | None, rope_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(d x in x's dtype, d gain in fp32: zeros (H,) without a gain)."""
+    x, grad, cos, sin = x.contiguous(), grad.contiguous(), cos.contiguous(), sin.contiguous()
+    heads = x.shape[2]
+    n_rows = x.numel() // x.shape[-1]
+    dx = torch.empty_like(x)
+    per_row = torch.empty(n_rows if gain is not None else 0, device=x.device, dtype=torch.float32)  # all written
+    if x.numel():
+        grid, meta = _launch_args(x, cos, rope_dims)
+        golf_qk_rope_bwd[grid](x, grad, cos, sin, gain if gain is not None else x, dx, per_row, n_rows, heads,
+                               x.shape[1], EPS, HAS_GAIN=gain is not None, **meta)
+    return dx, per_row.view(-1, heads).sum(0)  # zeros without a gain
+
+
+@_qk_rope_backward.register_fake
+def _(x, grad, cos, sin, gain, rope_dims):
+    return (torch.empty_like(x, memory_format=torch.contiguous_format),
+            x.new_empty((x.shape[2],), dtype=torch.float32))
+
+
+def _setup_context(ctx, inputs, output):
+    x, cos, sin, gain, rope_dims = inputs
+    ctx.save_for_backward(x, cos, sin, gain)
+    ctx.rope_dims = rope_dims
+
+
+def _backward(ctx, grad):
+    x, cos, sin, gain = ctx.saved_tensors
+    dx, dgain = _qk_rope_backward(x, grad, cos, sin, gain, ctx.rope_dims)
+    return dx, None, None, None if gain is None else dgain.to(gain.dtype), None
+
+
+_qk_rope.register_autograd(_backward, setup_context=_setup_context)
+
+
+def qk_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], gain: torch.Tensor | None,
+            rope_dims: int) -> torch.Tensor:
+    """rms_norm over the last dim, RoPE on its first rope_dims, times gain per head (if given), fused and
+    differentiable. x (B, T, H, D) contiguous-able; rope: Rotary's (cos, sin), (1, T, 1, rope_dims / 2)."""
+    cos, sin = (t.reshape(t.shape[1], t.shape[-1]).float() for t in rope)
+    return _qk_rope(x, cos, sin, gain, rope_dims)
+
+
+def qk_rope_reference(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], gain: torch.Tensor | None,
+                      rope_dims: int) -> torch.Tensor:
+    """The eager definition, as golf/artifact/model/attention.py computes q (with q_gain) and k."""
+    from golf.artifact.model.attention import apply_rotary
+
+    y = apply_rotary(torch.nn.functional.rms_norm(x, (x.shape[-1],), eps=EPS), *rope, rope_dims)
+    return y if gain is None else y * gain.to(y.dtype)[:, None]
