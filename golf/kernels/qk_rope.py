@@ -101,11 +101,12 @@ def golf_qk_rope_bwd(x_ptr, grad_ptr, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_
     tl.store(dx_ptr + at + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=ok)
 
 
-def _launch_args(x: torch.Tensor, cos: torch.Tensor, rope_dims: int) -> tuple[tuple[int], dict]:
-    n_rows = x.numel() // x.shape[-1]
+def _launch_args(x: torch.Tensor, rope_dims: int) -> tuple[int, tuple[int], dict]:
+    """(rows, grid, the kernels' compile-time arguments) for x (B, T, H, D)."""
     d = x.shape[-1]
+    n_rows = x.numel() // d
     meta = dict(D=d, DP=triton.next_power_of_2(d), HALF=rope_dims // 2, ROWS=ROWS, num_warps=NUM_WARPS)
-    return (triton.cdiv(n_rows, ROWS),), meta
+    return n_rows, (triton.cdiv(n_rows, ROWS),), meta
 
 
 @torch.library.custom_op("golf::qk_rope", mutates_args=())
@@ -115,9 +116,9 @@ def _qk_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, gain: torch.
     x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
     out = torch.empty_like(x)
     if x.numel():
-        grid, meta = _launch_args(x, cos, rope_dims)
-        golf_qk_rope_fwd[grid](x, cos, sin, gain if gain is not None else x, out, x.numel() // x.shape[-1],
-                               x.shape[2], x.shape[1], EPS, HAS_GAIN=gain is not None, **meta)
+        n_rows, grid, meta = _launch_args(x, rope_dims)
+        golf_qk_rope_fwd[grid](x, cos, sin, gain if gain is not None else x, out, n_rows, x.shape[2], x.shape[1],
+                               EPS, HAS_GAIN=gain is not None, **meta)
     return out
 
 
@@ -132,11 +133,10 @@ def _qk_rope_backward(x: torch.Tensor, grad: torch.Tensor, cos: torch.Tensor, si
     """(d x in x's dtype, d gain in fp32: zeros (H,) without a gain)."""
     x, grad, cos, sin = x.contiguous(), grad.contiguous(), cos.contiguous(), sin.contiguous()
     heads = x.shape[2]
-    n_rows = x.numel() // x.shape[-1]
+    n_rows, grid, meta = _launch_args(x, rope_dims)
     dx = torch.empty_like(x)
     per_row = torch.empty(n_rows if gain is not None else 0, device=x.device, dtype=torch.float32)  # all written
     if x.numel():
-        grid, meta = _launch_args(x, cos, rope_dims)
         golf_qk_rope_bwd[grid](x, grad, cos, sin, gain if gain is not None else x, dx, per_row, n_rows, heads,
                                x.shape[1], EPS, HAS_GAIN=gain is not None, **meta)
     return dx, per_row.view(-1, heads).sum(0)  # zeros without a gain

@@ -115,7 +115,11 @@ def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: to
         target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world),
         name="golf-compile-ahead")
     proc.tokens_file = path  # removed by finish / stop
-    proc.start()
+    try:
+        proc.start()
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
     return proc
 
 
