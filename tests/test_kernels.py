@@ -537,9 +537,9 @@ def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).to(device)
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model, fused_mlp, qk=True)
+    assert install(model, fused_mlp, qk=True, xsa_gate=True)
     mlp = model.blocks[0].mlp
-    assert model.blocks[0].attn.fused_qk is not None
+    assert model.blocks[0].attn.fused_qk is not None and model.blocks[0].attn.fused_xsa_gate is not None
     assert (mlp.fused_act is None) == (fused_mlp == "gemm") and (mlp.fused_mlp is None) == (fused_mlp == "pair")
     fused = loss_and_grads(model, idx, tgt, True, autocast=True)
     for hook in ("fused_act", "fused_mlp"):  # as TTT copies models
@@ -573,7 +573,7 @@ def test_gpt_train_loss_with_the_kernels_compiles_fullgraph(tiny_model_config, f
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).cuda()
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model, fused_mlp, qk=True)
+    assert install(model, fused_mlp, qk=True, xsa_gate=True)
     torch._dynamo.reset()
     model.train_loss = torch.compile(model.train_loss, fullgraph=True, dynamic=False)
     compiled = loss_and_grads(model, idx, tgt, True, autocast=True)
@@ -610,7 +610,7 @@ def test_train_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_conf
         assert runs[mode].fused_kernels is (mode == "on")
         assert model.fused_head_loss is None
         assert all(b.mlp.fused_act is None and b.mlp.fused_mlp is None and b.attn.fused_qk is None
-                   for b in model.blocks)
+                   and b.attn.fused_xsa_gate is None for b in model.blocks)
     for a, e in zip(runs["on"].rows, runs["off"].rows):
         assert a["train_loss"] == pytest.approx(e["train_loss"], rel=2e-2)
     assert runs["on"].val_bpb == pytest.approx(runs["off"].val_bpb, rel=2e-2)
@@ -648,6 +648,46 @@ def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain):
     assert fused[0].dtype == torch.bfloat16
     for i in range(2 + gain):
         bf16_close(fused[i], eager[i], truth[i])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("heads, kv_heads, head_dim, has_xsa, has_gate", [
+    (8, 4, 64, True, True), (6, 2, 48, True, True), (4, 4, 16, True, False), (4, 2, 16, False, True)])
+def test_xsa_gate_matches_eager(device, heads, kv_heads, head_dim, has_xsa, has_gate):
+    """golf::xsa_gate (XSA, then the sparse gate) against the eager model code: the output and the gradients
+    of y, v, the gate input and the gate weights as close to the fp64 truth as eager bf16 is. Shapes: the
+    record's (8 heads over 4 KV heads of 64 dims), a group of 3 and a head width that are no powers of two,
+    XSA alone, the gate alone. One token's v is zero (F.normalize's clamp) and the gate window is a slice
+    of a wider input, as the model passes it."""
+    from golf.kernels.xsa_gate import xsa_gate, xsa_gate_reference
+
+    gen = torch.Generator().manual_seed(0)
+    b, t, width = 2, 40, 12
+    y = torch.randn(b, t, heads, head_dim, generator=gen).to(device)
+    v = torch.randn(b, t, kv_heads, head_dim, generator=gen)
+    v[0, 3] = 0.0
+    v = v.to(device)
+    x = torch.randn(b, t, 3 * width, generator=gen).to(device)
+    w = (0.5 * torch.randn(heads, width, generator=gen)).to(device)
+    dout = torch.randn(b, t, heads, head_dim, generator=gen).to(device)
+
+    def run(fn, dtype):
+        leaves = [a.to(dtype).requires_grad_() for a in (y, v, x)] + [w.clone().requires_grad_()]
+        ys, vs, xs, ws = leaves
+        out = fn(ys, vs if has_xsa else None, xs[..., :width] if has_gate else None, ws if has_gate else None, 0.5)
+        out.backward(dout.to(out.dtype))
+        return [out.detach()] + [a.grad for a in leaves]
+
+    truth = run(xsa_gate_reference, torch.float64)
+    eager = run(xsa_gate_reference, torch.bfloat16)
+    fused = run(xsa_gate, torch.bfloat16)
+    assert fused[0].dtype == torch.bfloat16
+    checked = [True, True, has_xsa, has_gate, has_gate]
+    for i, on in enumerate(checked):
+        if on:
+            bf16_close(fused[i], eager[i], truth[i])
+        else:
+            assert fused[i] is None and eager[i] is None
 
 
 # ---- train.fused_kernels ----------------------------------------------------------------------------

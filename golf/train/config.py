@@ -123,6 +123,9 @@ class TrainConfig:
     """With fused_kernels on: attention's q and k RMSNorm, partial RoPE and q gain as one Triton pass each
     (golf/kernels/qk_rope.py) instead of inductor's kernels (on the H200 1.0% faster steps, 1.7 GiB less
     memory: BENCHMARKS.md, twelfth session). Training only."""
+    fused_xsa_gate: bool
+    """With fused_kernels on: attention's XSA and sparse output gate as one Triton pass (golf/kernels/xsa_gate.py)
+    instead of inductor's kernels. Training only."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float

@@ -75,24 +75,26 @@ def resolve_mlp(setting: str, device: torch.device, announce: bool = True) -> st
     return "pair" if why else "quack"
 
 
-def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False) -> bool:
+def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gate: bool = False) -> bool:
     """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
     activation between cuBLAS matmuls, or the GEMM with it in the epilogue, golf's Triton GEMM or
-    quack's, as resolve_mlp picked it) and, with `qk` (train.fused_qk), attention's fused q / k preparation;
-    False when the model has no place for them (a model other than golf's GPT)."""
+    quack's, as resolve_mlp picked it) and, with `qk` (train.fused_qk), attention's fused q / k preparation,
+    with `xsa_gate` (train.fused_xsa_gate) its fused XSA and sparse gate; False when the model has no place
+    for them (a model other than golf's GPT)."""
     if not hasattr(model, "use_fused_kernels"):
         return False
     from golf.kernels.leaky_relu2 import leaky_relu2
     from golf.kernels.mlp_gemm import mlp_leaky_relu2, mlp_leaky_relu2_quack
     from golf.kernels.qk_rope import qk_rope
     from golf.kernels.softcap_ce import softcap_ce_sum
+    from golf.kernels.xsa_gate import xsa_gate as fused_xsa_gate
 
     whole_mlp = {"gemm": mlp_leaky_relu2, "quack": mlp_leaky_relu2_quack}
-    fused_qk = qk_rope if qk else None
+    attention = dict(qk=qk_rope if qk else None, xsa_gate=fused_xsa_gate if xsa_gate else None)
     if mlp == "pair":
-        model.use_fused_kernels(softcap_ce_sum, leaky_relu2, qk=fused_qk)
+        model.use_fused_kernels(softcap_ce_sum, leaky_relu2, **attention)
     elif mlp in whole_mlp:
-        model.use_fused_kernels(softcap_ce_sum, None, whole_mlp[mlp], qk=fused_qk)
+        model.use_fused_kernels(softcap_ce_sum, None, whole_mlp[mlp], **attention)
     else:  # 'auto' included: resolve_mlp picks first
         raise ValueError(f"fused.install: MLP path {mlp!r} is not one of pair, gemm, quack")
     return True

@@ -205,6 +205,11 @@ def xsa(y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return (yg - (yg * vn).sum(-1, keepdim=True) * vn).reshape(b, t, h, d)
 
 
+def sparse_gate(x_window: torch.Tensor, w: torch.Tensor, scale: float) -> torch.Tensor:
+    """(B,T,H) sigmoid(scale * x_window . w_h): each head's gate from the input's first W dims."""
+    return torch.sigmoid(scale * F.linear(x_window, w.to(x_window.dtype)))
+
+
 class CausalSelfAttention(nn.Module):
     """One attention layer; weights are nn.Linear so hooks see each projection's input."""
 
@@ -228,8 +233,9 @@ class CausalSelfAttention(nn.Module):
         elif self.gate_kind == "dense":
             self.attn_gate_w = nn.Parameter(torch.randn(cfg.num_heads, d) * DENSE_GATE_INIT_STD)
         self.backend = "sdpa"
-        # training (GPT.use_fused_kernels): qk(x, rope, gain, rope_dims) does rms_norm, RoPE and the gain at once
-        self.fused_qk = None
+        # training (GPT.use_fused_kernels): qk(x, rope, gain, rope_dims) does rms_norm, RoPE and the gain at
+        # once; xsa_gate(y, v or None, x window or None, w, scale) XSA and the sparse gate
+        self.fused_qk = self.fused_xsa_gate = None
 
     def _project(self, name: str, x: torch.Tensor, adapter, slot: int) -> torch.Tensor:
         out = getattr(self, name)(x)
@@ -265,16 +271,25 @@ class CausalSelfAttention(nn.Module):
             q = q * self.q_gain.to(q.dtype)[:, None]
         # back to v's dtype (bf16 under autocast) so every kernel sees one dtype
         q, k = q.to(v.dtype), k.to(v.dtype)
-        y = attend(q, k, v, self.backend, docs)
+        y = self._xsa_and_gate(attend(q, k, v, self.backend, docs), v, x)
+        return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot), v
+
+    def _xsa_and_gate(self, y: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The attention output y after XSA (if this layer has it) and the output gate (if any)."""
+        sparse = self.gate_kind == "sparse"
+        window = x[..., : self.gate_window]
+        if self.fused_xsa_gate is not None and self.gate_kind != "dense":
+            return self.fused_xsa_gate(y, v if self.use_xsa else None, window if sparse else None,
+                                       self.attn_gate_w if sparse else None, self.gate_scale)
         if self.use_xsa:
             y = xsa(y, v)
-        if self.gate_kind == "sparse":
-            g = torch.sigmoid(self.gate_scale * F.linear(x[..., : self.gate_window], self.attn_gate_w.to(x.dtype)))
-            y = y * g.to(y.dtype)[..., None]
+        if sparse:
+            g = sparse_gate(window, self.attn_gate_w, self.gate_scale)
         elif self.gate_kind == "dense":
             g = torch.sigmoid(F.linear(x, self.attn_gate_w.to(x.dtype)))
-            y = y * g.to(y.dtype)[..., None]
-        return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot), v
+        else:
+            return y
+        return y * g.to(y.dtype)[..., None]
 
 
 def init_linear(module: nn.Linear, zero: bool) -> None:
