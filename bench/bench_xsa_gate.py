@@ -1,6 +1,7 @@
 """golf::xsa_gate (golf/kernels/xsa_gate.py) against inductor's kernels for the same eager code, at the
 record's shapes (98,304 tokens; 8 heads over 4 KV heads of 64 dims; a 12-dim gate window of a 512-dim
-input), forward + backward, CUDA-event ms (median of 20), over the kernel's tokens per program and warps.
+input), forward + backward: the kernels' device us per call (torch.profiler, bench/kernel_time.py), over the
+kernel's tokens per program and warps.
 
     python bench/bench_xsa_gate.py
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import itertools
 
 import torch
-from bench_qk_rope import timed
+from kernel_time import golf_kernels, kernel_us
 
 from golf.kernels import xsa_gate as mod
 
@@ -21,16 +22,18 @@ def main() -> None:
     y, v, x = leaf(48, 2048, 8, 64), leaf(48, 2048, 4, 64), leaf(48, 2048, 512)
     w = torch.zeros(8, 12, device=dev, requires_grad=True)
     dout = torch.randn_like(y)
+    window = x[..., :12]  # a view of the wider input, as the model passes it
     ref = torch.compile(mod.xsa_gate_reference)
 
-    def step(fn):
-        return lambda: fn(y, v, x[..., :12], w, 0.5).backward(dout)
+    def step(fn):  # autograd.grad: no accumulation kernels into .grad
+        return lambda: torch.autograd.grad(fn(y, v, window, w, 0.5), (y, v, window, w), dout)
 
-    print("| path | fwd + bwd ms |\n|---|---:|")
-    print(f"| inductor (torch.compile of the eager code) | {timed(step(ref)):.3f} |")
+    print("| path | kernels, fwd + bwd us | golf's kernels us |\n|---|---:|---|")
+    print(f"| inductor (torch.compile of the eager code) | {kernel_us(step(ref))[0]:.0f} | |")
     for tokens, warps in itertools.product((16, 32, 64, 128), (2, 4, 8)):
         mod.TOKENS, mod.NUM_WARPS = tokens, warps
-        print(f"| golf::xsa_gate, {tokens} tokens, {warps} warps | {timed(step(mod.xsa_gate)):.3f} |")
+        total, per_kernel = kernel_us(step(mod.xsa_gate))
+        print(f"| golf::xsa_gate, {tokens} tokens, {warps} warps | {total:.0f} | {golf_kernels(per_kernel)} |")
 
 
 if __name__ == "__main__":

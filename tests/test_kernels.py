@@ -636,7 +636,7 @@ def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain):
 
     def run(fn, dtype, rope):
         xs = x.to(dtype).requires_grad_()
-        gs = g.to(torch.float64 if dtype == torch.float64 else torch.float32).requires_grad_()
+        gs = g.to(torch.float64 if dtype == torch.float64 else torch.float32).clone().requires_grad_()
         y = fn(xs, rope, gs if gain else None, rope_dims)
         y.backward(dout.to(y.dtype))
         return y.detach(), xs.grad, gs.grad

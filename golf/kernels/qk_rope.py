@@ -4,8 +4,8 @@ Eager (golf/artifact/model/attention.py `CausalSelfAttention.forward`), q = rms_
 rope_dims dims (half-split pairs), q * q_gain, and the same for k without the gain. Compiled, inductor
 made that four kernels for q and three for k, reading q four times (an rstd kernel, the rotated part,
 the `cat` with the rest, the gain): 18 ms of a 627 ms step forward and 17 ms backward on the H200
-(BENCHMARKS.md, twelfth session). Here one program reads each row (one token's head) from HBM once,
-and writes it once:
+(BENCHMARKS.md, twelfth session). Here one program takes a block of tokens with all their heads, reads
+each from HBM once and writes it once, and reads a token's cos / sin row once for all its heads:
 
     forward:  y = gain * (xn * C + xn[p] * S),  xn = x * rstd,  rstd = 1 / sqrt(mean(x^2) + eps)
 
@@ -14,13 +14,13 @@ beyond, S = sin, -sin, 0. The backward reads x and the incoming gradient once an
 
     dxn = g' * C - g'[p] * S   (g' = gain * g),   dx = rstd * (dxn - xn * mean(dxn * xn)),
 
-and each row's sum(g * y / gain), summed per head for d gain. Both are `torch.library.custom_op`s with
+and d gain from each program's per-head sums of g * y / gain, summed over the programs. Both are `torch.library.custom_op`s with
 fake implementations and a registered autograd formula (no graph break under torch.compile). Values are
 computed in fp32 from the bf16 operands (xn, cos, sin rounded as eager rounds them) and rounded once.
 
-In the training step on the H200 (train.fused_qk): 1.0% more tokens/s than inductor's kernels and 1.7 GiB
-less peak memory (BENCHMARKS.md, twelfth session). Its kernels still run well below HBM speed: the tables
-are loaded per element, not per row.
+In the training step on the H200 (train.fused_qk): 1.5% more tokens/s than inductor's kernels and 1.7 GiB
+less peak memory; q and k forward + backward take 300 us of kernel time against inductor's 515 and the
+twelfth session's one-row-per-head version's 324 (BENCHMARKS.md, thirteenth session).
 """
 
 from __future__ import annotations
@@ -29,84 +29,88 @@ import torch
 import triton
 import triton.language as tl
 
-ROWS = 32  # (token, head) rows per program (bench/bench_qk_rope.py)
+ELEMENTS = 2048  # elements of a program's [tokens, heads, dims] tile (bench/bench_qk_rope.py)
 NUM_WARPS = 4
 EPS = torch.finfo(torch.float32).eps  # what the compiled rms_norm adds (its fp32 computation's eps)
 
 
 @triton.jit
-def _rows_and_cols(n_rows, D: tl.constexpr, DP: tl.constexpr, ROWS: tl.constexpr):
-    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
+def _tile(n_tok, H: tl.constexpr, HP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, TOKENS: tl.constexpr):
+    """The program's tokens, heads, dims and the [TOKENS, HP, DP] tile's offsets and mask in x (B, T, H, D)."""
+    tok = tl.program_id(0).to(tl.int64) * TOKENS + tl.arange(0, TOKENS)
+    head = tl.arange(0, HP)
     cols = tl.arange(0, DP)
-    return rows, cols, (rows < n_rows)[:, None] & (cols < D)[None, :]
+    at = tok[:, None, None] * (H * D) + head[None, :, None] * D + cols[None, None, :]
+    ok = (tok < n_tok)[:, None, None] & (head < H)[None, :, None] & (cols < D)[None, None, :]
+    return tok, head, cols, at, ok
 
 
 @triton.jit
-def _rope_tables(cos_ptr, sin_ptr, rows, cols, row_ok, heads, seq_len, HALF: tl.constexpr):
-    """(partner column, C, S, whether the column rotates) of each element, C and S rounded to bf16 as the
-    eager tables are."""
+def _rope_tables(cos_ptr, sin_ptr, tok, cols, n_tok, seq_len, HALF: tl.constexpr):
+    """(partner column, C, S, whether the column rotates), C and S [TOKENS, 1, DP] read once per token and
+    rounded to bf16 as the eager tables are."""
     rot = cols < 2 * HALF
     first = cols < HALF
     partner = tl.where(first, cols + HALF, tl.where(rot, cols - HALF, cols))
-    j = tl.where(first, cols, cols - HALF)
-    pos = (rows // heads) % seq_len
-    at = pos[:, None] * HALF + j[None, :]
-    table_ok = row_ok[:, None] & rot[None, :]
+    at = (tok % seq_len)[:, None] * HALF + tl.where(first, cols, cols - HALF)[None, :]
+    table_ok = (tok < n_tok)[:, None] & rot[None, :]
     c = tl.load(cos_ptr + at, mask=table_ok, other=1.0).to(tl.bfloat16).to(tl.float32)
     s = tl.load(sin_ptr + at, mask=table_ok, other=0.0).to(tl.bfloat16).to(tl.float32)
-    return partner, c, tl.where(first[None, :], s, -s), rot[None, :]
+    s = tl.where(first[None, :], s, -s)
+    return partner[None, None, :], c[:, None, :], s[:, None, :], rot[None, None, :]
 
 
 @triton.jit
-def golf_qk_rope_fwd(x_ptr, cos_ptr, sin_ptr, gain_ptr, out_ptr, n_rows, heads, seq_len, eps,
-                     D: tl.constexpr, DP: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
-                     ROWS: tl.constexpr):
-    rows, cols, ok = _rows_and_cols(n_rows, D, DP, ROWS)
-    base = x_ptr + rows[:, None] * D
-    x = tl.load(base + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)
-    partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, rows, cols, rows < n_rows, heads, seq_len, HALF)
+def golf_qk_rope_fwd(x_ptr, cos_ptr, sin_ptr, gain_ptr, out_ptr, n_tok, seq_len, eps,
+                     H: tl.constexpr, HP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, HALF: tl.constexpr,
+                     HAS_GAIN: tl.constexpr, TOKENS: tl.constexpr):
+    tok, head, cols, at, ok = _tile(n_tok, H, HP, D, DP, TOKENS)
+    x = tl.load(x_ptr + at, mask=ok, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=2) / D + eps)
+    partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, tok, cols, n_tok, seq_len, HALF)
     # the partner only where S is not 0: the columns that do not rotate issue no second load
-    xp = tl.load(base + partner[None, :], mask=ok & rot, other=0.0).to(tl.float32)
-    xn = (x * rstd[:, None]).to(tl.bfloat16).to(tl.float32)
-    xpn = (xp * rstd[:, None]).to(tl.bfloat16).to(tl.float32)
+    xp = tl.load(x_ptr + at - cols[None, None, :] + partner, mask=ok & rot, other=0.0).to(tl.float32)
+    xn = (x * rstd[:, :, None]).to(tl.bfloat16).to(tl.float32)
+    xpn = (xp * rstd[:, :, None]).to(tl.bfloat16).to(tl.float32)
     y = xn * c + xpn * s
     if HAS_GAIN:
-        gain = tl.load(gain_ptr + rows % heads, mask=rows < n_rows, other=0.0).to(tl.bfloat16).to(tl.float32)
-        y = y * gain[:, None]
-    tl.store(out_ptr + rows[:, None] * D + cols[None, :], y.to(out_ptr.dtype.element_ty), mask=ok)
+        gain = tl.load(gain_ptr + head, mask=head < H, other=0.0).to(tl.bfloat16).to(tl.float32)
+        y = y * gain[None, :, None]
+    tl.store(out_ptr + at, y.to(out_ptr.dtype.element_ty), mask=ok)
 
 
 @triton.jit
-def golf_qk_rope_bwd(x_ptr, grad_ptr, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_ptr, n_rows, heads, seq_len,
-                     eps, D: tl.constexpr, DP: tl.constexpr, HALF: tl.constexpr, HAS_GAIN: tl.constexpr,
-                     ROWS: tl.constexpr):
-    rows, cols, ok = _rows_and_cols(n_rows, D, DP, ROWS)
-    row_ok = rows < n_rows
-    at = rows[:, None] * D
-    x = tl.load(x_ptr + at + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=1) / D + eps)
-    xn = x * rstd[:, None]
-    partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, rows, cols, row_ok, heads, seq_len, HALF)
-    g = tl.load(grad_ptr + at + cols[None, :], mask=ok, other=0.0).to(tl.float32)
-    gp = tl.load(grad_ptr + at + partner[None, :], mask=ok & rot, other=0.0).to(tl.float32)
+def golf_qk_rope_bwd(x_ptr, grad_ptr, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_ptr, n_tok, seq_len, eps,
+                     H: tl.constexpr, HP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, HALF: tl.constexpr,
+                     HAS_GAIN: tl.constexpr, TOKENS: tl.constexpr):
+    tok, head, cols, at, ok = _tile(n_tok, H, HP, D, DP, TOKENS)
+    x = tl.load(x_ptr + at, mask=ok, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=2) / D + eps)
+    xn = x * rstd[:, :, None]
+    partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, tok, cols, n_tok, seq_len, HALF)
+    partner_at = at - cols[None, None, :] + partner
+    g = tl.load(grad_ptr + at, mask=ok, other=0.0).to(tl.float32)
+    gp = tl.load(grad_ptr + partner_at, mask=ok & rot, other=0.0).to(tl.float32)
     if HAS_GAIN:
-        xp = tl.load(x_ptr + at + partner[None, :], mask=ok & rot, other=0.0).to(tl.float32)
-        y = xn.to(tl.bfloat16).to(tl.float32) * c + (xp * rstd[:, None]).to(tl.bfloat16).to(tl.float32) * s
-        tl.store(dgain_ptr + rows, tl.sum(g * y, axis=1), mask=row_ok)
-        gain = tl.load(gain_ptr + rows % heads, mask=row_ok, other=0.0).to(tl.bfloat16).to(tl.float32)
-        g, gp = g * gain[:, None], gp * gain[:, None]
+        xp = tl.load(x_ptr + partner_at, mask=ok & rot, other=0.0).to(tl.float32)
+        y = xn.to(tl.bfloat16).to(tl.float32) * c + (xp * rstd[:, :, None]).to(tl.bfloat16).to(tl.float32) * s
+        # this program's share of d gain, per head; the launcher sums the programs'
+        tl.store(dgain_ptr + tl.program_id(0) * H + head, tl.sum(tl.sum(g * y, axis=2), axis=0), mask=head < H)
+        gain = tl.load(gain_ptr + head, mask=head < H, other=0.0).to(tl.bfloat16).to(tl.float32)
+        g, gp = g * gain[None, :, None], gp * gain[None, :, None]
     dxn = g * c - gp * s
-    dx = rstd[:, None] * (dxn - xn * (tl.sum(dxn * xn, axis=1) / D)[:, None])
-    tl.store(dx_ptr + at + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=ok)
+    dx = rstd[:, :, None] * (dxn - xn * (tl.sum(dxn * xn, axis=2) / D)[:, :, None])
+    tl.store(dx_ptr + at, dx.to(dx_ptr.dtype.element_ty), mask=ok)
 
 
 def _launch_args(x: torch.Tensor, rope_dims: int) -> tuple[int, tuple[int], dict]:
-    """(rows, grid, the kernels' compile-time arguments) for x (B, T, H, D)."""
-    d = x.shape[-1]
-    n_rows = x.numel() // d
-    meta = dict(D=d, DP=triton.next_power_of_2(d), HALF=rope_dims // 2, ROWS=ROWS, num_warps=NUM_WARPS)
-    return n_rows, (triton.cdiv(n_rows, ROWS),), meta
+    """(tokens, grid, the kernels' compile-time arguments) for x (B, T, H, D)."""
+    h, d = x.shape[2:]
+    hp, dp = triton.next_power_of_2(h), triton.next_power_of_2(d)
+    tokens = max(1, ELEMENTS // (hp * dp))
+    n_tok = x.shape[0] * x.shape[1]
+    meta = dict(H=h, HP=hp, D=d, DP=dp, HALF=rope_dims // 2, TOKENS=tokens, num_warps=NUM_WARPS)
+    return n_tok, (triton.cdiv(n_tok, tokens),), meta
 
 
 @torch.library.custom_op("golf::qk_rope", mutates_args=())
@@ -116,9 +120,9 @@ def _qk_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, gain: torch.
     x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
     out = torch.empty_like(x)
     if x.numel():
-        n_rows, grid, meta = _launch_args(x, rope_dims)
-        golf_qk_rope_fwd[grid](x, cos, sin, gain if gain is not None else x, out, n_rows, x.shape[2], x.shape[1],
-                               EPS, HAS_GAIN=gain is not None, **meta)
+        n_tok, grid, meta = _launch_args(x, rope_dims)
+        golf_qk_rope_fwd[grid](x, cos, sin, gain if gain is not None else x, out, n_tok, x.shape[1], EPS,
+                               HAS_GAIN=gain is not None, **meta)
     return out
 
 
@@ -133,13 +137,14 @@ def _qk_rope_backward(x: torch.Tensor, grad: torch.Tensor, cos: torch.Tensor, si
     """(d x in x's dtype, d gain in fp32: zeros (H,) without a gain)."""
     x, grad, cos, sin = x.contiguous(), grad.contiguous(), cos.contiguous(), sin.contiguous()
     heads = x.shape[2]
-    n_rows, grid, meta = _launch_args(x, rope_dims)
+    n_tok, grid, meta = _launch_args(x, rope_dims)
     dx = torch.empty_like(x)
-    per_row = torch.empty(n_rows if gain is not None else 0, device=x.device, dtype=torch.float32)  # all written
+    # each program's d gain, all written
+    per_program = torch.empty(grid[0] if gain is not None else 0, heads, device=x.device, dtype=torch.float32)
     if x.numel():
-        golf_qk_rope_bwd[grid](x, grad, cos, sin, gain if gain is not None else x, dx, per_row, n_rows, heads,
+        golf_qk_rope_bwd[grid](x, grad, cos, sin, gain if gain is not None else x, dx, per_program, n_tok,
                                x.shape[1], EPS, HAS_GAIN=gain is not None, **meta)
-    return dx, per_row.view(-1, heads).sum(0)  # zeros without a gain
+    return dx, per_program.sum(0)  # zeros without a gain
 
 
 @_qk_rope_backward.register_fake

@@ -16,6 +16,11 @@ and the gate's dx[:W] = dl @ w and dw = dl^T @ x[:W] are two small torch matmuls
 (a layer without XSA, a model without the sparse gate). Both are `torch.library.custom_op`s with fake
 implementations and a registered autograd formula (no graph break under torch.compile). Values are
 computed in fp32 and rounded once, at the store.
+
+On the H200 at the record's shapes its kernels take 68 us forward and 119 us backward, near the bytes at
+HBM speed (about 63 and 100 us), against inductor's 281 us for both; in the training step (train.fused_xsa_gate)
+1.6% / 2.4% more tokens/s before / after looping and 1.7 GiB less peak memory (BENCHMARKS.md, thirteenth
+session).
 """
 
 from __future__ import annotations

@@ -121,11 +121,12 @@ class TrainConfig:
     fused_kernels on."""
     fused_qk: bool
     """With fused_kernels on: attention's q and k RMSNorm, partial RoPE and q gain as one Triton pass each
-    (golf/kernels/qk_rope.py) instead of inductor's kernels (on the H200 1.0% faster steps, 1.7 GiB less
-    memory: BENCHMARKS.md, twelfth session). Training only."""
+    (golf/kernels/qk_rope.py) instead of inductor's kernels (on the H200 1.5% faster steps, 1.7 GiB less
+    memory: BENCHMARKS.md, thirteenth session). Training only."""
     fused_xsa_gate: bool
-    """With fused_kernels on: attention's XSA and sparse output gate as one Triton pass (golf/kernels/xsa_gate.py)
-    instead of inductor's kernels. Training only."""
+    """With fused_kernels on: attention's XSA and sparse output gate as one Triton pass each way
+    (golf/kernels/xsa_gate.py) instead of inductor's kernels (on the H200 1.6% / 2.4% faster steps before /
+    after looping, 1.7 GiB less memory: BENCHMARKS.md, thirteenth session). Training only."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float
