@@ -35,7 +35,7 @@ NORM_EPS = 1e-12  # F.normalize's default
 
 
 @triton.jit
-def _tile(y_ptr, v_ptr, tok_block, kv, n_tok, HKV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
+def _tile(tok_block, kv, n_tok, HKV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr,
           D: tl.constexpr, DP: tl.constexpr, TOKENS: tl.constexpr):
     """Offsets of the program's [TOKENS, GP, DP] tile of y (and of dy, out) and [TOKENS, DP] tile of v."""
     tok = tok_block.to(tl.int64) * TOKENS + tl.arange(0, TOKENS)
@@ -75,8 +75,7 @@ def golf_xsa_gate_fwd(y_ptr, v_ptr, x_ptr, w_ptr, out_ptr, n_tok, x_row, scale, 
                       HKV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
                       W: tl.constexpr, WP: tl.constexpr, HAS_XSA: tl.constexpr, HAS_GATE: tl.constexpr,
                       TOKENS: tl.constexpr):
-    tok, head, y_at, y_ok, v_at, v_ok = _tile(y_ptr, v_ptr, tl.program_id(0), tl.program_id(1), n_tok,
-                                              HKV, G, GP, D, DP, TOKENS)
+    tok, head, y_at, y_ok, v_at, v_ok = _tile(tl.program_id(0), tl.program_id(1), n_tok, HKV, G, GP, D, DP, TOKENS)
     y = tl.load(y_ptr + y_at, mask=y_ok, other=0.0).to(tl.float32)
     if HAS_XSA:
         vn, _ = _unit(v_ptr, v_at, v_ok, eps)
@@ -91,8 +90,7 @@ def golf_xsa_gate_bwd(y_ptr, v_ptr, x_ptr, w_ptr, grad_ptr, dy_ptr, dv_ptr, dl_p
                       HKV: tl.constexpr, G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
                       W: tl.constexpr, WP: tl.constexpr, HAS_XSA: tl.constexpr, HAS_GATE: tl.constexpr,
                       TOKENS: tl.constexpr):
-    tok, head, y_at, y_ok, v_at, v_ok = _tile(y_ptr, v_ptr, tl.program_id(0), tl.program_id(1), n_tok,
-                                              HKV, G, GP, D, DP, TOKENS)
+    tok, head, y_at, y_ok, v_at, v_ok = _tile(tl.program_id(0), tl.program_id(1), n_tok, HKV, G, GP, D, DP, TOKENS)
     y = tl.load(y_ptr + y_at, mask=y_ok, other=0.0).to(tl.float32)
     dr = tl.load(grad_ptr + y_at, mask=y_ok, other=0.0).to(tl.float32)
     if HAS_XSA:
