@@ -93,6 +93,9 @@ def start_record(script: Path, tokens: Path, state_dir: Path, wall_s: float, see
     env = {**os.environ, **RECORD_ENV, "RUN_ID": "record", "DATA_DIR": f"{run / 'data'}/", "DATA_PATH": str(ds),
            "TOKENIZER_PATH": str(tok), "MAX_WALLCLOCK_SECONDS": str(wall_s), "SEED": str(seed),
            "TORCHINDUCTOR_CACHE_DIR": str(run / "inductor-cache"),  # cold, as golf's runs
+           # a crash prints each thread's Python stack into the log (the thirteenth session's SIGSEGV at 571 s
+           # left none: BENCHMARKS.md)
+           "PYTHONFAULTHANDLER": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "fa3_standin"), str(ROOT),
                                          os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     t0 = time.time()
