@@ -658,7 +658,7 @@ def test_xsa_gate_matches_eager(device, heads, kv_heads, head_dim, has_xsa, has_
     of y, v, the gate input and the gate weights as close to the fp64 truth as eager bf16 is. Shapes: the
     record's (8 heads over 4 KV heads of 64 dims), a group of 3 and a head width that are no powers of two,
     XSA alone, the gate alone. One token's v is zero (F.normalize's clamp) and the gate window is a slice
-    of a wider input, as the model passes it."""
+    of a wider input, as the model passes it; the gate weights are a transposed view."""
     from golf.kernels.xsa_gate import xsa_gate, xsa_gate_reference
 
     gen = torch.Generator().manual_seed(0)
@@ -668,7 +668,7 @@ def test_xsa_gate_matches_eager(device, heads, kv_heads, head_dim, has_xsa, has_
     v[0, 3] = 0.0
     v = v.to(device)
     x = torch.randn(b, t, 3 * width, generator=gen).to(device)
-    w = (0.5 * torch.randn(heads, width, generator=gen)).to(device)
+    w = (0.5 * torch.randn(width, heads, generator=gen)).to(device).t()  # a transposed view: any strides do
     dout = torch.randn(b, t, heads, head_dim, generator=gen).to(device)
 
     def run(fn, dtype):

@@ -131,6 +131,10 @@ def _launch(kernel, y: torch.Tensor, v: torch.Tensor | None, x: torch.Tensor | N
                                                   y if w is None else w, *args, **meta)
 
 
+def _contiguous(v: torch.Tensor | None, w: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    return (v.contiguous() if v is not None else None), (w.contiguous() if w is not None else None)
+
+
 def _window_rows(x: torch.Tensor | None) -> tuple[torch.Tensor | None, int]:
     """The gate window as (B, T, W) with unit column stride and one row stride (a slice of the input keeps
     the input's row stride: no copy), and that stride."""
@@ -146,7 +150,7 @@ def _xsa_gate(y: torch.Tensor, v: torch.Tensor | None, x: torch.Tensor | None, w
               scale: float) -> torch.Tensor:
     """y (B, T, H, D); v (B, T, Hkv, D) or None; x (B, T, W) and w (H, W), or None -> y's shape and dtype."""
     y = y.contiguous()
-    v = v.contiguous() if v is not None else None
+    v, w = _contiguous(v, w)
     x, x_row = _window_rows(x)
     out = torch.empty_like(y)
     _launch(golf_xsa_gate_fwd, y, v, x, w, out, y.shape[0] * y.shape[1], x_row, scale, NORM_EPS)
@@ -163,7 +167,7 @@ def _xsa_gate_backward(y: torch.Tensor, v: torch.Tensor | None, x: torch.Tensor 
                        scale: float, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(dy in y's dtype, dv in v's dtype (empty without v), dl (B*T, H) fp32 (empty without the gate))."""
     y, grad = y.contiguous(), grad.contiguous()
-    v = v.contiguous() if v is not None else None
+    v, w = _contiguous(v, w)
     x, x_row = _window_rows(x)
     n_tok = y.shape[0] * y.shape[1]
     dy = torch.empty_like(y)
