@@ -43,6 +43,7 @@ def main() -> None:
         if elements is not None:
             mod.ELEMENTS, mod.NUM_WARPS = elements, warps
         total, per_kernel = kernel_us(step(mod.qk_rope))
+        # ROWS: the twelfth session's version, timed with --no-sweep from a copy of that commit's golf/
         setting = " ".join(f"{n} {getattr(mod, n)}" for n in ("ELEMENTS", "ROWS", "NUM_WARPS") if hasattr(mod, n))
         print(f"| golf::qk_rope, {setting} | {total:.0f} | {golf_kernels(per_kernel)} |")
 

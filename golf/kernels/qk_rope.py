@@ -14,9 +14,10 @@ beyond, S = sin, -sin, 0. The backward reads x and the incoming gradient once an
 
     dxn = g' * C - g'[p] * S   (g' = gain * g),   dx = rstd * (dxn - xn * mean(dxn * xn)),
 
-and d gain from each program's per-head sums of g * y / gain, summed over the programs. Both are `torch.library.custom_op`s with
-fake implementations and a registered autograd formula (no graph break under torch.compile). Values are
-computed in fp32 from the bf16 operands (xn, cos, sin rounded as eager rounds them) and rounded once.
+and d gain from each program's per-head sums of g * y / gain, summed over the programs. Both are
+`torch.library.custom_op`s with fake implementations and a registered autograd formula (no graph break
+under torch.compile). Values are computed in fp32 from the bf16 operands (xn, cos, sin rounded as eager
+rounds them) and rounded once.
 
 In the training step on the H200 (train.fused_qk): 1.5% more tokens/s than inductor's kernels and 1.7 GiB
 less peak memory; q and k forward + backward take 300 us of kernel time against inductor's 515 and the
