@@ -82,12 +82,15 @@ def run_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int
     return model, cfg, res
 
 
-def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int) -> None:
+def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int,
+                  shapes: bool = False) -> None:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from golf.train.loop import model_flops_per_token
 
-    with profile(activities=[ProfilerActivity.CUDA], schedule=schedule(wait=1, warmup=1, active=steps)) as prof:
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if shapes else [])
+    with profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps),
+                 record_shapes=shapes) as prof:
         model, cfg, res = run_phase(params, tokens, flags, looping, steps + 2, on_step=lambda _: prof.step())
     timed = res.rows[2:]
     n = len(timed)
@@ -97,13 +100,46 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     report(f"golf {'after' if looping else 'before'} looping", kernel_times(prof, n), step_ms,
            f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / cfg.peak_flops:.1%} (of train.peak_flops)", top)
     report_waits(waits(prof), n, top)
+    if shapes:
+        report_matmuls(prof, n)
+
+
+MATMUL_OPS = r"^aten::(mm|addmm|bmm|_scaled_mm)$|gemm|quack|^golf::"
+
+
+def matmul_flops(op: str, shapes: list) -> float:
+    """2*M*N*K of an aten mm / addmm / bmm call from its recorded input shapes (0 when they do not say)."""
+    dims = [s for s in shapes if len(s) in (2, 3)][:2]
+    if op not in ("aten::mm", "aten::addmm", "aten::bmm") or len(dims) != 2:
+        return 0.0
+    (*batch, m, k), (*_, k2, n) = dims
+    return 2.0 * m * n * k * (batch[0] if batch else 1) if k == k2 else 0.0
+
+
+def report_matmuls(prof, steps: int) -> None:
+    """Markdown: the matmul ops and golf's custom ops by input shapes (CPU ops with their kernels' device
+    time), with TFLOP/s for the aten GEMMs, so a slow shape stands out against the bin's total."""
+    print("\n| matmul op | input shapes | ms/step | calls/step | TFLOP/s |\n|---|---|---:|---:|---:|")
+    rows = [e for e in prof.key_averages(group_by_input_shape=True)
+            if re.search(MATMUL_OPS, e.key) and e.device_time_total > 0]
+    for e in sorted(rows, key=lambda e: -e.device_time_total):
+        shapes = [list(s) for s in e.input_shapes if s]
+        flops = matmul_flops(e.key, shapes) * e.count
+        tflops = f"{flops / (e.device_time_total * 1e-6) / 1e12:.0f}" if flops else ""
+        print(f"| `{e.key}` | {shapes} | {e.device_time_total / 1e3 / steps:.2f} | {e.count / steps:.0f} | {tflops} |")
+
+
+def device_events(prof) -> list:
+    """The GPU's kernels, copies and fills of the profile's last active cycle (no CPU ops, which with
+    --shapes carry their kernels' time too)."""
+    return [e for e in prof.profiler.kineto_results.events()
+            if e.device_type() == torch.autograd.DeviceType.CUDA and e.duration_ns() > 0]
 
 
 def waits(prof) -> dict[str, tuple[float, int]]:
     """{kernel name: (ms, count)}: the GPU's idle gaps, each charged to the kernel that ended it (the
     next one to start), so a host-bound region shows up as the kernels it launches too slowly."""
-    spans = sorted((e.start_ns(), e.end_ns(), e.name()) for e in prof.profiler.kineto_results.events()
-                   if e.device_type() == torch.autograd.DeviceType.CUDA and e.duration_ns() > 0)
+    spans = sorted((e.start_ns(), e.end_ns(), e.name()) for e in device_events(prof))
     out: dict[str, tuple[float, int]] = {}
     busy_until = None
     for start, end, name in spans:
@@ -130,10 +166,9 @@ def report_waits(gaps: dict[str, tuple[float, int]], steps: int, top: int) -> No
 def kernel_times(prof, steps: int) -> dict[str, tuple[float, float]]:
     """{kernel name: (GPU ms per step, launches per step)} of a finished profile of `steps` steps."""
     out: dict[str, tuple[float, float]] = {}
-    for e in prof.key_averages():
-        if e.self_device_time_total > 0:
-            ms, calls = out.get(e.key, (0.0, 0.0))
-            out[e.key] = (ms + e.self_device_time_total / 1e3 / steps, calls + e.count / steps)
+    for e in device_events(prof):
+        ms, calls = out.get(e.name(), (0.0, 0.0))
+        out[e.name()] = (ms + e.duration_ns() / 1e6 / steps, calls + 1 / steps)
     return out
 
 
@@ -165,6 +200,8 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--phase", choices=("both", "before", "after"), default="both",
                     help="profile before looping, after it, or both")
+    ap.add_argument("--shapes", action="store_true",
+                    help="also record op input shapes: a table of the matmuls by shape with TFLOP/s")
     ap.add_argument("--no-mix-order-cap", action="store_true",
                     help="compile without golf's cap on mix-order reductions (golf/train/inductor.py)")
     a = ap.parse_args()
@@ -178,7 +215,7 @@ def main() -> None:
     flags = {k: scalar(v) for k, v in (kv.split("=", 1) for kv in a.flags.split())}
     t0 = time.perf_counter()
     for looping in {"both": (False, True), "before": (False,), "after": (True,)}[a.phase]:
-        profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top)
+        profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top, a.shapes)
     print(f"\n(profile run {time.perf_counter() - t0:.0f} s)")
 
 
