@@ -5,9 +5,9 @@ softcaps them and keeps every (rows x vocab) fp32 intermediate alive for the bac
 GB at the record shape (98,304 tokens x 8,192). Here, per chunk of rows:
 
   1. logits = h W^T in bf16 (cuBLAS), a (rows, V) buffer;
-  2. one Triton program per row reads its logits, softcaps them in fp32, finds the log-sum-exp
-     (online, two passes over the row; the second hits L2), writes the row's loss and overwrites
-     the logits with d loss / d logits = (softmax - onehot) * (1 - tanh^2) in bf16;
+  2. one Triton program per row reads its logits, softcaps them in fp32 (the GPU's tanh.approx),
+     finds the log-sum-exp (online, two passes over the row; the second hits L2), writes the row's loss
+     and overwrites the logits with d loss / d logits = (softmax - onehot) * (1 - tanh^2) in bf16;
   3. grad_h = G W and grad_W += G^T h (cuBLAS), then the buffer is reused by the next chunk.
 
 So the forward computes the gradients (and never keeps the logits); the backward only scales
@@ -28,11 +28,19 @@ import triton.language as tl
 COMPUTE_DTYPE = torch.bfloat16
 CHUNK_ELEMENTS = 1 << 27  # logits per chunk: 256 MiB of bf16 (16,384 rows at V = 8,192)
 MAX_BLOCK = 4096  # columns a program holds at once
+FAST_TANH = True  # on the GPU, PTX's tanh.approx (see _tanh); bench/bench_softcap_ce.py times both forms
 
 
 @triton.jit
-def _tanh(x):
-    # from exp(-2|x|), which cannot overflow (Triton's core language has no tanh of its own)
+def _tanh(x, FAST: tl.constexpr):
+    if FAST:
+        # the GPU's one-instruction tanh (PTX tanh.approx.f32, sm_75+; relative error about 2^-11, below
+        # the bf16 rounding of the logits it reads). The exact form below costs two SFU ops and a
+        # division per call, which made the row kernel compute-bound (BENCHMARKS.md, fourteenth session)
+        return tl.inline_asm_elementwise("tanh.approx.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                         is_pure=True, pack=1)
+    # from exp(-2|x|), which cannot overflow (Triton's core language has no tanh of its own);
+    # Triton's interpreter (the CPU tests) runs no PTX
     e = tl.exp(-2.0 * tl.abs(x))
     t = (1.0 - e) / (1.0 + e)
     return tl.where(x < 0, -t, t)
@@ -40,7 +48,7 @@ def _tanh(x):
 
 @triton.jit
 def golf_softcap_ce_rows(logits_ptr, targets_ptr, loss_ptr, n_cols, row_stride, softcap,
-                     BLOCK: tl.constexpr):
+                         BLOCK: tl.constexpr, FAST_TANH: tl.constexpr):
     """One row: loss = lse(z) - z[target] with z = softcap * tanh(x / softcap); x := dloss/dx."""
     row = tl.program_id(0).to(tl.int64)
     row_ptr = logits_ptr + row * row_stride
@@ -52,20 +60,20 @@ def golf_softcap_ce_rows(logits_ptr, targets_ptr, loss_ptr, n_cols, row_stride, 
         cols = start + tl.arange(0, BLOCK)
         valid = cols < n_cols
         x = tl.load(row_ptr + cols, mask=valid, other=0.0).to(tl.float32)
-        z = tl.where(valid, softcap * _tanh(x * inv_cap), -float("inf"))
+        z = tl.where(valid, softcap * _tanh(x * inv_cap, FAST_TANH), -float("inf"))
         new_max = tl.maximum(run_max, tl.max(z, axis=0))
         run_sum = run_sum * tl.exp(run_max - new_max) + tl.sum(tl.exp(z - new_max), axis=0)
         run_max = new_max
     lse = run_max + tl.log(run_sum)
     target = tl.load(targets_ptr + row).to(tl.int64)
     x_target = tl.load(row_ptr + target).to(tl.float32)
-    tl.store(loss_ptr + row, lse - softcap * _tanh(x_target * inv_cap))
+    tl.store(loss_ptr + row, lse - softcap * _tanh(x_target * inv_cap, FAST_TANH))
     # pass 2: the gradient w.r.t. the pre-softcap logits, written over them
     for start in range(0, n_cols, BLOCK):
         cols = start + tl.arange(0, BLOCK)
         valid = cols < n_cols
         x = tl.load(row_ptr + cols, mask=valid, other=0.0).to(tl.float32)
-        t = _tanh(x * inv_cap)
+        t = _tanh(x * inv_cap, FAST_TANH)
         prob = tl.exp(softcap * t - lse)
         grad = (prob - tl.where(cols == target, 1.0, 0.0)) * (1.0 - t * t)
         tl.store(row_ptr + cols, grad.to(logits_ptr.dtype.element_ty), mask=valid)
@@ -75,7 +83,7 @@ def _launch_rows(logits: torch.Tensor, targets: torch.Tensor, losses: torch.Tens
     n_rows, n_cols = logits.shape
     block = min(triton.next_power_of_2(n_cols), MAX_BLOCK)
     golf_softcap_ce_rows[(n_rows,)](logits, targets, losses, n_cols, logits.stride(0), softcap,
-                                BLOCK=block, num_warps=8 if block >= 2048 else 4)
+                                    BLOCK=block, FAST_TANH=FAST_TANH and logits.is_cuda, num_warps=8 if block >= 2048 else 4)
 
 
 def chunk_rows_for(vocab_size: int) -> int:
