@@ -20,8 +20,9 @@ under torch.compile). Values are computed in fp32 from the bf16 operands (xn, co
 rounds them) and rounded once.
 
 In the training step on the H200 (train.fused_qk): 1.5% more tokens/s than inductor's kernels and 1.7 GiB
-less peak memory; q and k forward + backward take 300 us of kernel time against inductor's 515 and the
-twelfth session's one-row-per-head version's 324 (BENCHMARKS.md, thirteenth session).
+less peak memory; q and k forward + backward take 261-267 us of kernel time (1,024-element tiles, 2 warps:
+the fastest in the sweeps of two sessions) against inductor's 483-515 (BENCHMARKS.md, thirteenth and
+fourteenth sessions).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import torch
 import triton
 import triton.language as tl
 
-ELEMENTS = 2048  # elements of a program's [tokens, heads, dims] tile (bench/bench_qk_rope.py)
-NUM_WARPS = 4
+ELEMENTS = 1024  # elements of a program's [tokens, heads, dims] tile (bench/bench_qk_rope.py)
+NUM_WARPS = 2
 EPS = torch.finfo(torch.float32).eps  # what the compiled rms_norm adds (its fp32 computation's eps)
 
 
