@@ -5,8 +5,11 @@ depth recurrence switches on, MFU, peak memory; several variants in one run, so 
     python bench/bench_train.py --quick              # 16 steps each
     python bench/bench_train.py --variant "cudnn=--attention-backend cudnn" --variant "base="
     python bench/bench_train.py --variant "base=" --variant "cdt=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
+    git worktree add /tmp/old HEAD && python bench/bench_train.py --variant "new=" --variant "old=PYTHONPATH=/tmp/old"
 
-A variant's leading NAME=VALUE words are environment variables of its process (inductor knobs).
+A variant's leading NAME=VALUE words are environment variables of its process (inductor knobs; a
+PYTHONPATH runs another checkout's golf/ and stages/, bench/trainrun.py `golf`: a change with no knob, such
+as a kernel's tile, against the commit before it, in one run).
 Each variant is a separate `golf train` process with a fresh inductor cache (cold compile;
 --warm-cache reuses the machine's), in step mode: looping switches on at half the steps. tokens/s
 is the median over the steps of each phase after its first two. MFU: golf.train.loop's FLOPs per

@@ -31,12 +31,18 @@ class StageFailed(SystemExit):
 
 
 def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = None) -> float:
-    """Run `python -m stages.cli <stage> <args>`, its output to `log`; the process's wall seconds."""
+    """Run `python -P -m stages.cli <stage> <args>`, its output to `log`; the process's wall seconds.
+
+    -P keeps the working directory off sys.path and this checkout goes first on PYTHONPATH, so an env
+    PYTHONPATH decides which tree's golf/ and stages/ run: bench_train.py's variant
+    `old=PYTHONPATH=/tmp/old:$PYTHONPATH` (after `git worktree add /tmp/old HEAD`) runs the last commit's code.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     t0 = time.perf_counter()
     with open(log, "w") as f:
-        rc = subprocess.call([sys.executable, "-m", "stages.cli", stage, *args], cwd=ROOT, stdout=f,
-                             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        rc = subprocess.call([sys.executable, "-P", "-m", "stages.cli", stage, *args], cwd=ROOT, stdout=f,
+                             stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": path, **(env or {})})
     wall = time.perf_counter() - t0
     if rc:
         tail = log.read_text(errors="replace").splitlines()[-15:]
