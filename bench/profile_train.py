@@ -83,7 +83,7 @@ def run_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int
 
 
 def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int,
-                  shapes: bool = False) -> None:
+                  shapes: bool = False, bandwidth: bool = False) -> None:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from golf.train.loop import model_flops_per_token
@@ -97,11 +97,34 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     step_ms = sum(cfg.train_batch_tokens / float(r["tokens_per_s"]) for r in timed) * 1e3 / n
     fpt = model_flops_per_token(model, cfg.train_seq_len)
     tps = cfg.train_batch_tokens / (step_ms / 1e3)
-    report(f"golf {'after' if looping else 'before'} looping", kernel_times(prof, n), step_ms,
+    kernels = kernel_times(prof, n)
+    report(f"golf {'after' if looping else 'before'} looping", kernels, step_ms,
            f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / cfg.peak_flops:.1%} (of train.peak_flops)", top)
     report_waits(waits(prof), n, top)
     if shapes:
         report_matmuls(prof, n)
+    if bandwidth:
+        report_bandwidth(kernels, top)
+
+
+def report_bandwidth(kernels: dict[str, tuple[float, float]], top: int) -> None:
+    """Markdown: inductor's kernels (those with static sizes in this compile's generated code, read from
+    TORCHINDUCTOR_CACHE_DIR) with an estimate of the bytes each moves (golf/train/inductor_code.py
+    `kernel_bytes`) and so the TB/s each reaches: near the HBM's, only moving fewer bytes saves time."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    from golf.train.inductor_code import kernel_bytes
+
+    sizes = kernel_bytes("\n".join(f.read_text(errors="replace") for f in Path(cache_dir()).rglob("*.py")))
+    rows = sorted(((ms, calls, name, sizes[name]) for name, (ms, calls) in kernels.items() if name in sizes),
+                  reverse=True)
+    ms_all = sum(r[0] for r in rows)
+    gb_all = sum(calls * size for _, calls, _, size in rows) / 1e9
+    print(f"\n{len(rows)} inductor kernels: {ms_all:.1f} ms a step for {gb_all:.1f} GB (estimated), "
+          f"{gb_all / ms_all:.2f} TB/s on average")
+    print("\n| inductor kernel | ms/step | launches/step | MB a launch | TB/s |\n|---|---:|---:|---:|---:|")
+    for ms, calls, name, size in rows[:top]:
+        print(f"| `{name[:90]}` | {ms:.2f} | {calls:.0f} | {size / 1e6:.0f} | {calls * size / ms / 1e9:.2f} |")
 
 
 MATMUL_OPS = r"^aten::(mm|addmm|bmm|_scaled_mm)$|gemm|quack|^golf::"
@@ -202,6 +225,9 @@ def main() -> None:
                     help="profile before looping, after it, or both")
     ap.add_argument("--shapes", action="store_true",
                     help="also record op input shapes: a table of the matmuls by shape with TFLOP/s")
+    ap.add_argument("--bandwidth", action="store_true",
+                    help="also inductor's kernels with the bytes each moves (an estimate from the generated code "
+                         "in TORCHINDUCTOR_CACHE_DIR: use a fresh one) and the TB/s each reaches")
     ap.add_argument("--no-mix-order-cap", action="store_true",
                     help="compile without golf's cap on mix-order reductions (golf/train/inductor.py)")
     a = ap.parse_args()
@@ -215,7 +241,7 @@ def main() -> None:
     flags = {k: scalar(v) for k, v in (kv.split("=", 1) for kv in a.flags.split())}
     t0 = time.perf_counter()
     for looping in {"both": (False, True), "before": (False,), "after": (True,)}[a.phase]:
-        profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top, a.shapes)
+        profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top, a.shapes, a.bandwidth)
     print(f"\n(profile run {time.perf_counter() - t0:.0f} s)")
 
 

@@ -10,7 +10,7 @@ import torch
 from torch._inductor.dependencies import MemoryDep, StarDep
 
 from golf.train.inductor import MAX_READS, cap_mix_order_reads, cap_rule, reads
-from golf.train.inductor_code import mix_order_kernels
+from golf.train.inductor_code import kernel_bytes, mix_order_kernels
 
 
 class Node:
@@ -107,6 +107,52 @@ def triton_red_k2(in_ptr0, out_ptr0, xnumel):
 def test_mix_order_kernels_reads_pointers_and_column_sums_of_mix_order_kernels_only():
     assert mix_order_kernels(KERNELS) == {"triton_per_mix_k1": (3, 2)}
     assert mix_order_kernels(KERNELS + KERNELS) == {"triton_per_mix_k1": (3, 2)}  # its file and the graph's
+
+
+SIZED = """
+@triton_heuristics.pointwise(
+    triton_meta={'signature': {'in_ptr0': '*bf16', 'in_ptr1': '*fp32', 'out_ptr0': '*bf16', 'xnumel': 'i32'}},
+)
+@triton.jit
+def triton_poi_rows(in_ptr0, in_ptr1, out_ptr0, xnumel, XBLOCK : tl.constexpr):
+    xnumel = 4096
+    x2 = xindex
+    x0 = (xindex % 512)
+    x1 = xindex // 512
+    tmp0 = tl.load(in_ptr0 + (x2), None).to(tl.float32)
+    tmp1 = tl.load(in_ptr1 + (x1), None, eviction_policy='evict_last')
+    tmp2 = tl.load(in_ptr0 + (x2), None).to(tl.float32)
+    tl.store(out_ptr0 + (x0 + 512*x1), tmp0, None)
+@triton_heuristics.persistent_reduction(
+    triton_meta={'signature': {'in_ptr0': '*bf16', 'in_ptr1': '*fp32', 'out_ptr0': '*fp32', 'xnumel': 'i32'}},
+)
+@triton.jit
+def triton_per_norm(in_ptr0, in_ptr1, out_ptr0, xnumel, r0_numel, XBLOCK : tl.constexpr):
+    xnumel = 8
+    r0_numel = 512
+    x0 = xindex
+    r0_1 = r0_index
+    tmp0 = tl.load(in_ptr0 + (r0_1 + 512*x0), None)
+    tmp1 = tl.load(in_ptr1 + (r0_1), None)
+    tmp9 = tl.load(in_ptr1 + (0))
+    tl.store(out_ptr0 + (x0), tmp0, None)
+@triton_heuristics.pointwise(
+    triton_meta={'signature': {'in_ptr0': '*bf16', 'xnumel': 'i32'}},
+)
+@triton.jit
+def triton_poi_dynamic(in_ptr0, xnumel, XBLOCK : tl.constexpr):
+    x0 = xindex
+    tmp0 = tl.load(in_ptr0 + (x0), xmask)
+"""
+
+
+def test_kernel_bytes_counts_each_access_over_the_values_its_index_takes():
+    """A row value indexed by xindex // 512 counts rows, not elements; one (pointer, index) pair counts
+    once; a vector over r0 counts r0_numel; a scalar load nothing; a kernel with dynamic sizes is left out."""
+    assert kernel_bytes(SIZED) == {
+        "triton_poi_rows": 4096 * 2 + (4096 // 512) * 4 + 4096 * 2,
+        "triton_per_norm": 8 * 512 * 2 + 512 * 4 + 8 * 4,
+    }
 
 
 @pytest.mark.gpu
