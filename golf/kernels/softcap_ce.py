@@ -82,8 +82,8 @@ def golf_softcap_ce_rows(logits_ptr, targets_ptr, loss_ptr, n_cols, row_stride, 
 def _launch_rows(logits: torch.Tensor, targets: torch.Tensor, losses: torch.Tensor, softcap: float) -> None:
     n_rows, n_cols = logits.shape
     block = min(triton.next_power_of_2(n_cols), MAX_BLOCK)
-    golf_softcap_ce_rows[(n_rows,)](logits, targets, losses, n_cols, logits.stride(0), softcap,
-                                    BLOCK=block, FAST_TANH=FAST_TANH and logits.is_cuda, num_warps=8 if block >= 2048 else 4)
+    golf_softcap_ce_rows[(n_rows,)](logits, targets, losses, n_cols, logits.stride(0), softcap, BLOCK=block,
+                                    FAST_TANH=FAST_TANH and logits.is_cuda, num_warps=8 if block >= 2048 else 4)
 
 
 def chunk_rows_for(vocab_size: int) -> int:

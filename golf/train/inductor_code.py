@@ -1,5 +1,5 @@
 """Reading inductor's generated code: its mix-order reduction kernels (golf/train/inductor.py caps them),
-and what each kernel moves to and from HBM (bench/inductor_bandwidth.py).
+and what each kernel moves to and from HBM (bench/profile_train.py --bandwidth).
 
 Not imported by training: bench/mix_order_kernels.py prints what this finds in a compile's
 TORCHINDUCTOR_CACHE_DIR, and tests/test_inductor_cap.py checks the cap with it.
