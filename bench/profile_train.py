@@ -118,6 +118,10 @@ def report_bandwidth(kernels: dict[str, tuple[float, float]], top: int) -> None:
     sizes = kernel_bytes("\n".join(f.read_text(errors="replace") for f in Path(cache_dir()).rglob("*.py")))
     rows = sorted(((ms, calls, name, sizes[name]) for name, (ms, calls) in kernels.items() if name in sizes),
                   reverse=True)
+    if not rows:
+        print(f"\n--bandwidth: none of the step's kernels is in {cache_dir()}'s generated code "
+              "(a warm cache from another compile? set TORCHINDUCTOR_CACHE_DIR to a fresh folder)")
+        return
     ms_all = sum(r[0] for r in rows)
     gb_all = sum(calls * size for _, calls, _, size in rows) / 1e9
     print(f"\n{len(rows)} inductor kernels: {ms_all:.1f} ms a step for {gb_all:.1f} GB (estimated), "
