@@ -10,15 +10,19 @@ tokens per step on one GPU) in step mode, looping from half its steps, as bench/
 
     python bench/bench_record.py --record REC/train_gpt.py            # everything, in order (~17 min)
 
-A lent machine runs at most 600 s per command and the record needs ~571 s to its first step on
+A lent machine runs at most 600 s per command and the record needs 480-670 s to its first step on
 the H200, so the run splits into calls while the machine stays up (state in --state-dir, /tmp):
 
     python bench/bench_record.py --record REC/train_gpt.py --start-record   # launches it detached, returns
-    python bench/bench_record.py --collect --wait-s 540     # exit 3: not through its phases yet
-    python bench/bench_record.py --collect --wait-s 240     # it is: stop it, run golf, print the table
+    python bench/bench_record.py --wait-record --wait-s 550   # exit 3: not through its phases yet (again)
+    python bench/bench_record.py --golf                       # golf alone, its result kept
+    python bench/bench_record.py --collect                    # the table
 
-golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs
-(`--golf` runs golf alone first instead; `--collect` then reuses its result).
+golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs.
+Start the record first on a fresh machine: in the two sessions where golf ran first on the machine, the
+record died of SIGSEGV in its compile warm-up, at 571 and 556 s; launched first, it reached its first step
+at 511 s (BENCHMARKS.md, fifteenth session; the cause is not known). `--collect` alone also waits for the
+record and runs golf itself when no `--golf` result is kept.
 
 Reading the record's log: its step lines carry tok/s cumulative since training began, so a phase's
 rate comes from two lines s1 < s2: (s2 - s1) / (s2 / r2 - s1 / r1) tokens per second; steps up to K
@@ -251,8 +255,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="where to write the result (default: state dir)")
     ap.add_argument("--start-record", action="store_true", help="launch the record detached and return")
     ap.add_argument("--golf", action="store_true", help="run golf now and keep its result for --collect")
+    ap.add_argument("--wait-record", action="store_true", help="wait for the record to get through both phases, "
+                    "stop it, and return (exit 3 after --wait-s without that)")
     ap.add_argument("--collect", action="store_true", help="wait for the record, stop it, run golf if needed, print")
-    ap.add_argument("--wait-s", type=float, default=3600.0, help="--collect: how long to wait for the record")
+    ap.add_argument("--wait-s", type=float, default=3600.0, help="--collect, --wait-record: seconds to wait for the record")
     ap.add_argument("--quick", action="store_true", help="golf 16 steps, the record 40 s of training")
     ap.add_argument("--stamp-since", type=float, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -261,14 +267,14 @@ def main() -> None:
     if a.quick:
         a.golf_steps, a.record_wall_s, a.post_lines = 16, 40.0, 2
     a.params = a.params or h100_params()
-    everything = not (a.start_record or a.golf or a.collect)
+    everything = not (a.start_record or a.golf or a.collect or a.wait_record)
     if a.golf:
         run_golf(a)
     if a.start_record or everything:
         if a.record is None:
             ap.error("--record PATH is needed to start the record script")
         start_record(a.record, a.tokens, a.state_dir, a.record_wall_s, a.seed)
-    if not (a.collect or everything):
+    if not (a.collect or a.wait_record or everything):
         return
     state_file = a.state_dir / "record.json"
     if not state_file.is_file():
@@ -276,7 +282,10 @@ def main() -> None:
     state = json.loads(state_file.read_text())
     rec = wait_record(state, a.wait_s, a.post_lines)
     if rec is None:
-        sys.exit(3)  # call --collect again while the machine is up
+        sys.exit(3)  # call --wait-record or --collect again while the machine is up
+    if a.wait_record and not a.collect:
+        print(f"record: through both phases, stopped; first step at {rec['first_step_s']} s")
+        return
     golf_file = a.state_dir / "golf.json"
     golf = json.loads(golf_file.read_text()) if golf_file.is_file() else run_golf(a)
     report(golf, rec, state, a.json or a.state_dir / "bench_record.json")
