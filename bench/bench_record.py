@@ -46,7 +46,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from trainrun import ROOT, h100_params, start_parts, train
+from trainrun import ROOT, compile_cache_env, h100_params, start_parts, train
 
 STEP_LINE = re.compile(r"^\[\s*([\d.]+)\]\s+(\d+)/\d+ train_loss: \S+ train_time: \S+ tok/s: ([\d.]+)")
 LOOP_LINE = re.compile(r"layer_loop:enabled step:(\d+)")
@@ -96,7 +96,7 @@ def start_record(script: Path, tokens: Path, state_dir: Path, wall_s: float, see
     log = state_dir / "record.log"
     env = {**os.environ, **RECORD_ENV, "RUN_ID": "record", "DATA_DIR": f"{run / 'data'}/", "DATA_PATH": str(ds),
            "TOKENIZER_PATH": str(tok), "MAX_WALLCLOCK_SECONDS": str(wall_s), "SEED": str(seed),
-           "TORCHINDUCTOR_CACHE_DIR": str(run / "inductor-cache"),  # cold, as golf's runs
+           **compile_cache_env(run / "inductor-cache"),  # cold, as golf's runs
            # a crash prints each thread's Python stack into the log (the thirteenth session's SIGSEGV at 571 s
            # left none: BENCHMARKS.md)
            "PYTHONFAULTHANDLER": "1",

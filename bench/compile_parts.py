@@ -1,5 +1,6 @@
 """Where golf's cold compile goes: dynamo alone, dynamo + AOTAutograd, and the whole inductor compile,
-for the plain graph and the looped one, each in a fresh process with an empty inductor cache.
+for the plain graph and the looped one, each in a fresh process with empty compile caches
+(trainrun.compile_cache_env).
 
     python bench/compile_parts.py                                   # the h100 preset on this machine's device
     python bench/compile_parts.py --backends eager,aot_eager --flags "device=cpu train_seq_len=256 train_batch_tokens=2048"
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import torch
 from profile_train import run_phase, scalar
-from trainrun import ROOT, h100_params
+from trainrun import ROOT, compile_cache_env, h100_params
 
 
 def one(params: Path, tokens: Path, flags: dict, backend: str, looping: bool) -> dict:
@@ -62,7 +63,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="compile-parts.") as cache:
                 out = subprocess.run([sys.executable, __file__, "--params", str(a.params), "--tokens", str(a.tokens),
                                       "--flags", a.flags, "--one", f"{backend},{int(looping)}"], capture_output=True,
-                                     text=True, env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache})
+                                     text=True, env={**os.environ, **compile_cache_env(Path(cache))})
             if out.returncode:
                 raise SystemExit(f"{backend} looping={looping} failed:\n{out.stderr[-2000:]}")
             r = json.loads(out.stdout.strip().splitlines()[-1])

@@ -1,7 +1,8 @@
 """Run `golf train` as its own process (as a user would) and read back what it wrote.
 
 Shared by bench_train.py, bench_parity.py and bench_quant.py. Each run gets its own folder and,
-unless told otherwise, its own empty inductor cache, so compile times are cold-start times.
+unless told otherwise, its own empty compile caches (`compile_cache_env`), so compile times are cold-start
+times.
 """
 
 from __future__ import annotations
@@ -50,16 +51,25 @@ def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = No
     return wall
 
 
+def compile_cache_env(cache: Path) -> dict[str, str]:
+    """The environment that puts every compile cache a training run fills under `cache`: inductor's
+    (with Triton's inside it) and the two the `gpu` extra keeps in /tmp/$USER by default, the CuTe DSL's
+    compiled modules (FA4's kernels, quack's) and quack's object files. With only inductor's moved, a
+    second run on a machine started with FA4 and quack already compiled (BENCHMARKS.md, fifteenth session)."""
+    return {"TORCHINDUCTOR_CACHE_DIR": str(cache), "CUTE_DSL_CACHE_DIR": str(cache / "cute-dsl"),
+            "QUACK_CACHE_DIR": str(cache / "quack")}
+
+
 def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cache: bool = False,
           cache_dir: Path | None = None, env: dict[str, str] | None = None) -> dict:
     """Train once into `workdir`; {"metrics": train metrics, "rows": per-step rows, "process_s": wall}.
 
-    The inductor cache: `cache_dir` if given (runs that pass the same one share it), else the
-    machine's with warm_cache, else a fresh one in `workdir`.
+    The compile caches: under `cache_dir` if given (runs that pass the same one share them), else the
+    machine's with warm_cache, else fresh ones in `workdir`.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or (None if warm_cache else workdir / "inductor-cache")
-    env = {**(env or {}), **({"TORCHINDUCTOR_CACHE_DIR": str(cache)} if cache else {})}
+    env = {**(env or {}), **(compile_cache_env(cache) if cache else {})}
     args = ["--params", str(params), "--tokens", str(tokens), "--out", str(workdir / "model.safetensors"),
             "--metrics", str(workdir / "train.json"), "--plots", str(workdir / "train.csv"), *flags]
     wall = golf("train", args, workdir / "train.log", env)
