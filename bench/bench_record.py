@@ -19,10 +19,11 @@ the H200, so the run splits into calls while the machine stays up (state in --st
     python bench/bench_record.py --collect                    # the table
 
 golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs.
-Start the record first on a fresh machine: in the two sessions where golf ran first on the machine, the
-record died of SIGSEGV in its compile warm-up, at 571 and 556 s; launched first, it reached its first step
-at 511 s (BENCHMARKS.md, fifteenth session; the cause is not known). `--collect` alone also waits for the
-record and runs golf itself when no `--golf` result is kept.
+Start the record first on a fresh machine. In the thirteenth and fifteenth sessions, launched after golf,
+it died of SIGSEGV in its compile warm-up (at 571 and 556 s); launched first in the fifteenth, it reached
+its first step at 511 s. It had also run after golf in the eighth and ninth sessions without a crash, so
+the cause is not known (BENCHMARKS.md, fifteenth session); the order costs nothing. `--collect` alone
+also waits for the record and runs golf itself when no `--golf` result is kept.
 
 Reading the record's log: its step lines carry tok/s cumulative since training began, so a phase's
 rate comes from two lines s1 < s2: (s2 - s1) / (s2 / r2 - s1 / r1) tokens per second; steps up to K
