@@ -7,6 +7,7 @@ TORCHINDUCTOR_CACHE_DIR, and tests/test_inductor_cap.py checks the cap with it.
 
 from __future__ import annotations
 
+import math
 import re
 
 
@@ -66,9 +67,6 @@ def kernel_bytes(code: str) -> dict[str, int]:
             for var in set(re.findall(r"\b[xyr]\w*\b", index)) & ranges.keys():
                 base, size = ranges[var]
                 per_dim[base] = min(per_dim.get(base, 1) * size, numel[base])
-            count = 1
-            for size in per_dim.values():
-                count *= size
-            total += count * DTYPE_BYTES.get(dtypes.get(ptr, ""), 2)
+            total += math.prod(per_dim.values()) * DTYPE_BYTES.get(dtypes.get(ptr, ""), 2)
         out[name[1]] = total
     return out
