@@ -16,12 +16,18 @@ optimizer (foreach / fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/
 last tables charge each idle gap to the kernel that ended it (a host-bound stretch shows up as the
 kernels it launched too late).
 bench/profile_record.py prints the record script's step in the same tables.
+
+--host runs the phases again without the profiler and prints, per step, how long Python took to queue
+the step's work (until the step's closing device sync) against the step's wall time: near 1 the GPU
+waits for the host (launch-bound), well below 1 the host waits for the GPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
+import pstats
 import re
 import time
 from pathlib import Path
@@ -105,6 +111,66 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
         report_matmuls(prof, n)
     if bandwidth:
         report_bandwidth(kernels, top)
+
+
+def host_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, cprofile_top: int = 0) -> None:
+    """The host's share of each step (see the module's docstring), after the compiling step and one more,
+    and how far the GPU trailed the host at each micro-batch: a CUDA event recorded once its backward is
+    queued, timed from one recorded at the step's start (the GPU idle then, after the last step's sync).
+    A trail near 0 is a GPU waiting for Python; a trail of tens of ms is a host ahead (and blocked by a full
+    launch queue, which also makes the host share look high). cprofile_top: also cProfile the last step's
+    main thread (not autograd's backward thread) and print its functions with the most own time."""
+    from golf.train import loop
+
+    call, backward, tolist = loop.Stepper.__call__, loop.backward_into_grads, torch.Tensor.tolist
+    rows, marks = [], []
+
+    def queued(*args, **kwargs):
+        backward(*args, **kwargs)
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        marks.append((time.perf_counter(), event))
+
+    def timed(self, *args):
+        start = torch.cuda.Event(enable_timing=True)
+        start.record()
+        t0, syncs = time.perf_counter(), []
+        marks.clear()
+
+        def sync(t):  # Stepper.__call__ ends with one .tolist(), its only device sync
+            syncs.append(time.perf_counter())
+            return tolist(t)
+
+        torch.Tensor.tolist = sync
+        cprof = cProfile.Profile() if cprofile_top and len(rows) == steps + 1 else None
+        try:
+            if cprof:
+                cprof.enable()
+            return call(self, *args)
+        finally:
+            if cprof:
+                cprof.disable()
+                pstats.Stats(cprof).sort_stats("tottime").print_stats(cprofile_top)
+            torch.Tensor.tolist = tolist
+            end = time.perf_counter()
+            torch.cuda.synchronize()
+            trail = [start.elapsed_time(e) - (h - t0) * 1e3 for h, e in marks]
+            rows.append(((syncs[-1] if syncs else end) - t0, end - t0, len(syncs), trail))
+
+    loop.Stepper.__call__, loop.backward_into_grads = timed, queued
+    try:
+        run_phase(params, tokens, flags, looping, steps + 2)
+    finally:
+        loop.Stepper.__call__, loop.backward_into_grads = call, backward
+    timed_rows = rows[2:]
+    queued_ms = sum(r[0] for r in timed_rows) / len(timed_rows) * 1e3
+    wall = sum(r[1] for r in timed_rows) / len(timed_rows) * 1e3
+    print(f"\n## host, {'after' if looping else 'before'} looping, no profiler: {queued_ms:.1f} ms to queue a step "
+          f"of {wall:.1f} ms wall (host share {queued_ms / wall:.2f}; device syncs a step: "
+          f"{max(r[2] for r in timed_rows)})")
+    for i, r in enumerate(timed_rows):
+        print(f"GPU trailing the host after each micro-batch's backward, step {i + 3}, ms: "
+              + " ".join(f"{t:.1f}" for t in r[3]))
 
 
 def report_bandwidth(kernels: dict[str, tuple[float, float]], top: int) -> None:
@@ -232,6 +298,11 @@ def main() -> None:
     ap.add_argument("--bandwidth", action="store_true",
                     help="also inductor's kernels with the bytes each moves (an estimate from the generated code "
                          "in TORCHINDUCTOR_CACHE_DIR: use a fresh one) and the TB/s each reaches")
+    ap.add_argument("--host", action="store_true",
+                    help="also time each phase without the profiler: the host's time to queue a step against "
+                         "the step's wall time")
+    ap.add_argument("--host-cprofile", type=int, default=0, metavar="N",
+                    help="with --host: cProfile the last step's main thread, its N functions with the most own time")
     ap.add_argument("--no-mix-order-cap", action="store_true",
                     help="compile without golf's cap on mix-order reductions (golf/train/inductor.py)")
     a = ap.parse_args()
@@ -246,6 +317,8 @@ def main() -> None:
     t0 = time.perf_counter()
     for looping in {"both": (False, True), "before": (False,), "after": (True,)}[a.phase]:
         profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top, a.shapes, a.bandwidth)
+        if a.host:
+            host_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.host_cprofile)
     print(f"\n(profile run {time.perf_counter() - t0:.0f} s)")
 
 
