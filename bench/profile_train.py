@@ -17,7 +17,8 @@ last tables charge each idle gap to the kernel that ended it (a host-bound stret
 kernels it launched too late).
 bench/profile_record.py prints the record script's step in the same tables.
 
---host runs the phases again without the profiler and prints, per step, how long Python took to queue
+--host-ops also records the CPU side and lists the ops with the most host time a step. --host runs
+the phases again without the profiler and prints, per step, how long Python took to queue
 the step's work (until the step's closing device sync) against the step's wall time: near 1 the GPU
 waits for the host (launch-bound), well below 1 the host waits for the GPU.
 """
@@ -89,12 +90,12 @@ def run_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int
 
 
 def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: int, top: int,
-                  shapes: bool = False, bandwidth: bool = False) -> None:
+                  shapes: bool = False, bandwidth: bool = False, host_ops: bool = False) -> None:
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from golf.train.loop import model_flops_per_token
 
-    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if shapes else [])
+    activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if shapes or host_ops else [])
     with profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps),
                  record_shapes=shapes) as prof:
         model, cfg, res = run_phase(params, tokens, flags, looping, steps + 2, on_step=lambda _: prof.step())
@@ -109,6 +110,8 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     report_waits(waits(prof), n, top)
     if shapes:
         report_matmuls(prof, n)
+    if host_ops:
+        report_host_ops(prof, n, top)
     if bandwidth:
         report_bandwidth(kernels, top)
 
@@ -222,6 +225,16 @@ def report_matmuls(prof, steps: int) -> None:
         print(f"| `{e.key}` | {shapes} | {e.device_time_total / 1e3 / steps:.2f} | {e.count / steps:.0f} | {tflops} |")
 
 
+def report_host_ops(prof, steps: int, top: int) -> None:
+    """Markdown: the ops with the most host time a step (the CPU side of each call, the Python inside a
+    custom op included, its child ops too in "total"), so what keeps a launch-bound step's GPU waiting shows."""
+    print("\n| op | calls/step | host ms/step, total | self | us/call |\n|---|---:|---:|---:|---:|")
+    rows = [e for e in prof.key_averages() if e.count and e.cpu_time_total > 0]
+    for e in sorted(rows, key=lambda e: -e.cpu_time_total)[:top]:
+        print(f"| `{e.key[:90]}` | {e.count / steps:.0f} | {e.cpu_time_total / 1e3 / steps:.1f} | "
+              f"{e.self_cpu_time_total / 1e3 / steps:.1f} | {e.cpu_time_total / e.count:.0f} |")
+
+
 def device_events(prof) -> list:
     """The GPU's kernels, copies and fills of the profile's last active cycle (no CPU ops, which with
     --shapes carry their kernels' time too)."""
@@ -301,6 +314,8 @@ def main() -> None:
     ap.add_argument("--host", action="store_true",
                     help="also time each phase without the profiler: the host's time to queue a step against "
                          "the step's wall time")
+    ap.add_argument("--host-ops", action="store_true",
+                    help="also record the CPU side: the ops with the most host time a step")
     ap.add_argument("--host-cprofile", type=int, default=0, metavar="N",
                     help="with --host: cProfile the last step's main thread, its N functions with the most own time")
     ap.add_argument("--no-mix-order-cap", action="store_true",
@@ -316,7 +331,8 @@ def main() -> None:
     flags = {k: scalar(v) for k, v in (kv.split("=", 1) for kv in a.flags.split())}
     t0 = time.perf_counter()
     for looping in {"both": (False, True), "before": (False,), "after": (True,)}[a.phase]:
-        profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top, a.shapes, a.bandwidth)
+        profile_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.top, a.shapes, a.bandwidth,
+                      a.host_ops)
         if a.host:
             host_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.host_cprofile)
     print(f"\n(profile run {time.perf_counter() - t0:.0f} s)")
