@@ -26,6 +26,7 @@ waits for the host (launch-bound), well below 1 the host waits for the GPU.
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
 import dataclasses
 import pstats
@@ -112,6 +113,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
         report_matmuls(prof, n)
     if host_ops:
         report_host_ops(prof, n, top)
+        report_launchers(prof, n, top)
     if bandwidth:
         report_bandwidth(kernels, top)
 
@@ -233,6 +235,32 @@ def report_host_ops(prof, steps: int, top: int) -> None:
     for e in sorted(rows, key=lambda e: -e.cpu_time_total)[:top]:
         print(f"| `{e.key[:90]}` | {e.count / steps:.0f} | {e.cpu_time_total / 1e3 / steps:.1f} | "
               f"{e.self_cpu_time_total / 1e3 / steps:.1f} | {e.cpu_time_total / e.count:.0f} |")
+
+
+SMALL_KERNELS = r"Memset|Memcpy|FillFunctor|copy_kernel"  # short kernels whose count, not time, costs
+
+
+def caller(event) -> str:
+    """The nearest op above `event` that is not an ATen op: a golf:: custom op, a compiled graph's call, the
+    autograd node of a backward, or "" at the top."""
+    event = event.cpu_parent
+    while event is not None and event.name.startswith("aten::"):
+        event = event.cpu_parent
+    return "" if event is None else event.name
+
+
+def report_launchers(prof, steps: int, top: int) -> None:
+    """Markdown: what launches the step's fills, memsets and copies, by the launching op and its nearest
+    non-ATen caller. Each is a short kernel, but each launch leaves the GPU a gap of 1-3 us even when the
+    host is ahead (after looping: 1,696 memsets a step, 3.2 ms of gaps; BENCHMARKS.md, sixteenth session)."""
+    counts = collections.Counter()
+    for e in prof.events():
+        for k in e.kernels:
+            if re.search(SMALL_KERNELS, k.name):
+                counts[(k.name[:50], e.name, caller(e)[:70])] += 1
+    print("\n| small kernel | launched by | under | launches/step |\n|---|---|---|---:|")
+    for (kernel, op, under), count in counts.most_common(top):
+        print(f"| `{kernel}` | `{op}` | `{under}` | {count / steps:.0f} |")
 
 
 def device_events(prof) -> list:
