@@ -5,7 +5,8 @@ depth recurrence switches on, MFU, peak memory; several variants in one run, so 
     python bench/bench_train.py --quick              # 16 steps each
     python bench/bench_train.py --variant "cudnn=--attention-backend cudnn" --variant "base="
     python bench/bench_train.py --variant "base=" --variant "cdt=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
-    git worktree add /tmp/old HEAD && python bench/bench_train.py --variant "new=" --variant "old=PYTHONPATH=/tmp/old"
+    git worktree add /tmp/old HEAD
+    python bench/bench_train.py --variant "new=" --variant "old=PYTHONPATH=/tmp/old:$PYTHONPATH"
 
 A variant's leading NAME=VALUE words are environment variables of its process (inductor knobs; a
 PYTHONPATH runs another checkout's golf/ and stages/, bench/trainrun.py `golf`: a change with no knob, such

@@ -167,13 +167,17 @@ def host_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps: in
         run_phase(params, tokens, flags, looping, steps + 2)
     finally:
         loop.Stepper.__call__, loop.backward_into_grads = call, backward
-    timed_rows = rows[2:]
-    queued_ms = sum(r[0] for r in timed_rows) / len(timed_rows) * 1e3
-    wall = sum(r[1] for r in timed_rows) / len(timed_rows) * 1e3
+    report_host(rows[2:], looping)
+
+
+def report_host(rows: list[tuple], looping: bool) -> None:
+    """host_phase's rows (seconds to queue, seconds of wall, device syncs, GPU trail ms per micro-batch) of
+    the timed steps, steps 3 on."""
+    queued_ms = sum(r[0] for r in rows) / len(rows) * 1e3
+    wall = sum(r[1] for r in rows) / len(rows) * 1e3
     print(f"\n## host, {'after' if looping else 'before'} looping, no profiler: {queued_ms:.1f} ms to queue a step "
-          f"of {wall:.1f} ms wall (host share {queued_ms / wall:.2f}; device syncs a step: "
-          f"{max(r[2] for r in timed_rows)})")
-    for i, r in enumerate(timed_rows):
+          f"of {wall:.1f} ms wall (host share {queued_ms / wall:.2f}; device syncs a step: {max(r[2] for r in rows)})")
+    for i, r in enumerate(rows):
         print(f"GPU trailing the host after each micro-batch's backward, step {i + 3}, ms: "
               + " ".join(f"{t:.1f}" for t in r[3]))
 
