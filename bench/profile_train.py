@@ -269,9 +269,11 @@ def report_launchers(prof, steps: int, top: int) -> None:
 
 def device_events(prof) -> list:
     """The GPU's kernels, copies and fills of the profile's last active cycle (no CPU ops, which with
-    --shapes carry their kernels' time too)."""
+    --shapes carry their kernels' time too, and no user annotations: with CPU activity on, each step's
+    `ProfilerStep#N` and each compiled graph's call also show on the GPU's timeline, spanning its kernels)."""
     return [e for e in prof.profiler.kineto_results.events()
-            if e.device_type() == torch.autograd.DeviceType.CUDA and e.duration_ns() > 0]
+            if e.device_type() == torch.autograd.DeviceType.CUDA and e.duration_ns() > 0
+            and not e.is_user_annotation()]
 
 
 def waits(prof) -> dict[str, tuple[float, int]]:
