@@ -186,6 +186,28 @@ def test_train_path_equals_eval_path(record_like, fa4_on_cpu):
             torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
 
 
+def test_cu_seqlens_padded_for_cuda_graphs_train_the_same(record_like, fa4_on_cpu):
+    """train.cuda_graphs pads each micro-batch's cu_seqlens with empty documents to a multiple of entries:
+    the documents before the padding are the loader's, and the varlen path's loss and gradients are the
+    unpadded ones'."""
+    from golf.train.data import WindowLoader
+
+    stream = np.concatenate([[BOS, *np.random.default_rng(2).integers(2, 96, n)] for n in (9, 3, 30, 1, 17, 40)])
+    make_loader = lambda multiple: WindowLoader(stream.astype(np.uint16), T, 4, 1, 0, 1, seed=3,  # noqa: E731
+                                                device=torch.device("cpu"), bos_id=BOS, cu_multiple=multiple)
+    (x, y, cu), = make_loader(1).batch(0)
+    (_, _, padded), = make_loader(8).batch(0)
+    assert len(padded) % 8 == 0 and len(padded) > len(cu)
+    assert torch.equal(padded[:len(cu)], cu) and (padded[len(cu):] == x.numel()).all()
+    model = make(record_like, dtype=torch.float32)
+    model.set_attention_backend("fa4")
+    losses = [model.nll(x, y, cu_seqlens=c).mean() for c in (cu, padded)]
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+    for a, b in zip(*(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True) for loss in losses)):
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_prepared_batches_are_the_batches():
     """The train loop prepares step s + 1's host work during step s (WindowLoader.prepare): the batch is
     the one `batch` makes unprepared, and a prepared step that is not the one asked for is not used."""

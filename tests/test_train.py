@@ -33,8 +33,8 @@ TRAIN = dict(
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
     attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
-    fused_qk=True, fused_xsa_gate=True, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0, mtp_weight=0.0,
-    cat_every=0, cat_weight=100.0, cat_bits=6,
+    fused_qk=True, fused_xsa_gate=True, cuda_graphs=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
+    mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
     cat_clip_sigmas=12.85, cat_form="squared", qat_start_frac=0.0, qat_bits=6, qat_clip_sigmas=12.85,
 )
 
@@ -225,11 +225,20 @@ def test_foreach_accumulation_gives_autograds_bits(monkeypatch):
     ours = grads_after(loop.backward_into_grads)
     plain = grads_after(lambda loss, params, first: loss.backward())
     assert all(torch.equal(a, b) for a, b in zip(ours, plain))
+    owned = grads_after(functools.partial(loop.backward_into_grads, owned=True))  # train.cuda_graphs
+    assert all(torch.equal(a, b) for a, b in zip(owned, plain))
+
+    # owned: the first micro-batch's gradients are copies, not the backward's own outputs (a CUDA graph's)
+    p = torch.randn(3, requires_grad=True)
+    produced = []
+    p.register_post_accumulate_grad_hook(lambda q: produced.append(q.grad))
+    loop.backward_into_grads(p.square().sum(), [p], first=True, owned=True)
+    assert p.grad is not produced[0] and torch.equal(p.grad, produced[0])
 
     tr, _ = corpus(seed=1)
     va, vb = corpus(600, seed=2)
     outs = []
-    for backward in (loop.backward_into_grads, lambda loss, params, first: loss.backward()):
+    for backward in (loop.backward_into_grads, lambda loss, params, first, owned: loss.backward()):
         monkeypatch.setattr(loop, "backward_into_grads", backward)
         torch.manual_seed(0)
         m = TinyLM()
@@ -479,6 +488,39 @@ def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, ca
     assert err.count("train.fused_kernels = auto: the device is cpu, not CUDA; training uses the eager PyTorch path") == 1
     with pytest.raises(GolfError, match=r"^train\.fused_kernels = 'on' but the device is cpu"):
         train(TinyLM(), tcfg(fused_kernels="on"), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config):
+    """train.cuda_graphs: inductor keeps its CUDA graphs (it skips none) and training gives the weights it gives
+    without them (the same kernels, replayed), with looping switching on midway."""
+    from torch._dynamo.utils import counters
+
+    from golf.artifact.model import GPT
+
+    tr, _ = corpus(seed=1, vocab=96)
+    va, vb = corpus(600, seed=2, vocab=96)
+    states = {}
+    for graphs in (False, True):
+        torch._dynamo.reset()
+        counters.clear()
+        torch.manual_seed(0)
+        m = GPT(tiny_model_config)
+        cfg = tcfg(iterations=4, warmup_steps=2, val_every=0, ema_decay=0.0, enable_looping_at=0.5, device="cuda",
+                   compile="on", cuda_graphs=graphs, attention_backend="sdpa")
+        train(m, cfg, tr, va, vb, torch.device("cuda"), SOLO, progress=False)
+        states[graphs] = m.state_dict()
+        assert counters["inductor"]["cudagraph_skips"] == 0
+    for k in states[False]:
+        torch.testing.assert_close(states[True][k], states[False][k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_cuda_graphs_without_cuda_is_a_clear_error():
+    tr, _ = corpus(seed=1)
+    va, vb = corpus(600, seed=2)
+    with pytest.raises(GolfError, match=r"^train\.cuda_graphs = true needs CUDA and compile, but the device is cpu"):
+        train(TinyLM(), tcfg(cuda_graphs=True), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
 
 
 def test_golf_train_with_document_masking(tmp_path):

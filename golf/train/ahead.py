@@ -25,6 +25,7 @@ shares); measured on one GPU only (BENCHMARKS.md, issue 17, eleventh session).
 from __future__ import annotations
 
 import copyreg
+import functools
 import multiprocessing
 import os
 import sys
@@ -52,11 +53,12 @@ class _Compiled(Exception):
     """The helper's way out once inductor has compiled (and cached) the graph."""
 
 
-def _compile_then_stop(gm: torch.fx.GraphModule, example_inputs: list) -> Any:
-    """A dynamo backend: inductor's compile of the graph (which writes the caches), then stop before it runs."""
+def _compile_then_stop(gm: torch.fx.GraphModule, example_inputs: list, config_patches: dict) -> Any:
+    """A dynamo backend: inductor's compile of the graph with training's config (which writes the caches), then
+    stop before it runs."""
     from torch._inductor.compile_fx import compile_fx
 
-    compile_fx(gm, example_inputs)
+    compile_fx(gm, example_inputs, config_patches=config_patches)
     raise _Compiled
 
 
@@ -74,13 +76,13 @@ def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: 
     (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group)."""
     from golf.artifact.model import GPT
     from golf.train.backend import set_backend
-    from golf.train.loop import make_stepper
+    from golf.train.loop import inductor_options, make_stepper
 
     tokens = np.load(tokens_file)
     model = GPT(model_cfg)
     set_backend(model, attention, torch.device(device))
     stepper = make_stepper(model, cfg, tokens, torch.device(device), Dist(0, 0, world), announce=False)
-    stepper.compile(backend=_compile_then_stop)
+    stepper.compile(backend=functools.partial(_compile_then_stop, config_patches=inductor_options(cfg)))
     model.looping = False
     try:
         stepper(0, 1.0, cfg.muon_momentum_warmup_start)

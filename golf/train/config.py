@@ -127,6 +127,13 @@ class TrainConfig:
     """With fused_kernels on: attention's XSA and sparse output gate as one Triton pass each way
     (golf/kernels/xsa_gate.py) instead of inductor's kernels (on the H200 1.6% / 2.4% faster steps before /
     after looping, 1.7 GiB less memory: BENCHMARKS.md, thirteenth session). Training only."""
+    cuda_graphs: bool
+    """Replay the whole-model graph's forward and backward as CUDA graphs (inductor's cudagraph trees), so
+    Python launches none of their kernels: before looping the step is launch-bound in stretches on the H200
+    (BENCHMARKS.md, sixteenth session). Each micro-batch's documents (cu_seqlens) are padded with empty ones
+    to a multiple of CU_MULTIPLE entries (golf/train/data.py), so a few graphs serve every batch. Needs
+    CUDA and compile; at compile_scope hybrid the looped phase (eager glue around compiled blocks) stays as
+    it is."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float

@@ -7,6 +7,8 @@ Rank r takes its own contiguous slice of the global batch, then splits it into m
 Windows may straddle document boundaries (BOS tokens mark them, as in the records' loaders). Under
 model.doc_masked_attention with a varlen kernel, each micro-batch also carries its documents as
 cu_seqlens, found here on the host before the copy, so no compiled graph waits on the GPU for them.
+Under train.cuda_graphs they are padded with empty documents to a multiple of CU_MULTIPLE entries: a CUDA
+graph is recorded per length, and a micro-batch's count of documents changes every batch.
 """
 
 from __future__ import annotations
@@ -20,11 +22,22 @@ from golf.artifact.model.attention import doc_cu_seqlens
 from golf.artifact.shards import list_shards, read_shard
 from golf.errors import GolfError
 
+CU_MULTIPLE = 64  # cu_seqlens entries (train.cuda_graphs): about 180 for the h100 preset's 98,304 tokens
+
+
+def pad_cu_seqlens(cu: torch.Tensor, multiple: int) -> torch.Tensor:
+    """cu_seqlens with its last entry (the token count) repeated up to a multiple of `multiple` entries:
+    empty documents, which attend to nothing and change no output (golf/kernels/fa4.py's varlen ops)."""
+    pad = -len(cu) % multiple
+    return torch.cat((cu, cu[-1:].expand(pad))) if pad else cu
+
 
 class WindowLoader:
     def __init__(self, tokens: np.ndarray, seq_len: int, global_seqs: int, grad_accum_steps: int,
-                 rank: int, world_size: int, seed: int, device: torch.device, bos_id: int | None = None) -> None:
-        """bos_id: give each micro-batch its documents' cu_seqlens (None: no documents, cu_seqlens None)."""
+                 rank: int, world_size: int, seed: int, device: torch.device, bos_id: int | None = None,
+                 cu_multiple: int = 1) -> None:
+        """bos_id: give each micro-batch its documents' cu_seqlens (None: no documents, cu_seqlens None),
+        padded to a multiple of cu_multiple entries."""
         if len(tokens) < seq_len + 2:
             raise GolfError(f"train split has {len(tokens)} tokens; train.train_seq_len = {seq_len} needs "
                             f"at least {seq_len + 2}")
@@ -33,7 +46,7 @@ class WindowLoader:
         self.tokens, self.seq_len, self.global_seqs = tokens, seq_len, global_seqs
         self.accum, self.rank, self.world, self.seed, self.device = grad_accum_steps, rank, world_size, seed, device
         self.local = global_seqs // world_size
-        self.bos_id = bos_id
+        self.bos_id, self.cu_multiple = bos_id, cu_multiple
         self._ready: tuple[int, tuple[torch.Tensor, list[torch.Tensor | None]]] | None = None  # `prepare`d
 
     def starts(self, step: int) -> np.ndarray:
@@ -61,8 +74,8 @@ class WindowLoader:
         mine = self.starts(step)[self.rank * self.local:(self.rank + 1) * self.local]
         idx = mine[:, None] + np.arange(self.seq_len + 1)[None, :]
         win = torch.from_numpy(np.asarray(self.tokens[idx], dtype=np.int64))
-        cus = [doc_cu_seqlens(w[:, :-1], self.bos_id) if self.bos_id is not None else None
-               for w in win.chunk(self.accum, dim=0)]
+        cus = [pad_cu_seqlens(doc_cu_seqlens(w[:, :-1], self.bos_id), self.cu_multiple) if self.bos_id is not None
+               else None for w in win.chunk(self.accum, dim=0)]
         if self.device.type == "cuda":
             win, cus = win.pin_memory(), [None if cu is None else cu.pin_memory() for cu in cus]
         return win, cus

@@ -50,7 +50,7 @@ from golf.train import ahead, ddp
 from golf.train import fused as fused_kernels
 from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
-from golf.train.data import WindowLoader
+from golf.train.data import CU_MULTIPLE, WindowLoader
 from golf.train.inductor import cap_mix_order_reads
 from golf.train.qat import fake_quantized
 
@@ -167,18 +167,32 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
     return nll.mean(), aux
 
 
-def backward_into_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], first: bool) -> None:
+def inductor_options(cfg: TrainConfig) -> dict[str, Any]:
+    """inductor's config for the whole-model graph: cudagraph trees under train.cuda_graphs (what torch.compile's
+    mode="reduce-overhead" sets). golf/train/ahead.py's helper compiles with the same, so the caches' keys agree."""
+    return {"triton.cudagraphs": True} if cfg.cuda_graphs else {}
+
+
+def backward_into_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], first: bool,
+                        owned: bool = False) -> None:
     """loss.backward(), adding into the gradients the earlier micro-batches left (unless `first`) with one
     multi-tensor add: autograd would launch one add kernel per parameter and micro-batch (968 a step,
     2.5 ms plus 1.3 ms of idle GPU before them, in the h100 preset's step: BENCHMARKS.md, sixth session).
-    The same fp32 additions, so the same bits."""
-    if first:
+    The same fp32 additions, so the same bits. owned: the backward's outputs are a CUDA graph's, which its
+    next replay overwrites, so the first micro-batch's gradients are copied out (one multi-tensor op)."""
+    if first and not owned:
         loss.backward()
         return
     held = [p.grad for p in params]
     for p in params:
         p.grad = None
     loss.backward()
+    if first:
+        live = [p for p in params if p.grad is not None]
+        # copies, as one multi-tensor kernel (times 1.0 is exact)
+        for p, g in zip(live, torch._foreach_mul([p.grad for p in live], 1.0)):
+            p.grad = g
+        return
     pairs = [(h, p.grad) for h, p in zip(held, params) if h is not None and p.grad is not None]
     if pairs:
         torch._foreach_add_([h for h, _ in pairs], [g for _, g in pairs])
@@ -235,7 +249,8 @@ class Stepper:
             # looped phase calls them from eager glue: no second whole-model compile (BENCHMARKS.md, issue 17)
             self.looped_forward = self.forward
         if scope != "blocks":
-            self.forward = torch.compile(self.forward, dynamic=False, **({} if backend is None else {"backend": backend}))
+            how = {"options": inductor_options(self.cfg)} if backend is None else {"backend": backend}
+            self.forward = torch.compile(self.forward, dynamic=False, **how)
 
     def __call__(self, step: int, lr_mul: float, momentum: float) -> float:
         """The mean LM NLL of the step (NaN when any term is not finite)."""
@@ -255,7 +270,8 @@ class Stepper:
                     torch._dynamo.mark_dynamic(cu, 0)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.autocast):
                     loss, aux = micro_objective(model, forward, x, y, self.moe_w, self.mtp_w, cu)
-                backward_into_grads((loss + aux) / cfg.grad_accum_steps, self.params, first=micro == 0)
+                backward_into_grads((loss + aux) / cfg.grad_accum_steps, self.params, first=micro == 0,
+                                    owned=cfg.cuda_graphs)
                 total += loss.detach()
                 extra += aux.detach()
         # host work for the next step while the GPU still runs this step's backward (golf/train/data.py):
@@ -341,6 +357,16 @@ def _shared_step_result(loss: float, dt: float, elapsed: float, step: int, lr_mu
     return loss_sum / world, ddp.all_reduce_max(elapsed + dt, device, world)
 
 
+def _say_graph_skips() -> None:
+    """train.cuda_graphs: whether inductor kept its CUDA graphs (it runs a graph without one, and counts it,
+    when the graph mutates an input or holds an op it cannot capture)."""
+    from torch._dynamo.utils import counters
+
+    skips = counters["inductor"]["cudagraph_skips"]
+    print(f"train: cuda_graphs: {skips} graph(s) run without CUDA graphs" +
+          (" (TORCH_LOGS=perf_hints says why)" if skips else ""), file=sys.stderr)
+
+
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
           val_bytes: np.ndarray, device: torch.device, dctx: Dist, progress: bool = True,
           evaluate: Callable | None = None, started: float | None = None,
@@ -355,6 +381,9 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         from golf.eval.plain import evaluate
     world = dctx.world_size
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+    if cfg.cuda_graphs and not (use_compile and device.type == "cuda"):
+        raise GolfError(f"train.cuda_graphs = true needs CUDA and compile, but the device is {device.type} and "
+                        f"train.compile = {cfg.compile}")
     stepper = make_stepper(model, cfg, train_tokens, device, dctx, dctx.is_main)
     fused, fused_mlp = stepper.fused, stepper.fused_mlp
     if use_compile:
@@ -382,6 +411,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
             start_s |= stepper.warm_up(looping_later, helper)
         finally:
             ahead.stop(helper)
+    if cfg.cuda_graphs and dctx.is_main:
+        _say_graph_skips()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows, step, elapsed, first_step_at = _run_steps(stepper, cfg, looping_later, run_eval, dctx, progress, on_step)
@@ -420,7 +451,8 @@ def make_stepper(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndar
     # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)
     doc_bos = model.cfg.bos_id if getattr(model, "doc_varlen", False) else None
     loader = WindowLoader(train_tokens, cfg.train_seq_len, cfg.train_batch_tokens // cfg.train_seq_len,
-                          cfg.grad_accum_steps, dctx.rank, dctx.world_size, cfg.seed, device, bos_id=doc_bos)
+                          cfg.grad_accum_steps, dctx.rank, dctx.world_size, cfg.seed, device, bos_id=doc_bos,
+                          cu_multiple=CU_MULTIPLE if cfg.cuda_graphs else 1)
     stepper = Stepper(model, cfg, loader, device, dctx.world_size)
     stepper.fused, stepper.fused_mlp = fused, fused_mlp
     return stepper
