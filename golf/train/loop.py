@@ -411,7 +411,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
             start_s |= stepper.warm_up(looping_later, helper)
         finally:
             ahead.stop(helper)
-    if cfg.cuda_graphs and dctx.is_main:
+    if cfg.cuda_graphs and cfg.warmup_steps > 0 and dctx.is_main:  # the warm-up compiled (and recorded) them
         _say_graph_skips()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
