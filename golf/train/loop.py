@@ -364,7 +364,7 @@ def _say_graph_skips() -> None:
 
     skips = counters["inductor"]["cudagraph_skips"]
     print(f"train: cuda_graphs: {skips} graph(s) run without CUDA graphs" +
-          (" (TORCH_LOGS=perf_hints says why)" if skips else ""), file=sys.stderr)
+          (" (TORCH_LOGS=cudagraphs says why)" if skips else ""), file=sys.stderr)
 
 
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
