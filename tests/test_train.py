@@ -492,13 +492,21 @@ def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, ca
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config):
+@pytest.mark.parametrize("attention", ["sdpa", "fa4"])
+def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config, attention):
     """train.cuda_graphs: inductor keeps its CUDA graphs (it skips none) and training gives the weights it gives
-    without them (the same kernels, replayed), with looping switching on midway."""
+    without them (the same kernels, replayed), with looping switching on midway. fa4: 64-dim heads and
+    document masking, so FA4's varlen ops (and quack's MLP GEMMs where they import) run captured, on padded
+    cu_seqlens."""
     from torch._dynamo.utils import counters
 
     from golf.artifact.model import GPT
+    from golf.kernels import fa4
 
+    if attention == "fa4" and not fa4.available():
+        pytest.skip("needs flash-attn-4 (pip install -e '.[gpu]')")
+    model_cfg = tiny_model_config if attention == "sdpa" else dataclasses.replace(
+        tiny_model_config, model_dim=128, num_heads=2, num_kv_heads=1, bos_id=0, doc_masked_attention=True)
     tr, _ = corpus(seed=1, vocab=96)
     va, vb = corpus(600, seed=2, vocab=96)
     states = {}
@@ -506,9 +514,9 @@ def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config):
         torch._dynamo.reset()
         counters.clear()
         torch.manual_seed(0)
-        m = GPT(tiny_model_config)
+        m = GPT(model_cfg)
         cfg = tcfg(iterations=4, warmup_steps=2, val_every=0, ema_decay=0.0, enable_looping_at=0.5, device="cuda",
-                   compile="on", cuda_graphs=graphs, attention_backend="sdpa")
+                   compile="on", cuda_graphs=graphs, attention_backend=attention)
         train(m, cfg, tr, va, vb, torch.device("cuda"), SOLO, progress=False)
         states[graphs] = m.state_dict()
         assert counters["inductor"]["cudagraph_skips"] == 0
