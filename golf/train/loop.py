@@ -139,10 +139,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def peak_memory_bytes(device: torch.device) -> int:
-    """Peak CUDA memory allocated, or this process's max RSS on CPU."""
+def peak_memory_bytes(device: torch.device, cuda_graphs: bool = False) -> int:
+    """Peak CUDA memory allocated, or this process's max RSS on CPU. cuda_graphs: the CUDA memory reserved
+    instead, since a replayed graph allocates nothing (its tensors live in a pool recorded in the warm-up, which
+    the allocated counter no longer holds: 1.9 GiB against 35.1 on the H200, BENCHMARKS.md, seventeenth
+    session)."""
     if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
+        return int((torch.cuda.max_memory_reserved if cuda_graphs else torch.cuda.max_memory_allocated)(device))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
@@ -432,7 +435,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
                        fused_mlp=fused_mlp if fused else "", compile_ahead=stepper.ahead,
-                       flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device),
+                       flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device, cfg.cuda_graphs),
                        first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
 
 
