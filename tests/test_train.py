@@ -496,12 +496,14 @@ def test_fused_kernels_auto_on_cpu_trains_eager_and_says_so_once(monkeypatch, ca
 def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config, attention):
     """train.cuda_graphs: inductor keeps its CUDA graphs (it skips none); the first step's loss, before any
     update, is the one it is without them (the same kernels, replayed), and the weights after four steps
-    (looping switching on midway) are within the spread of two runs without them. Inductor's deterministic
-    mode keeps its autotuning from picking other reduction tiles for the graphs' compile (a different sum
-    order: 5.9e-4 apart after four steps on the H200, BENCHMARKS.md, seventeenth session); atomic adds could
-    still make two runs differ, hence the spread. A stale or overwritten buffer would move the weights much
-    further. fa4: 64-dim heads and document masking, so FA4's varlen ops (and quack's MLP GEMMs where they
-    import) run captured, on padded cu_seqlens."""
+    (looping switching on midway) are within 4x the spread of two runs without them. Each compile can pick
+    other kernels, and four steps of this tiny model carry a last-bit difference far: with inductor's caches
+    the second run without graphs reused the first's compile (spread 0) and the graphs' own compile landed
+    5.9e-4 away; in inductor's deterministic mode, as here, the two runs without graphs were up to 2.0e-3
+    (sdpa) and 7.3e-3 (fa4) apart, the graphs' run 0.9e-3 and 4.8e-3 (H200, BENCHMARKS.md, seventeenth session).
+    A lost micro-batch gradient or a stale buffer moves the weights by a step's size, or the first loss.
+    fa4: 64-dim heads and document masking, so FA4's varlen ops (and quack's MLP GEMMs where they import)
+    run captured, on padded cu_seqlens."""
     from torch._dynamo.utils import counters
 
     from golf.artifact.model import GPT
