@@ -541,6 +541,10 @@ def test_cuda_graphs_without_cuda_is_a_clear_error():
     va, vb = corpus(600, seed=2)
     with pytest.raises(GolfError, match=r"^train\.cuda_graphs = true needs CUDA and compile, but the device is cpu"):
         train(TinyLM(), tcfg(cuda_graphs=True), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+    with pytest.raises(GolfError, match=r"^train\.cuda_graphs = true needs train\.compile_scope model or hybrid, but "
+                       r"it is blocks$"):
+        train(TinyLM(), tcfg(cuda_graphs=True, compile_scope="blocks"), tr, va, vb, torch.device("cpu"), SOLO,
+              progress=False)
 
 
 def test_golf_train_with_document_masking(tmp_path):

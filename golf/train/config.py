@@ -132,8 +132,9 @@ class TrainConfig:
     Python launches none of their kernels: before looping the step is launch-bound in stretches on the H200
     (BENCHMARKS.md, sixteenth session). Each micro-batch's documents (cu_seqlens) are padded with empty ones
     to a multiple of CU_MULTIPLE entries (golf/train/data.py), so a few graphs serve every batch. Needs
-    CUDA and compile; at compile_scope hybrid the looped phase (eager glue around compiled blocks) stays as
-    it is. On the H200 1-2% more tokens/s, 6-12 s more cold start (BENCHMARKS.md, seventeenth session)."""
+    CUDA, compile and compile_scope model or hybrid (blocks has no whole-model graph); at hybrid the looped
+    phase (eager glue around compiled blocks) stays as it is. On the H200 1-2% more tokens/s, 6-12 s more
+    cold start (BENCHMARKS.md, seventeenth session)."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float
