@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -72,7 +73,9 @@ RECORD_ENV = {
 # ---- the record script -------------------------------------------------------------------------
 
 def record_data(tokens: Path, into: Path) -> tuple[Path, Path]:
-    """golf's shards under the names the record script reads (symlinks): (dataset dir, tokenizer)."""
+    """golf's shards copied under the names the record script reads: (dataset dir, tokenizer). Copies, not
+    links: the record memory-maps its train shards, and a lent machine writes the carried tokens afresh at
+    each call, so a record still running when the next call began died of SIGBUS (eighteenth session)."""
     ds = into / "datasets" / "fineweb10B_sp8192"
     ds.mkdir(parents=True, exist_ok=True)
     for split, name in (("train", "train"), ("val", "val"), ("val_bytes", "val_bytes")):
@@ -80,10 +83,10 @@ def record_data(tokens: Path, into: Path) -> tuple[Path, Path]:
         if not shards and split != "val_bytes":
             raise SystemExit(f"{tokens}: no {split}_NNNNNN.bin shards")
         for i, f in enumerate(shards):
-            (ds / f"fineweb_{name}_{i:06d}.bin").symlink_to(f.resolve())
+            shutil.copyfile(f, ds / f"fineweb_{name}_{i:06d}.bin")
     tok = into / "tokenizers" / "fineweb_8192_bpe.model"
     tok.parent.mkdir(parents=True, exist_ok=True)
-    tok.symlink_to((tokens / "tokenizer.model").resolve())
+    shutil.copyfile(tokens / "tokenizer.model", tok)
     return ds, tok
 
 

@@ -15,13 +15,15 @@ largest difference from the default config's outputs.
 
 The forward takes its tiles as arguments (`tile_mn`, `mma_pv_is_rs`, `intra_wg_overlap`); the
 backward's sm90 config is not an argument, so the sweep swaps FA4's `_tile_size_bwd_sm90` for the
-duration of one config (golf/kernels/fa4.py `sm90_bwd_tiles`, as training does with VARLEN_BWD_TILES). Each config is its own CuTe JIT compile (seconds each). Needs a Hopper GPU
+duration of one config. Each config is its own CuTe JIT compile (seconds each). Needs a Hopper GPU
 and flash-attn-4.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 from pathlib import Path
 
@@ -60,6 +62,22 @@ def pair_flops(cus: list[torch.Tensor], heads: int, head_dim: int) -> float:
     return sum(4 * heads * head_dim * float((x * (x + 1) / 2).sum()) for x in n) / len(cus)
 
 
+@contextlib.contextmanager
+def sm90_bwd_tiles(config: tuple):
+    """FA4's Hopper backward config replaced by `config` (BwdConfig's fields in order) while the block runs.
+    Its compile cache keys on every field swept here (flash_attn/cute/interface.py `_flash_attn_bwd`), so
+    each config compiles its own kernel."""
+    import flash_attn.cute.interface as fi
+
+    names = [f.name for f in dataclasses.fields(fi.BwdConfig)]
+    original = fi._tile_size_bwd_sm90
+    fi._tile_size_bwd_sm90 = lambda *args, **kwargs: fi.BwdConfig(**dict(zip(names, config)))
+    try:
+        yield
+    finally:
+        fi._tile_size_bwd_sm90 = original
+
+
 def sweep(label: str, configs: list, run, calls: int, reps: int, flop: float) -> list[dict]:
     """Each config's kernel us per FA4 call (`run` makes `calls`), its TFLOP/s and its outputs' max
     |difference| from the first config's."""
@@ -96,8 +114,6 @@ def main() -> None:
     if not torch.cuda.is_available() or torch.cuda.get_device_capability()[0] != 9:
         raise SystemExit("fa4_configs needs a Hopper GPU (compute capability 9)")
     from flash_attn.cute.interface import _flash_attn_bwd, _flash_attn_fwd
-
-    from golf.kernels.fa4 import sm90_bwd_tiles
 
     cus = micro_batches(a.tokens, a.seqs, a.seq_len, a.micro)
     n = a.seqs * a.seq_len

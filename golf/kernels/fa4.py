@@ -23,21 +23,13 @@ package).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
 
 INSTALL_HINT = "pip install -e '.[gpu]' on a GPU machine (pyproject's gpu extra)"
-
-# FA4's Hopper tiles for the document-masked (varlen) calls; None = FA4's own choice, which goes by head dim
-# alone. Forward: (tile_m, tile_n, P V from registers, intra-warpgroup overlap); backward: FA4's BwdConfig
-# fields in order. bench/fa4_configs.py sweeps them on golf's documents.
-VARLEN_FWD_TILES: tuple | None = None
-VARLEN_BWD_TILES: tuple | None = None
 
 
 @functools.cache
@@ -69,38 +61,6 @@ def _kernels() -> tuple[Callable, Callable]:
     return _flash_attn_fwd, _flash_attn_bwd
 
 
-@functools.cache
-def _hopper(index: int) -> bool:
-    return torch.cuda.get_device_capability(index)[0] == 9
-
-
-def _fwd_tiles(q: Tensor, varlen: bool) -> dict:
-    """FA4 forward keywords for VARLEN_FWD_TILES on a Hopper varlen call ({} otherwise)."""
-    if not (varlen and VARLEN_FWD_TILES and _hopper(q.device.index or 0)):
-        return {}
-    tile_m, tile_n, rs, overlap = VARLEN_FWD_TILES
-    return dict(tile_mn=(tile_m, tile_n), mma_pv_is_rs=rs, intra_wg_overlap=overlap)
-
-
-@contextlib.contextmanager
-def sm90_bwd_tiles(config: tuple | None) -> Iterator[None]:
-    """FA4's Hopper backward config replaced by `config` (BwdConfig's fields in order) while the block runs.
-    The backward takes no tile arguments on Hopper (flash_attn/cute/interface.py `_flash_attn_bwd` asks
-    `_tile_size_bwd_sm90`), and its compile cache keys on the fields, so swapping the function is enough."""
-    if config is None:
-        yield
-        return
-    import flash_attn.cute.interface as fi
-
-    names = [f.name for f in dataclasses.fields(fi.BwdConfig)]
-    original = fi._tile_size_bwd_sm90
-    fi._tile_size_bwd_sm90 = lambda *args, **kwargs: fi.BwdConfig(**dict(zip(names, config)))
-    try:
-        yield
-    finally:
-        fi._tile_size_bwd_sm90 = original
-
-
 def _half(*ts: Tensor) -> list[Tensor]:
     """FA4 takes fp16 / bf16 only: anything else runs in bf16 (under autocast q, k, v already are)."""
     return [t if t.dtype in (torch.float16, torch.bfloat16) else t.to(torch.bfloat16) for t in ts]
@@ -120,7 +80,7 @@ def fa4_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Optional[Tensor],
     ms = max_seqlen if cu_seqlens is not None else None
     qh, kh, vh = (t.contiguous() for t in _half(q, k, v))
     out, lse = fwd(qh, kh, vh, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=ms,
-                   max_seqlen_k=ms, causal=True, return_lse=True, **_fwd_tiles(q, cu_seqlens is not None))[:2]
+                   max_seqlen_k=ms, causal=True, return_lse=True)[:2]
     return out.to(q.dtype), lse
 
 
@@ -138,10 +98,8 @@ def fa4_bwd(q: Tensor, k: Tensor, v: Tensor, out: Tensor, dout: Tensor, lse: Ten
     ms = max_seqlen if cu_seqlens is not None else None
     # contiguous inputs, so FA4's empty_like(q) gradients are contiguous too (what the fake says)
     qh, kh, vh, oh, doh = (t.contiguous() for t in _half(q, k, v, out, dout))
-    hopper_varlen = cu_seqlens is not None and _hopper(q.device.index or 0)
-    with sm90_bwd_tiles(VARLEN_BWD_TILES if hopper_varlen else None):
-        dq, dk, dv = bwd(qh, kh, vh, oh, doh, lse, causal=True, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens,
-                         max_seqlen_q=ms, max_seqlen_k=ms)[:3]
+    dq, dk, dv = bwd(qh, kh, vh, oh, doh, lse, causal=True, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens,
+                     max_seqlen_q=ms, max_seqlen_k=ms)[:3]
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
 
 
