@@ -3,7 +3,9 @@
 FA4 picks its sm90 tiles by head dim alone (flash_attn/cute/interface.py `_tile_size_fwd_sm90`,
 `_tile_size_bwd_sm90`, tuned on H100 at fixed sequence lengths): 192 x 128 forward and 128 x 128 backward
 at head dim 64. golf's micro-batches are packed documents (model.doc_masked_attention), most far shorter
-than the 2,048-token row, so a document's last tile is often mostly empty; smaller tiles waste less of it.
+than the 2,048-token row, so a document's last tile is often mostly empty; smaller tiles would waste less
+of it. They did not pay: on the H200 FA4's defaults were the fastest of every config here (BENCHMARKS.md,
+eighteenth session).
 This sweep times the varlen forward and backward, as golf/kernels/fa4.py calls them, for a set of
 configs on the cu_seqlens golf's loader builds from a tokens folder, and prints GPU kernel time per call
 (torch.profiler, every kernel the call launches: the backward's preprocess, accumulator fills and
@@ -37,10 +39,10 @@ FWD_CONFIGS = [(192, 128, True, True), (128, 128, True, True), (128, 192, True, 
 
 # FA4's BwdConfig fields past the tiles: (tile_m, tile_n, Q stages, dO stages, PdS stages, SdP swapAB, dKV swapAB,
 # dQ swapAB, AtomLayoutMSdP, AtomLayoutNdKV, AtomLayoutMdQ); the first is FA4's head-dim-64 default, the rest
-# from its feasibility search (flash_attn/cute/sm90_config_search.py --mode bwd --headdim 64)
+# from its feasibility search (flash_attn/cute/sm90_config_search.py --mode bwd --headdim 64). Left out: tile_m
+# 80 and 112 (dQ swapAB), which abort the process in flash-attn-4 4.0.0b36 (eighteenth session)
 BWD_CONFIGS = [(128, 128, 2, 2, 2, True, False, False, 1, 2, 2), (64, 128, 2, 2, 2, True, False, False, 1, 2, 1),
-               (64, 128, 2, 2, 2, True, False, True, 1, 2, 2), (80, 128, 2, 2, 2, True, False, True, 1, 2, 2),
-               (96, 128, 2, 2, 2, True, False, True, 1, 2, 2), (112, 128, 2, 2, 2, True, False, True, 1, 2, 2),
+               (64, 128, 2, 2, 2, True, False, True, 1, 2, 2), (96, 128, 2, 2, 2, True, False, True, 1, 2, 2),
                (128, 96, 2, 2, 2, False, True, False, 2, 2, 2), (128, 64, 2, 2, 2, False, True, False, 2, 2, 2),
                (64, 96, 2, 2, 2, False, True, False, 1, 2, 1)]
 
