@@ -19,10 +19,12 @@ the H200, so the run splits into calls while the machine stays up (state in --st
     python bench/bench_record.py --collect                    # the table
 
 golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs.
-Start the record first on a fresh machine. In the thirteenth and fifteenth sessions, launched after golf,
-it died of SIGSEGV in its compile warm-up (at 571 and 556 s); launched first in the fifteenth, it reached
-its first step at 511 s. It had also run after golf in the eighth and ninth sessions without a crash, so
-the cause is not known (BENCHMARKS.md, fifteenth session); the order costs nothing. `--collect` alone
+Start the record first on a fresh machine. The record died in three sessions at 554-571 s, in its warm-up
+(SIGSEGV in the thirteenth and fifteenth, SIGBUS in the eighteenth), each time near the end of the first
+call's 545-550 s wait, when the next call begins. A call re-copies the carried tokens, which the record
+memory-mapped through links, and re-unpacked FA4's wheels over the libraries it had loaded (BENCHMARKS.md,
+eighteenth session). The record now reads copies of the tokens, and bench/device_env.sh unpacks the
+wheels once per machine; whether that was the whole cause is for the next run to show. `--collect` alone
 also waits for the record and runs golf itself when no `--golf` result is kept.
 
 Reading the record's log: its step lines carry tok/s cumulative since training began, so a phase's
