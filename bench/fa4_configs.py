@@ -13,7 +13,7 @@ postprocess included), fastest first, with TFLOP/s counted on the causal pairs i
 largest difference from the default config's outputs.
 
     python bench/fa4_configs.py --tokens data/tokens           # the h100 preset's micro-batch: 48 x 2,048
-    python bench/fa4_configs.py --tokens data/tokens --quick   # 3 calls per config
+    python bench/fa4_configs.py --tokens data/tokens --quick   # 3 timed walks per config
 
 The forward takes its tiles as arguments (`tile_mn`, `mma_pv_is_rs`, `intra_wg_overlap`); the
 backward's sm90 config is not an argument, so the sweep swaps FA4's `_tile_size_bwd_sm90` for the
