@@ -115,3 +115,16 @@ def test_compiled_fullgraph_on_cuda(tiny_model_config):
     torch.testing.assert_close(compiled, eager, rtol=1e-2, atol=1e-2)
     assert all(torch.isfinite(g).all() for g in grads)
 
+
+
+def test_under_autocast_the_embedding_rows_are_rounded_before_smear_and_norm(tiny_model_config):
+    """As the record's bf16 table gives them: the tensors the backward keeps for x0 are then bf16, not the
+    fp32 pre-norm embedding that inductor had recomputed x0 from at every layer (twice the bytes)."""
+    m = model(tiny_model_config, "record_like", True)
+    assert m.bigram is None and m.embed_proj is None and m.smear is not None  # what `want` below spells out
+    idx = tokens(4)[:, :-1]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        x0 = m._embed(idx)
+        rows = m.tok_emb(idx).to(torch.bfloat16)
+        want = torch.nn.functional.rms_norm(m.smear(rows, idx), (rows.size(-1),))
+    assert x0.dtype == torch.bfloat16 and torch.equal(x0, want)

@@ -160,17 +160,20 @@ class GPT(nn.Module):
     # ---- forward ---------------------------------------------------------------------------
 
     def _embed(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.tok_emb(idx)
+        x, dev = self.tok_emb(idx), idx.device.type
+        if self.autocast_residual and torch.is_autocast_enabled(dev):
+            # the looked-up rows in bf16, as the record's bf16 table gives them: smear and norm then run on
+            # bf16 too, so the tensors the backward keeps for x0 (which every layer's resid_mix reads, in the
+            # forward and again in the backward) are bf16. From the fp32 rows inductor kept the fp32 pre-norm
+            # embedding and recomputed x0 from it at each read: twice the bytes (BENCHMARKS.md, eighteenth session)
+            x = x.to(torch.get_autocast_dtype(dev))
         if self.embed_proj is not None:
             x = self.embed_proj(x)
         if self.bigram is not None:
-            x = x + self.bigram(idx)
+            x = x + self.bigram(idx).to(x.dtype)
         if self.smear is not None:
             x = self.smear(x, idx)
-        x, dev = F.rms_norm(x, (x.size(-1),)), x.device.type
-        if self.autocast_residual and torch.is_autocast_enabled(dev):
-            x = x.to(torch.get_autocast_dtype(dev))
-        return x
+        return F.rms_norm(x, (x.size(-1),))
 
     def _skip(self, x: torch.Tensor, skip: torch.Tensor, i: int) -> torch.Tensor:
         s = self.skip_weights[i].to(skip.dtype) * skip
