@@ -116,7 +116,6 @@ def test_compiled_fullgraph_on_cuda(tiny_model_config):
     assert all(torch.isfinite(g).all() for g in grads)
 
 
-
 def test_under_autocast_the_embedding_rows_are_rounded_before_smear_and_norm(tiny_model_config):
     """As the record's bf16 table gives them: the tensors the backward keeps for x0 are then bf16, not the
     fp32 pre-norm embedding that inductor had recomputed x0 from at every layer (twice the bytes)."""
