@@ -136,7 +136,7 @@ def _(x, cos, sin, gain, rope_dims):
 @torch.library.custom_op("golf::qk_rope_backward", mutates_args=())
 def _qk_rope_backward(x: torch.Tensor, grad: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                       gain: torch.Tensor | None, rope_dims: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d x in x's dtype, d gain in fp32: zeros (H,) without a gain)."""
+    """(d x in x's dtype, each program's share of d gain in fp32: (programs, H), (0, H) without a gain)."""
     x, grad, cos, sin = x.contiguous(), grad.contiguous(), cos.contiguous(), sin.contiguous()
     heads = x.shape[2]
     n_tok, grid, meta = _launch_args(x, rope_dims)
@@ -146,13 +146,14 @@ def _qk_rope_backward(x: torch.Tensor, grad: torch.Tensor, cos: torch.Tensor, si
     if x.numel():
         golf_qk_rope_bwd[grid](x, grad, cos, sin, gain if gain is not None else x, dx, per_program, n_tok,
                                x.shape[1], EPS, HAS_GAIN=gain is not None, **meta)
-    return dx, per_program.sum(0)  # zeros without a gain
+    return dx, per_program
 
 
 @_qk_rope_backward.register_fake
 def _(x, grad, cos, sin, gain, rope_dims):
+    n_programs = _launch_args(x, rope_dims)[1][0] if gain is not None else 0
     return (torch.empty_like(x, memory_format=torch.contiguous_format),
-            x.new_empty((x.shape[2],), dtype=torch.float32))
+            x.new_empty((n_programs, x.shape[2]), dtype=torch.float32))
 
 
 def _setup_context(ctx, inputs, output):
@@ -163,8 +164,9 @@ def _setup_context(ctx, inputs, output):
 
 def _backward(ctx, grad):
     x, cos, sin, gain = ctx.saved_tensors
-    dx, dgain = _qk_rope_backward(x, grad, cos, sin, gain, ctx.rope_dims)
-    return dx, None, None, None if gain is None else dgain.to(gain.dtype), None
+    dx, dgain_shares = _qk_rope_backward(x, grad, cos, sin, gain, ctx.rope_dims)
+    # summed here, inside the traced graph, so inductor fuses the sum instead of an eager reduce launch per call
+    return dx, None, None, None if gain is None else dgain_shares.sum(0).to(gain.dtype), None
 
 
 _qk_rope.register_autograd(_backward, setup_context=_setup_context)
