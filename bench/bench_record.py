@@ -10,21 +10,24 @@ tokens per step on one GPU) in step mode, looping from half its steps, as bench/
 
     python bench/bench_record.py --record REC/train_gpt.py            # everything, in order (~17 min)
 
-A lent machine runs at most 600 s per command and the record needs 480-670 s to its first step on
-the H200, so the run splits into calls while the machine stays up (state in --state-dir, /tmp):
+A lent machine runs at most 600 s per command and the record needs 480-771 s to its first step on
+the H200 (its compile runs on the host, whose speed varies by machine), so the run splits into calls while the machine stays up (state in --state-dir, /tmp):
 
     python bench/bench_record.py --record REC/train_gpt.py --start-record   # launches it detached, returns
     python bench/bench_record.py --wait-record --wait-s 550   # exit 3: not through its phases yet (again)
     python bench/bench_record.py --golf                       # golf alone, its result kept
     python bench/bench_record.py --collect                    # the table
 
-golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs.
+golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs:
+`--golf` refuses while the record runs, and the table refuses a golf run that overlapped the record's
+measured steps.
 Start the record first on a fresh machine. The record died in three sessions at 554-571 s, in its warm-up
 (SIGSEGV in the thirteenth and fifteenth, SIGBUS in the eighteenth), each time near the end of the first
 call's 545-550 s wait, when the next call begins. A call re-copies the carried tokens, which the record
 memory-mapped through links, and re-unpacked FA4's wheels over the libraries it had loaded (BENCHMARKS.md,
 eighteenth session). The record now reads copies of the tokens, and bench/device_env.sh unpacks the
-wheels once per machine; whether that was the whole cause is for the next run to show. `--collect` alone
+wheels once per machine; in the nineteenth session the record ran on through the next call's start
+(570 s) to its steps at 771-800 s. `--collect` alone
 also waits for the record and runs golf itself when no `--golf` result is kept.
 
 Reading the record's log: its step lines carry tok/s cumulative since training began, so a phase's
@@ -141,13 +144,38 @@ def parse_record(text: str) -> dict:
 
     pre = [s for s in steps if SKIP_STEPS <= s[0] <= (k if k is not None else 10**9)]
     post = [s for s in steps if k is not None and s[0] >= k + SKIP_STEPS]
+    measured = pre + post
     return {"first_step_s": next((t for s, t, _ in steps if s == 1), None), "loop_step": k,
             "pre": rate(pre), "post": rate(post),
+            # seconds since launch of the first and last step line the rates use
+            "measured_s": [measured[0][1], measured[-1][1]] if measured else None,
             "steps": steps[-1][0] if steps else 0, "post_lines": len(post), "done": bool(DONE_LINE.search(text))}
 
 
 def record_ready(p: dict, post_lines: int) -> bool:
     return p["post"] is not None and (p["post_lines"] >= post_lines or p["done"])
+
+
+def record_alive(state: dict) -> bool:
+    try:
+        os.killpg(state["pgid"], 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def shared_gpu(golf: dict, rec: dict, t0: float) -> str | None:
+    """Why golf's run and the record's measured steps overlapped in time, or None when golf ran wholly
+    before the record's launch or wholly after its last measured step. (The nineteenth session's script ran
+    golf after a --wait-record that had timed out: both rates fell 10%, and the table printed a ratio.)"""
+    start, end = golf.get("ran_s", (None, None))
+    if start is None or rec["measured_s"] is None:
+        return "golf.json or the record's log lacks the times needed to prove the runs did not overlap"
+    first, last = (t0 + t for t in rec["measured_s"])
+    if end <= t0 or start >= last:
+        return None
+    return (f"golf ran from {start - t0:.0f} to {end - t0:.0f} s after the record's launch, and the record's "
+            f"measured steps from {first - t0:.0f} to {last - t0:.0f} s: they shared the GPU")
 
 
 def stop_record(state: dict) -> None:
@@ -175,11 +203,7 @@ def wait_record(state: dict, wait_s: float, post_lines: int) -> dict | None:
         if record_ready(p, post_lines):
             stop_record(state)
             return p
-        try:
-            os.killpg(state["pgid"], 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
+        alive = record_alive(state)
         if not alive or time.time() >= end:
             tail = "\n".join(text.splitlines()[-12:])
             why = "it ended before both phases" if not alive else f"not through both phases after {wait_s:.0f} s"
@@ -201,12 +225,23 @@ def golf_phase_rates(rows: list[dict], switch: int, batch_tokens: int) -> tuple[
     return rate(pre), rate(post)
 
 
+def refuse_beside_record(state_dir: Path) -> None:
+    """--golf while a record launched from state_dir still runs would measure both on a shared GPU."""
+    state_file = state_dir / "record.json"
+    if state_file.is_file():
+        state = json.loads(state_file.read_text())
+        if record_alive(state):
+            raise SystemExit(f"--golf: the record (process group {state['pgid']}, {state_file}) is still "
+                             "running; wait for it with --wait-record first (it stops the record)")
+
+
 def run_golf(a: argparse.Namespace) -> dict:
     from golf.params import read_params
 
     params = read_params(a.params)
     flags = ["--max-wallclock-s", "0", "--iterations", str(a.golf_steps), "--enable-looping-at", "0.5",
              "--warmup-steps", str(a.warmup_steps), "--val-every", "0", "--seed", str(a.seed), *a.golf_flag]
+    started = time.time()
     r = train(a.state_dir / "golf", a.params, a.tokens, flags)
     m = r["metrics"]
     pre, post = golf_phase_rates(r["rows"], a.golf_steps // 2, int(params["train"]["train_batch_tokens"]))
@@ -217,7 +252,8 @@ def run_golf(a: argparse.Namespace) -> dict:
            "pre": pre, "post": post, "steps": m["steps"],
            "attention": m["attention_backend"], "fused_mlp": m.get("fused_mlp") or "eager",
            "doc_masked_attention": params["model"].get("doc_masked_attention"),
-           "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"]}
+           "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"],
+           "ran_s": [started, time.time()]}  # epoch seconds, for shared_gpu
     (a.state_dir / "golf.json").write_text(json.dumps(out, indent=1) + "\n")
     print("golf:", json.dumps(out), flush=True)
     return out
@@ -228,6 +264,9 @@ def run_golf(a: argparse.Namespace) -> dict:
 def report(golf: dict, rec: dict, state: dict, out: Path) -> None:
     import torch
 
+    overlap = shared_gpu(golf, rec, state["t0"])
+    if overlap:
+        raise SystemExit(f"no ratio: {overlap} (run golf again after --wait-record has stopped the record)")
     record = {**{k: rec[k] for k in ("first_step_s", "pre", "post", "loop_step", "steps")},
               "script": state["script"], "wall_s": state["wall_s"]}
     ratio = {k: golf[k] / record[k] for k in ("first_step_s", "pre", "post")}
@@ -275,6 +314,7 @@ def main() -> None:
     a.params = a.params or h100_params()
     everything = not (a.start_record or a.golf or a.collect or a.wait_record)
     if a.golf:
+        refuse_beside_record(a.state_dir)
         run_golf(a)
     if a.start_record or everything:
         if a.record is None:

@@ -1,0 +1,66 @@
+"""bench/bench_record.py's bookkeeping: the record's log parsed into rates and the times they cover, and
+the guard that keeps a golf run that shared the GPU with the record's measured steps out of the table."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import bench_record  # noqa: E402
+
+TOKENS_PER_STEP = 786_432
+
+
+def record_log(first_step_s: float, step_s: float, loop_at: int, steps: int) -> str:
+    """A stamped log as the record writes it: a line every 5 steps, tok/s cumulative since step 1."""
+    lines = []
+    for s in [1, 2, *range(5, steps + 1, 5)]:
+        t = first_step_s + (s - 1) * step_s
+        rate = s * TOKENS_PER_STEP / (s * step_s)
+        lines.append(f"[{t:8.2f}] {s}/20000 train_loss: 5.0 train_time: 0.1m tok/s: {rate:.0f}")
+        if s == loop_at:
+            lines.append(f"[{t:8.2f}] layer_loop:enabled step:{loop_at}")
+    return "\n".join(lines) + "\n"
+
+
+def test_the_parsed_log_gives_the_rate_and_the_seconds_its_step_lines_span():
+    p = bench_record.parse_record(record_log(first_step_s=500.0, step_s=0.5, loop_at=20, steps=35))
+    assert p["first_step_s"] == 500.0 and p["loop_step"] == 20
+    assert p["pre"] == pytest.approx(TOKENS_PER_STEP / 0.5, rel=1e-4)
+    # from step 2's line (the first kept) to step 35's
+    assert p["measured_s"] == [pytest.approx(500.5), pytest.approx(517.0)]
+
+
+def golf_run(start: float, end: float) -> dict:
+    return {"ran_s": [start, end]}
+
+
+@pytest.mark.parametrize("start, end, shared", [
+    (1000.0 + 520, 1000.0 + 640, False),   # after the record's last measured step
+    (1000.0 - 200, 1000.0 - 10, False),    # before the record's launch
+    (1000.0 + 505, 1000.0 + 600, True),    # began during its measured steps
+    (1000.0 + 100, 1000.0 + 505, True),    # ended during them
+    (1000.0 + 100, 1000.0 + 200, True),    # during its compile and warm-up (the same GPU and CPUs)
+])
+def test_a_golf_run_is_refused_when_it_overlapped_the_record(start, end, shared):
+    rec = bench_record.parse_record(record_log(first_step_s=500.0, step_s=0.5, loop_at=20, steps=35))
+    why = bench_record.shared_gpu(golf_run(start, end), rec, t0=1000.0)
+    assert (why is not None) == shared
+    if shared:
+        assert "shared the GPU" in why
+
+
+def test_a_golf_result_without_its_times_proves_nothing():
+    rec = bench_record.parse_record(record_log(first_step_s=500.0, step_s=0.5, loop_at=20, steps=35))
+    assert "lacks the times" in bench_record.shared_gpu({}, rec, t0=1000.0)
+
+
+def test_golf_refuses_to_start_while_the_record_runs(tmp_path):
+    (tmp_path / "record.json").write_text(json.dumps({"pgid": os.getpgid(0)}))  # this test's group: alive
+    with pytest.raises(SystemExit, match="still running"):
+        bench_record.refuse_beside_record(tmp_path)
+    (tmp_path / "record.json").unlink()
+    bench_record.refuse_beside_record(tmp_path)  # no record launched from here: golf may run
