@@ -12,6 +12,8 @@ recorded. Kernel times are binned: matmul (cuBLAS/CUTLASS), attention (flash/cuD
 (inductor's Triton kernels: norms, softcap + cross-entropy, rotary, gates...; golf/kernels' golf_*),
 optimizer (foreach / fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/memset) and other
 (eager ATen).
+Each phase also prints the SM clock and power over the recorded steps (bench/gpu_clocks.py): kernel
+times from two runs are comparable only at like clocks.
 `busy` is the kernel time over the wall time of those steps; 1 - busy is the GPU left idle, and the
 last tables charge each idle gap to the kernel that ended it (a host-bound stretch shows up as the
 kernels it launched too late).
@@ -35,6 +37,7 @@ import time
 from pathlib import Path
 
 import torch
+from gpu_clocks import ClockSampler, this_gpu_uuid
 from trainrun import ROOT, h100_params
 
 BINS = [("attention", r"flash|fmha|cudnn|attention|sdpa"),
@@ -97,9 +100,16 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     from golf.train.loop import model_flops_per_token
 
     activities = [ProfilerActivity.CUDA] + ([ProfilerActivity.CPU] if shapes or host_ops else [])
-    with profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps),
-                 record_shapes=shapes) as prof:
-        model, cfg, res = run_phase(params, tokens, flags, looping, steps + 2, on_step=lambda _: prof.step())
+
+    def on_step(step: int) -> None:
+        prof.step()
+        if step == 2:  # the recorded steps begin
+            clocks.mark()
+
+    with ClockSampler(uuid=this_gpu_uuid()) as clocks, \
+            profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps),
+                    record_shapes=shapes) as prof:
+        model, cfg, res = run_phase(params, tokens, flags, looping, steps + 2, on_step=on_step)
     timed = res.rows[2:]
     n = len(timed)
     step_ms = sum(cfg.train_batch_tokens / float(r["tokens_per_s"]) for r in timed) * 1e3 / n
@@ -108,6 +118,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
     kernels = kernel_times(prof, n)
     report(f"golf {'after' if looping else 'before'} looping", kernels, step_ms,
            f"{tps / 1e6:.3f} M tok/s, MFU {fpt * tps / cfg.peak_flops:.1%} (of train.peak_flops)", top)
+    print(f"\n{clocks.summary()} (the recorded steps; compare two runs' kernel times at like clocks)")
     report_waits(waits(prof), n, top)
     if shapes:
         report_matmuls(prof, n)
