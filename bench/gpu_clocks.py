@@ -71,7 +71,7 @@ class ClockSampler:
             return self
         query = ",".join(("uuid", *FIELDS))
         self.proc = subprocess.Popen([exe, f"--query-gpu={query}", "--format=csv,noheader,nounits",
-                                      f"-lms={self.period_ms}"], stdout=subprocess.PIPE,
+                                      f"--loop-ms={self.period_ms}"], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
