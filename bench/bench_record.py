@@ -11,7 +11,8 @@ tokens per step on one GPU) in step mode, looping from half its steps, as bench/
     python bench/bench_record.py --record REC/train_gpt.py            # everything, in order (~17 min)
 
 A lent machine runs at most 600 s per command and the record needs 480-771 s to its first step on
-the H200 (its compile runs on the host, whose speed varies by machine), so the run splits into calls while the machine stays up (state in --state-dir, /tmp):
+the H200 (its compile runs on the host, whose speed varies by machine), so the run splits into calls
+while the machine stays up (state in --state-dir, /tmp):
 
     python bench/bench_record.py --record REC/train_gpt.py --start-record   # launches it detached, returns
     python bench/bench_record.py --wait-record --wait-s 550   # exit 3: not through its phases yet (again)
@@ -27,8 +28,8 @@ call's 545-550 s wait, when the next call begins. A call re-copies the carried t
 memory-mapped through links, and re-unpacked FA4's wheels over the libraries it had loaded (BENCHMARKS.md,
 eighteenth session). The record now reads copies of the tokens, and bench/device_env.sh unpacks the
 wheels once per machine; in the nineteenth session the record ran on through the next call's start
-(570 s) to its steps at 771-800 s. `--collect` alone
-also waits for the record and runs golf itself when no `--golf` result is kept.
+(570 s) to its steps at 771-800 s. `--collect` alone also waits for the record and runs golf itself
+when no `--golf` result is kept.
 
 Reading the record's log: its step lines carry tok/s cumulative since training began, so a phase's
 rate comes from two lines s1 < s2: (s2 - s1) / (s2 / r2 - s1 / r1) tokens per second; steps up to K
