@@ -161,7 +161,7 @@ def record_alive(state: dict) -> bool:
     try:
         os.killpg(state["pgid"], 0)
         return True
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # gone, or its number now another user's
         return False
 
 
