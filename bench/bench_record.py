@@ -54,7 +54,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from trainrun import ROOT, compile_cache_env, h100_params, start_parts, train
+from trainrun import ROOT, compile_cache_env, h100_params, host_line, host_probe, start_parts, train
 
 STEP_LINE = re.compile(r"^\[\s*([\d.]+)\]\s+(\d+)/\d+ train_loss: \S+ train_time: \S+ tok/s: ([\d.]+)")
 LOOP_LINE = re.compile(r"layer_loop:enabled step:(\d+)")
@@ -272,12 +272,13 @@ def report(golf: dict, rec: dict, state: dict, out: Path) -> None:
               "script": state["script"], "wall_s": state["wall_s"]}
     ratio = {k: golf[k] / record[k] for k in ("first_step_s", "pre", "post")}
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+    host = host_probe()
     result = {"date": date.today().isoformat(), "gpu": gpu, "torch": torch.__version__, "tokens": state["tokens"],
-              "golf": golf, "record": record, "golf_over_record": ratio}
+              "host": host, "golf": golf, "record": record, "golf_over_record": ratio}
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\n{gpu}, {result['date']}, tokens {state['tokens']}; golf: {golf['attention']} attention, "
           f"{golf.get('fused_mlp', '?')} MLP, "
-          f"doc_masked_attention {golf['doc_masked_attention']}")
+          f"doc_masked_attention {golf['doc_masked_attention']}\n{host_line(host)}")
     print("| | start to 1st step | tok/s before looping | after looping |\n|---|---:|---:|---:|")
     for name, r in (("golf", golf), ("record script (FA4 via golf.kernels.fa4)", record)):
         print(f"| {name} | {r['first_step_s']:.0f} s | {r['pre'] / 1e6:.3f} M | {r['post'] / 1e6:.3f} M |")

@@ -29,7 +29,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, StageFailed, h100_params, median, start_parts, train
+from trainrun import ROOT, StageFailed, h100_params, host_line, host_probe, median, start_parts, train
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")  # an environment variable in a variant's words
 LOOP_TIME_FRAC = 0.35
@@ -131,7 +131,7 @@ def main() -> None:
         results.append(res)
         print(json.dumps(res), flush=True)
     print(f"\n{steps} steps per variant ({a.params.name}); ratios vs the first variant that ran; MFU over "
-          f"train.peak_flops = {peak:.3g} FLOP/s")
+          f"train.peak_flops = {peak:.3g} FLOP/s\n{host_line(host_probe())}")
     print_table(results)
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")

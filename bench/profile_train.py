@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 from gpu_clocks import ClockSampler, this_gpu_uuid
-from trainrun import ROOT, h100_params
+from trainrun import ROOT, h100_params, host_line, host_probe
 
 BINS = [("attention", r"flash|fmha|cudnn|attention|sdpa"),
         ("matmul", r"gemm|nvjet|cutlass|xmma|wgmma|sm90_|ampere_|cublas"),
@@ -380,7 +380,7 @@ def main() -> None:
                       a.host_ops)
         if a.host:
             host_phase(a.params, a.tokens, flags, looping, 3 if a.quick else a.steps, a.host_cprofile)
-    print(f"\n(profile run {time.perf_counter() - t0:.0f} s)")
+    print(f"\n(profile run {time.perf_counter() - t0:.0f} s; {host_line(host_probe())})")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,29 @@ def golf(stage: str, args: list[str], log: Path, env: dict[str, str] | None = No
     return wall
 
 
+def host_probe() -> dict:
+    """The host a run's figures came from: its CPU model, core count and a fixed pure-Python loop's best of
+    three seconds. Compiles and a launch-bound step run at the host's speed: the record's start took 511-571 s
+    on some H200 machines and 771 s on one whose GPU idled 10-31% of golf's step (BENCHMARKS.md, nineteenth
+    session); this line tells such machines apart."""
+    model = "unknown CPU"
+    try:
+        model = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                     if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        best = min(best, time.perf_counter() - t0)
+    return {"cpu": model, "cores": os.cpu_count(), "python_loop_s": round(best, 4)}
+
+
+def host_line(probe: dict) -> str:
+    return f"host: {probe['cpu']}, {probe['cores']} cores, a 1e6-term Python sum in {probe['python_loop_s'] * 1e3:.0f} ms"
+
+
 def compile_cache_env(cache: Path) -> dict[str, str]:
     """The environment that puts every compile cache a training run fills under `cache`: inductor's
     (with Triton's inside it) and the two the `gpu` extra keeps in /tmp/$USER by default, the CuTe DSL's

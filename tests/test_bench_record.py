@@ -1,5 +1,6 @@
-"""bench/bench_record.py's bookkeeping: the record's log parsed into rates and the times they cover, and
-the guard that keeps a golf run that shared the GPU with the record's measured steps out of the table."""
+"""bench/bench_record.py's bookkeeping: the record's log parsed into rates and the times they cover, the
+guard that keeps a golf run that shared the GPU with the record's measured steps out of the table, and the
+host line printed with the table (bench/trainrun.py)."""
 
 import json
 import os
@@ -64,3 +65,11 @@ def test_golf_refuses_to_start_while_the_record_runs(tmp_path):
         bench_record.refuse_beside_record(tmp_path)
     (tmp_path / "record.json").unlink()
     bench_record.refuse_beside_record(tmp_path)  # no record launched from here: golf may run
+
+
+def test_the_host_line_names_the_cpu_and_times_the_probe():
+    probe = bench_record.host_probe()
+    assert probe["cores"] >= 1 and 0 < probe["python_loop_s"] < 60
+    line = bench_record.host_line(probe)
+    assert line.startswith(f"host: {probe['cpu']}, {probe['cores']} cores") and line.endswith(" ms")
+
