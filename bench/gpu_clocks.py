@@ -1,5 +1,5 @@
-"""The GPU's SM clock, power draw and temperature, sampled by nvidia-smi in a child process while a
-benchmark runs, so that kernel times from two runs can be read against the clocks they ran at.
+"""The GPU's SM clock, power draw and temperature, sampled in a background thread while a benchmark runs,
+so that kernel times from two runs can be read against the clocks they ran at.
 
 Why: in the nineteenth session's A/B (BENCHMARKS.md) the same attention kernels took 136 ms a step in a run
 whose GPU idled 25% of the time and 145-146 ms in runs idling 11-16%: the GPU was faster when it rested
@@ -9,30 +9,30 @@ more. A kernel-time difference between two runs is only the code's when their cl
         ...                        # the work
         clocks.mark()              # from here on (e.g. after the compiling steps)
     print(clocks.summary())
+
+The readings are torch.cuda's (clock_rate, power_draw, temperature: NVML through pynvml, which the lent
+image has), for torch's current device; each is NVML's average over its own sample period (1/6 to 1 s).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
+from typing import Callable
 
-FIELDS = ("clocks.sm", "power.draw", "temperature.gpu")
-
-
-def parse_sample(line: str) -> tuple[str, float, float, float] | None:
-    """(gpu uuid, SM MHz, watts, degrees C) from one `uuid,<FIELDS>` csv line, nounits; None if any is N/A."""
-    parts = [p.strip() for p in line.split(",")]
-    if len(parts) != 1 + len(FIELDS):
-        return None
-    try:
-        return (parts[0], *map(float, parts[1:]))
-    except ValueError:  # "[N/A]", "[Not Supported]"
-        return None
+Reading = tuple[float, float, float]  # SM MHz, watts, degrees C
 
 
-def summarize(samples: list[tuple[float, float, float]]) -> str:
+def torch_reader() -> Callable[[], Reading]:
+    """Reads the current CUDA device through torch.cuda (the device fixed now: the thread has its own)."""
+    import torch
+
+    device = torch.cuda.current_device()
+    return lambda: (float(torch.cuda.clock_rate(device)), torch.cuda.power_draw(device) / 1e3,
+                    float(torch.cuda.temperature(device)))
+
+
+def summarize(samples: list[Reading]) -> str:
     """One line from (SM MHz, watts, C) samples."""
     if not samples:
         return "GPU clocks: no samples"
@@ -42,60 +42,47 @@ def summarize(samples: list[tuple[float, float, float]]) -> str:
             f"{len(samples)} samples")
 
 
-def this_gpu_uuid() -> str | None:
-    """nvidia-smi's name for torch's current device ("GPU-<uuid>"), or None where torch cannot say."""
-    import torch
-
-    uuid = getattr(torch.cuda.get_device_properties(torch.cuda.current_device()), "uuid", None)
-    if uuid is None:
-        return None
-    uuid = str(uuid)
-    return uuid if uuid.startswith("GPU-") else f"GPU-{uuid}"
-
-
 class ClockSampler:
-    """Samples every `period_ms` from entry to exit; `summary()` covers the samples after the last `mark()`
-    (all of them without one), of the GPU named `uuid` where nvidia-smi sees several. Without nvidia-smi it
-    samples nothing and says so."""
+    """Calls `read` every `period_s` from entry to exit; `summary()` covers the samples after the last
+    `mark()` (all of them without one). If a reading fails (no pynvml, say), sampling stops and the summary
+    gives the error."""
 
-    def __init__(self, period_ms: int = 100, uuid: str | None = None):
-        self.period_ms, self.uuid = period_ms, uuid
-        self.samples: list[tuple[float, tuple[str, float, float, float]]] = []
+    def __init__(self, read: Callable[[], Reading] | None = None, period_s: float = 0.1):
+        self.read, self.period_s = read, period_s
+        self.samples: list[tuple[float, Reading]] = []
         self.since = 0.0
-        self.proc: subprocess.Popen | None = None
-        self.reader: threading.Thread | None = None
+        self.error: str | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> ClockSampler:
-        exe = shutil.which("nvidia-smi")
-        if exe is None:
+        try:
+            self.read = self.read or torch_reader()
+        except Exception as e:  # noqa: BLE001 - no CUDA: nothing to sample, and the summary says why
+            self.error = f"{type(e).__name__}: {e}"
             return self
-        query = ",".join(("uuid", *FIELDS))
-        self.proc = subprocess.Popen([exe, f"--query-gpu={query}", "--format=csv,noheader,nounits",
-                                      f"--loop-ms={self.period_ms}"], stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
+        self.thread.start()
         return self
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            sample = parse_sample(line)
-            if sample is not None:
-                self.samples.append((time.time(), sample))
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                reading = self.read()
+            except Exception as e:  # noqa: BLE001 - reported by summary(), never raised into the benchmark
+                self.error = f"{type(e).__name__}: {e}"
+                return
+            self.samples.append((time.time(), reading))
+            self.stop.wait(self.period_s)
 
     def mark(self) -> None:
         self.since = time.time()
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.reader.join(timeout=10)
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=10)
 
     def summary(self) -> str:
-        if self.proc is None:
-            return "GPU clocks: not sampled (no nvidia-smi on PATH)"
-        kept = [s for t, s in self.samples if t >= self.since]
-        if len({s[0] for s in kept}) > 1:  # several GPUs in view: this process's alone
-            kept = [s for s in kept if s[0] == self.uuid]
-        return summarize([s[1:] for s in kept])
+        if self.error and not self.samples:
+            return f"GPU clocks: not sampled ({self.error.splitlines()[0][:120]})"
+        return summarize([r for t, r in self.samples if t >= self.since])

@@ -12,8 +12,8 @@ recorded. Kernel times are binned: matmul (cuBLAS/CUTLASS), attention (flash/cuD
 (inductor's Triton kernels: norms, softcap + cross-entropy, rotary, gates...; golf/kernels' golf_*),
 optimizer (foreach / fused Adam, Newton-Schulz's pointwise parts), copy (memcpy/memset) and other
 (eager ATen).
-Each phase also prints the SM clock and power over the recorded steps (bench/gpu_clocks.py): kernel
-times from two runs are comparable only at like clocks.
+Each phase also prints the SM clock and power over the recorded steps (bench/gpu_clocks.py, NVML through
+torch.cuda): kernel times from two runs are comparable only at like clocks.
 `busy` is the kernel time over the wall time of those steps; 1 - busy is the GPU left idle, and the
 last tables charge each idle gap to the kernel that ended it (a host-bound stretch shows up as the
 kernels it launched too late).
@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 import torch
-from gpu_clocks import ClockSampler, this_gpu_uuid
+from gpu_clocks import ClockSampler
 from trainrun import ROOT, h100_params, host_line, host_probe
 
 BINS = [("attention", r"flash|fmha|cudnn|attention|sdpa"),
@@ -106,7 +106,7 @@ def profile_phase(params: Path, tokens: Path, flags: dict, looping: bool, steps:
         if step == 2:  # the recorded steps begin
             clocks.mark()
 
-    with ClockSampler(uuid=this_gpu_uuid()) as clocks, \
+    with ClockSampler() as clocks, \
             profile(activities=activities, schedule=schedule(wait=1, warmup=1, active=steps),
                     record_shapes=shapes) as prof:
         model, cfg, res = run_phase(params, tokens, flags, looping, steps + 2, on_step=on_step)
