@@ -71,7 +71,9 @@ def host_probe() -> dict:
 
 
 def host_line(probe: dict) -> str:
-    return f"host: {probe['cpu']}, {probe['cores']} cores, a 1e6-term Python sum in {probe['python_loop_s'] * 1e3:.0f} ms"
+    """host_probe's dict as the line the benches print."""
+    return (f"host: {probe['cpu']}, {probe['cores']} cores, "
+            f"a 1e6-term Python sum in {probe['python_loop_s'] * 1e3:.0f} ms")
 
 
 def compile_cache_env(cache: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ def record_log(first_step_s: float, step_s: float, loop_at: int, steps: int) -> 
     lines = []
     for s in [1, 2, *range(5, steps + 1, 5)]:
         t = first_step_s + (s - 1) * step_s
-        rate = s * TOKENS_PER_STEP / (s * step_s)
+        rate = TOKENS_PER_STEP / step_s  # steady, so the cumulative rate is the same at every line
         lines.append(f"[{t:8.2f}] {s}/20000 train_loss: 5.0 train_time: 0.1m tok/s: {rate:.0f}")
         if s == loop_at:
             lines.append(f"[{t:8.2f}] layer_loop:enabled step:{loop_at}")
