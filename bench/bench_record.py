@@ -188,9 +188,7 @@ def stop_record(state: dict) -> None:
             return
         end = time.time() + wait
         while time.time() < end:
-            try:
-                os.killpg(state["pgid"], 0)
-            except ProcessLookupError:
+            if not record_alive(state):
                 return
             time.sleep(0.5)
 
@@ -226,14 +224,18 @@ def golf_phase_rates(rows: list[dict], switch: int, batch_tokens: int) -> tuple[
     return rate(pre), rate(post)
 
 
+def record_state(state_dir: Path) -> dict | None:
+    """The state --start-record left in state_dir (record.json), or None if it launched none there."""
+    state_file = state_dir / "record.json"
+    return json.loads(state_file.read_text()) if state_file.is_file() else None
+
+
 def refuse_beside_record(state_dir: Path) -> None:
     """--golf while a record launched from state_dir still runs would measure both on a shared GPU."""
-    state_file = state_dir / "record.json"
-    if state_file.is_file():
-        state = json.loads(state_file.read_text())
-        if record_alive(state):
-            raise SystemExit(f"--golf: the record (process group {state['pgid']}, {state_file}) is still "
-                             "running; wait for it with --wait-record first (it stops the record)")
+    state = record_state(state_dir)
+    if state is not None and record_alive(state):
+        raise SystemExit(f"--golf: the record (process group {state['pgid']}, {state_dir / 'record.json'}) is "
+                         "still running; wait for it with --wait-record first (it stops the record)")
 
 
 def run_golf(a: argparse.Namespace) -> dict:
@@ -324,10 +326,9 @@ def main() -> None:
         start_record(a.record, a.tokens, a.state_dir, a.record_wall_s, a.seed)
     if not (a.collect or a.wait_record or everything):
         return
-    state_file = a.state_dir / "record.json"
-    if not state_file.is_file():
-        raise SystemExit(f"{state_file}: no record run to collect (start one with --start-record)")
-    state = json.loads(state_file.read_text())
+    state = record_state(a.state_dir)
+    if state is None:
+        raise SystemExit(f"{a.state_dir / 'record.json'}: no record run to collect (start one with --start-record)")
     rec = wait_record(state, a.wait_s, a.post_lines)
     if rec is None:
         sys.exit(3)  # call --wait-record or --collect again while the machine is up
