@@ -28,8 +28,8 @@ call's 545-550 s wait, when the next call begins. A call re-copies the carried t
 memory-mapped through links, and re-unpacked FA4's wheels over the libraries it had loaded (BENCHMARKS.md,
 eighteenth session). The record now reads copies of the tokens, and bench/device_env.sh unpacks the
 wheels once per machine; in the nineteenth session the record ran on through the next call's start
-(570 s) to its steps at 771-800 s. `--collect` alone also waits for the record and runs golf itself
-when no `--golf` result is kept.
+(570 s), to its first step at 771 s and 44 more. `--collect` alone also waits for the record and runs
+golf itself when no `--golf` result is kept.
 
 Reading the record's log: its step lines carry tok/s cumulative since training began, so a phase's
 rate comes from two lines s1 < s2: (s2 - s1) / (s2 / r2 - s1 / r1) tokens per second; steps up to K
@@ -168,7 +168,7 @@ def record_alive(state: dict) -> bool:
 def shared_gpu(golf: dict, rec: dict, t0: float) -> str | None:
     """Why golf's run and the record's measured steps overlapped in time, or None when golf ran wholly
     before the record's launch or wholly after its last measured step. (The nineteenth session's script ran
-    golf after a --wait-record that had timed out: both rates fell 10%, and the table printed a ratio.)"""
+    golf after a --wait-record that had timed out: its rates fell 1.5-23%, and the table printed a ratio.)"""
     start, end = golf.get("ran_s", (None, None))
     if start is None or rec["measured_s"] is None:
         return "golf.json or the record's log lacks the times needed to prove the runs did not overlap"
