@@ -238,6 +238,14 @@ def refuse_beside_record(state_dir: Path) -> None:
                          "still running; wait for it with --wait-record first (it stops the record)")
 
 
+def cuda_graphs_on(params: dict, flags: list[str]) -> bool:
+    """train.cuda_graphs as golf train sees it: the params file's value unless a flag says otherwise."""
+    for flag in reversed(flags):
+        if flag in ("--cuda-graphs", "--no-cuda-graphs"):
+            return flag == "--cuda-graphs"
+    return bool(params["train"].get("cuda_graphs", False))
+
+
 def run_golf(a: argparse.Namespace) -> dict:
     from golf.params import read_params
 
@@ -255,6 +263,7 @@ def run_golf(a: argparse.Namespace) -> dict:
            "pre": pre, "post": post, "steps": m["steps"],
            "attention": m["attention_backend"], "fused_mlp": m.get("fused_mlp") or "eager",
            "doc_masked_attention": params["model"].get("doc_masked_attention"),
+           "cuda_graphs": cuda_graphs_on(params, flags),
            "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"],
            "ran_s": [started, time.time()]}  # epoch seconds, for shared_gpu
     (a.state_dir / "golf.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -280,7 +289,8 @@ def report(golf: dict, rec: dict, state: dict, out: Path) -> None:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\n{gpu}, {result['date']}, tokens {state['tokens']}; golf: {golf['attention']} attention, "
           f"{golf.get('fused_mlp', '?')} MLP, "
-          f"doc_masked_attention {golf['doc_masked_attention']}\n{host_line(host)}")
+          f"doc_masked_attention {golf['doc_masked_attention']}, cuda_graphs {golf.get('cuda_graphs', '?')}\n"
+          f"{host_line(host)}")
     print("| | start to 1st step | tok/s before looping | after looping |\n|---|---:|---:|---:|")
     for name, r in (("golf", golf), ("record script (FA4 via golf.kernels.fa4)", record)):
         print(f"| {name} | {r['first_step_s']:.0f} s | {r['pre'] / 1e6:.3f} M | {r['post'] / 1e6:.3f} M |")

@@ -502,6 +502,8 @@ def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config, attention)
     5.9e-4 away; in inductor's deterministic mode, as here, the two runs without graphs were up to 2.0e-3
     (sdpa) and 7.3e-3 (fa4) apart, the graphs' run 0.9e-3 and 4.8e-3 (H200, BENCHMARKS.md, seventeenth session).
     A lost micro-batch gradient or a stale buffer moves the weights by a step's size, or the first loss.
+    Twentieth session (H200): fa4 passed; sdpa failed on skip_gates, moved 2.4e-5 against 1.2e-5 allowed, its
+    two runs without graphs 1.8e-6 apart. Whether the bound or the graphs are wrong is open (issue 17).
     fa4: 64-dim heads and document masking, so FA4's varlen ops (and quack's MLP GEMMs where they import)
     run captured, on padded cu_seqlens."""
     from torch._dynamo.utils import counters
@@ -529,11 +531,15 @@ def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config, attention)
         assert counters["inductor"]["cudagraph_skips"] == 0, name
     (off, losses), (again, _), (on, losses_on) = runs["off"], runs["off again"], runs["on"]
     assert abs(losses_on[0] - losses[0]) <= 2e-6, (losses_on, losses)
-    for k in off:
+    too_far = []
+    for k in off:  # every key printed before the assert (pytest -rP shows them), so a failure shows them all
         spread = (again[k].float() - off[k].float()).abs().max().item()
         moved = (on[k].float() - off[k].float()).abs().max().item()
-        print(f"{k}: moved {moved:.3g}, spread {spread:.3g}")  # pytest -rP shows them
-        assert moved <= max(4 * spread, 1e-5 + 1e-4 * off[k].float().abs().max().item()), (k, moved, spread)
+        allowed = max(4 * spread, 1e-5 + 1e-4 * off[k].float().abs().max().item())
+        print(f"{k}: moved {moved:.3g}, spread {spread:.3g}, allowed {allowed:.3g}")
+        if moved > allowed:
+            too_far.append((k, moved, allowed))
+    assert not too_far, too_far
 
 
 def test_cuda_graphs_without_cuda_is_a_clear_error():
