@@ -19,6 +19,8 @@ while the machine stays up (state in --state-dir, /tmp):
     python bench/bench_record.py --golf                       # golf alone, its result kept
     python bench/bench_record.py --collect                    # the table
 
+(bench/side_by_side.sh makes those the calls of a lent machine.)
+
 golf runs after the record is stopped, never beside it, so neither competes for the GPU or the CPUs:
 `--golf` refuses while the record runs, and the table refuses a golf run that overlapped the record's
 measured steps.
