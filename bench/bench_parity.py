@@ -5,7 +5,7 @@ Triton kernels) train the same model as the plain eager path? Same data, same se
     python bench/bench_parity.py --quick         # 100 steps
     python bench/bench_parity.py --fast-flags "--compile-scope model"
 
-Three `golf train` runs: fast (seed s), eager (--compile off --fused-kernels off, seed s) and fast
+Three `golf train` runs: fast (seed s), eager (--compile off --fused-kernels off --no-cuda-graphs, seed s) and fast
 with seed s+1. The seed changes the init and the data order, so |fast(s) - fast(s+1)| is the
 run-to-run noise that the fast-vs-eager difference is judged against. The verdict is on the final
 val BPB of the EMA weights (one fixed held-out set, scored the same way for all three runs); the
@@ -51,7 +51,7 @@ def main() -> None:
     fast = shlex.split(a.fast_flags)
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench-parity-"))
     runs = {"fast": common + fast + ["--seed", str(a.seed)],
-            "eager": common + ["--compile", "off", "--fused-kernels", "off", "--seed", str(a.seed)],
+            "eager": common + ["--compile", "off", "--fused-kernels", "off", "--no-cuda-graphs", "--seed", str(a.seed)],
             "fast_seed2": common + fast + ["--seed", str(a.seed + 1)]}
     res = {}
     for name, flags in runs.items():

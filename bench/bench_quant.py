@@ -34,7 +34,7 @@ def main() -> None:
     ckpt = a.checkpoint
     if ckpt is None:
         train(work / "train", a.params, a.tokens, ["--max-wallclock-s", "0", "--iterations", "2", "--compile", "off",
-                                                  "--warmup-steps", "0", "--val-every", "0"])
+                                                  "--no-cuda-graphs", "--warmup-steps", "0", "--val-every", "0"])
         ckpt = work / "train" / "model.safetensors"
     hess = work / "hessians.safetensors"
     common = ["--params", str(a.params), "--checkpoint", str(ckpt), "--tokens", str(a.tokens)]

@@ -33,8 +33,9 @@ from trainrun import ROOT, StageFailed, h100_params, host_line, host_probe, medi
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")  # an environment variable in a variant's words
 LOOP_TIME_FRAC = 0.35
-DEFAULT_VARIANTS = ["model=--compile-scope model", "blocks=--compile-scope blocks",
-                    "blocks_cudnn=--compile-scope blocks --attention-backend cudnn"]
+# CUDA graphs (on in the h100 preset) need one whole-model graph, so the blocks variants run without them
+DEFAULT_VARIANTS = ["model=--compile-scope model", "blocks=--compile-scope blocks --no-cuda-graphs",
+                    "blocks_cudnn=--compile-scope blocks --no-cuda-graphs --attention-backend cudnn"]
 
 
 def flops_per_token(params: Path, seq_len: int) -> tuple[float, float]:

@@ -3,7 +3,7 @@ so the CPU side runs at full speed), before and after depth recurrence switches 
 
     python bench/profile_train.py                    # the h100 preset, 8 steps per phase
     python bench/profile_train.py --quick            # 3 steps per phase
-    python bench/profile_train.py --flags "compile_scope=blocks attention_backend=cudnn"
+    python bench/profile_train.py --flags "compile_scope=blocks cuda_graphs=false attention_backend=cudnn"
     python bench/profile_train.py --phase after --no-mix-order-cap   # looped only, without golf's cap
 
 Each phase is one call of golf.train.loop.train (no warm-up steps, no evals) with looping off,

@@ -26,7 +26,8 @@ def applied(name: str) -> dict:
 
 def shrink(p: dict, vocab: int = 32) -> dict:
     """The recipe at CPU size: small widths and depth, layer indices mapped onto the last layers, one step.
-    Every on/off toggle and every non-size value the recipe set stays as it is."""
+    Every on/off toggle and every non-size value the recipe set stays as it is, but the GPU-only ones (device,
+    compile, CUDA graphs)."""
     m, t = p["model"], p["train"]
     old = m["num_layers"]
     last = lambda i: LAYERS - (old - i)  # noqa: E731  (layer i of old counted from the top)
@@ -39,7 +40,7 @@ def shrink(p: dict, vocab: int = 32) -> dict:
     m.update(loop_start=1, loop_end=1)  # one looped layer (read only when num_loops > 1)
     t.update(iterations=1, max_wallclock_s=0.0, gptq_reserve_s=0.0, warmup_steps=0, train_batch_tokens=8 * 24,
              train_seq_len=24, grad_accum_steps=1, nproc_per_node=1, val_every=0, val_batch_seqs=4,
-             val_max_tokens=0, device="cpu", compile="off", peak_flops=0.0)
+             val_max_tokens=0, device="cpu", compile="off", cuda_graphs=False, peak_flops=0.0)
     return p
 
 
