@@ -504,8 +504,8 @@ def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config, attention)
     (sdpa) and 7.3e-3 (fa4) apart, the graphs' run 0.9e-3 and 4.8e-3 (H200, BENCHMARKS.md, seventeenth session).
     A lost micro-batch gradient or a stale buffer moves the weights by a step's size, or the first loss.
     The twentieth session's H200 failed sdpa on skip_gates (moved 2.4e-5, then 1.2e-5 allowed) while the two
-    runs without graphs were 1.8e-6 apart: their second run reused the first's kernels, so the spread held no
-    other compile's rounding. The gradients are bf16 under autocast (a relative rounding of 2^-8 = 0.4%), and
+    runs without graphs were 1.8e-6 apart: likely (not checked) the second reused the first's kernels from
+    inductor's cache, so the spread held no other compile's rounding. The gradients are bf16 under autocast (a relative rounding of 2^-8 = 0.4%), and
     Adam and Muon carry a relative change of the gradient into the update, so another compile may move a
     weight by about 0.4% of what training moved it: 1% of that movement is allowed too (2.4e-5 was 0.12%),
     where losing one of the two micro-batches would change the updates by far more.
