@@ -35,11 +35,16 @@ fi
 if [ ! -f .record/train_gpt.py ]; then
     repo=${PG_REPO:-}
     if [ -z "$repo" ]; then
-        repo=$(mktemp -d)/parameter-golf
+        repo=$(mktemp -d)
+        trap 'rm -rf "$repo"' EXIT
         git clone -q --depth 1 https://github.com/openai/parameter-golf "$repo"
     fi
     mkdir -p .record
-    git --git-dir="$(git -C "$repo" rev-parse --absolute-git-dir)" show "HEAD:$RECORD" > .record/train_gpt.py.part
+    # a bare git dir or a work tree; the script lands whole or not at all
+    git -C "$repo" show "HEAD:$RECORD" > .record/train_gpt.py.part 2> /dev/null || {
+        rm -f .record/train_gpt.py.part
+        echo "device_setup: PG_REPO=$repo: no $RECORD at its HEAD (a clone of openai/parameter-golf?)" >&2
+        exit 1; }
     mv .record/train_gpt.py.part .record/train_gpt.py
 fi
 python3 - <<'PY'
