@@ -176,3 +176,40 @@ def test_fa4_compiled_with_inductor_one_graph_for_every_document_count():
         assert rel(fa4.varlen_attention(q, k, v, cu, 2048), ref) < 1e-2
         assert all(t.grad is not None and torch.isfinite(t.grad).all() for t in (q, k, v))
     assert counter.frame_count == 1
+
+
+@needs_fa4
+def test_rope_fa4_matches_the_separate_ops_and_reads_the_accumulators():
+    """golf::rope_fa4 (golf/kernels/rope_fa4.py) against golf::qk_rope then FA4 as two ops, eager and compiled
+    (fullgraph): the same output and dv bit for bit (the same kernels), dq, dk and d gain within bf16 rounding
+    of FA4's dq / dk (the op reads them in fp32), and dQ / dK came through FA4's accumulators."""
+    from golf.artifact.model.attention import Rotary
+    from golf.kernels import fa4_accum
+    from golf.kernels.qk_rope import qk_rope
+    from golf.kernels.rope_fa4 import rope_attention
+
+    b, t, rope_dims = 2, 1024, 16
+    q, k, v = qkv((b, t, 8, 64), (b, t, 4, 64), "cuda", torch.bfloat16, seed=3)
+    gain = torch.full((8,), 1.5, device="cuda", requires_grad=True)
+    cu = torch.tensor([0, 300, 800, 800, 1024, 1030, 2048], dtype=torch.int32, device="cuda")
+    rope = Rotary(rope_dims, 10000.0).cuda()(t, "cuda")
+
+    def separate(q, k, v, gain):
+        qr, kr = qk_rope(q, rope, gain, rope_dims), qk_rope(k, rope, None, rope_dims)
+        return fa4.varlen_attention(*(x.reshape(b * t, *x.shape[2:]) for x in (qr, kr, v)), cu, t).view(q.shape)
+
+    def fused(q, k, v, gain):
+        return rope_attention(q, k, v, rope, gain, rope_dims, cu)
+
+    fa4_accum.tile_order.cache_clear()
+    expected = separate(q, k, v, gain)
+    expected_grads = grads(expected, (q, k, v, gain))
+    for fn in (fused, torch.compile(fused, fullgraph=True)):
+        y = fn(q, k, v, gain)
+        assert torch.equal(y, expected)
+        dq, dk, dv, dgain = grads(y, (q, k, v, gain))
+        assert torch.equal(dv, expected_grads[2])
+        for got, want in ((dq, expected_grads[0]), (dk, expected_grads[1]), (dgain, expected_grads[3])):
+            assert rel(got, want) < 4e-3, (rel(got, want), got.dtype)
+    calls = fa4_accum.tile_order.cache_info()
+    assert calls.hits + calls.misses == 4  # dQ and dK came through FA4's accumulators in both backwards

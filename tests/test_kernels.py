@@ -650,6 +650,57 @@ def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain):
         bf16_close(fused[i], eager[i], truth[i])
 
 
+def fa4_style_accumulator(grad: torch.Tensor, cu: list[int], tile: int, order: torch.Tensor, scale: float):
+    """grad (N, H, D) / scale laid out as FA4's fp32 accumulator (golf/kernels/fa4_accum.py): a plane per head,
+    sequence i from padded row (cu[i] + i * tile) // tile * tile, each tile's (row, column) at order[row, column]."""
+    n, h, d = grad.shape
+    rows = (n + len(cu) * tile) // tile * tile
+    acc = torch.zeros(h, rows * d, dtype=torch.float32, device=grad.device)
+    for i in range(len(cu) - 1):
+        base = (cu[i] + i * tile) // tile * tile
+        for j in range(cu[i], cu[i + 1]):
+            tile_no, row = divmod(base + j - cu[i], tile)
+            acc[:, tile_no * tile * d + order[row].long()] = grad[j].float() / scale
+    return acc
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("gain", [True, False])
+def test_qk_rope_backward_reads_fa4s_accumulator(device, gain):
+    """The q / k backward from FA4's fp32 accumulator (any order within a tile, sequences padded to tiles,
+    an empty one among them) gives d x and d gain as close to the fp64 truth as the bf16-gradient path."""
+    from golf.artifact.model.attention import Rotary
+    from golf.kernels.fa4_accum import Accum
+    from golf.kernels.qk_rope import qk_rope, qk_rope_backward_accum, qk_rope_reference
+
+    gen = torch.Generator().manual_seed(1)
+    b, t, h, d, rope_dims, tile, scale = 2, 40, 4, 64, 16, 16, 0.125
+    cu = [0, 7, 7, 30, 40, 51, 80]
+    x = (3 * torch.randn(b, t, h, d, generator=gen)).to(device)
+    g = (1 + torch.rand(h, generator=gen)).to(device)
+    grad = torch.randn(b * t, h, d, generator=gen).to(device)
+    order = torch.randperm(tile * d, generator=gen).view(tile, d).to(device=device, dtype=torch.int32)
+    acc = Accum(fa4_style_accumulator(grad, cu, tile, order, scale), order, tile, d, scale)
+    rope64 = Rotary(rope_dims, 10000.0).double().to(device)(t, device)
+    rope32 = tuple(r.float() for r in rope64)
+
+    def run(fn, dtype, rope):
+        xs = x.to(dtype).requires_grad_()
+        gs = g.to(torch.float64 if dtype == torch.float64 else torch.float32).clone().requires_grad_()
+        fn(xs, rope, gs if gain else None, rope_dims).backward(grad.view(b, t, h, d).to(dtype))
+        return xs.grad, gs.grad
+
+    truth = run(qk_rope_reference, torch.float64, rope64)
+    today = run(qk_rope, torch.bfloat16, rope32)
+    cos, sin = (r.reshape(t, -1) for r in rope32)
+    cu_t = torch.tensor(cu, dtype=torch.int32, device=device)
+    dx, shares = qk_rope_backward_accum(x.bfloat16(), acc, cos, sin, g if gain else None, rope_dims, cu_t)
+    assert dx.dtype == torch.bfloat16 and shares.shape == ((acc.data.shape[1] // (tile * d), h) if gain else (0, h))
+    bf16_close(dx, today[0], truth[0])
+    if gain:
+        bf16_close(shares.sum(0), today[1], truth[1])
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("heads, kv_heads, head_dim, has_xsa, has_gate", [
     (8, 4, 64, True, True), (6, 2, 48, True, True), (4, 4, 16, True, False), (4, 2, 16, False, True)])
