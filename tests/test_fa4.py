@@ -213,3 +213,22 @@ def test_rope_fa4_matches_the_separate_ops_and_reads_the_accumulators():
             assert rel(got, want) < 4e-3, (rel(got, want), got.dtype)
     calls = fa4_accum.tile_order.cache_info()
     assert calls.hits + calls.misses == 4  # dQ and dK came through FA4's accumulators in both backwards
+
+
+@needs_fa4
+def test_tile_order_stays_out_of_the_calling_threads_memory_pool():
+    """cudagraph trees' warm-up sends the calling thread's allocations to the graphs' private pool, where a
+    tensor cached across steps fails their check (a golf train run on the H200, twenty-first session): the tile
+    order that fa4_accum caches is allocated outside the pool the caller allocates from."""
+    from golf.kernels import fa4_accum
+
+    q, k, v = (x.detach() for x in qkv((256, 8, 64), (256, 4, 64), "cuda", torch.bfloat16, seed=5))
+    cu = torch.tensor([0, 100, 256], dtype=torch.int32, device="cuda")
+    out, lse = fa4.fa4_fwd(q, k, v, cu, 256)
+    fa4_accum.tile_order.cache_clear()
+    pool = torch.cuda.MemPool()
+    with torch.cuda.use_mem_pool(pool):
+        dq, _, _ = fa4_accum.backward(q, k, v, out, torch.randn_like(out), lse, cu, 256)
+    assert isinstance(dq, fa4_accum.Accum)
+    at = dq.order.data_ptr()
+    assert not any(s["address"] <= at < s["address"] + s["total_size"] for s in pool.snapshot())

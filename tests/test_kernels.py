@@ -511,6 +511,42 @@ def test_gpt_takes_the_installed_functions(tiny_model_config, overrides, mtp, ml
     assert calls == {"head": 2 if mtp else 1, mlp_hook: model.num_virtual_layers}
 
 
+def test_gpt_routes_documents_on_fa4_through_qk_attend(tiny_model_config):
+    """use_fused_kernels(qk_attend=...) takes each attention's q / k preparation and attention together when
+    the backend is fa4 and documents go to it as cu_seqlens (FA4's CPU reference ops registered as "fa4"):
+    a stand-in that does what the model does gives the same loss and gradients, once per attention layer;
+    without document masking the model never calls it."""
+    from golf.artifact.model.attention import apply_rotary, attend, register_backend, unregister_backend
+    from golf.kernels import fa4
+
+    calls = []
+
+    def qk_attend(q, k, v, rope, gain, rope_dims, cu_seqlens):
+        calls.append(cu_seqlens)
+        q, k = (apply_rotary(F.rms_norm(x, (x.shape[-1],)), *rope, rope_dims) for x in (q, k))
+        return attend(q * gain.to(q.dtype)[:, None], k, v, "fa4", cu_seqlens)
+
+    register_backend("fa4", fa4.attention, fa4.varlen_attention)
+    try:
+        for doc_masked in (True, False):
+            model = tiny_gpt(tiny_model_config, bos_id=1, doc_masked_attention=doc_masked, num_heads=2,
+                             num_kv_heads=1)
+            model.set_attention_backend("fa4")
+            idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1))
+            idx[:, 5] = 1
+            tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2))
+            eager = loss_and_grads(model, idx, tgt, False)
+            calls.clear()
+            model.use_fused_kernels(None, None, qk_attend=qk_attend)
+            routed = loss_and_grads(model, idx, tgt, False)
+            assert len(calls) == (model.num_virtual_layers if doc_masked else 0)
+            torch.testing.assert_close(routed[0][0], eager[0][0])
+            for name, g in eager[1].items():
+                torch.testing.assert_close(routed[1][name], g, msg=name)
+    finally:
+        unregister_backend("fa4")
+
+
 def test_artifact_code_never_imports_the_kernels():
     """The bundled runner (and so eval) reaches neither golf/kernels nor golf/train."""
     from golf.compress.bundle import closure

@@ -22,6 +22,7 @@ tile), or that FA4 writes directly (dK without GQA), comes back as FA4's bf16 te
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import inspect
@@ -68,6 +69,17 @@ def tile_order(key: tuple, dtype: torch.dtype) -> Tensor:
     writing `dtype`. Two runs on one sequence of one full tile holding offset % 256 and offset // 256
     (integers to 256 are exact in bf16 and fp16), scale 1. Launches and synchronizes: the first call of
     each configuration must come outside a CUDA graph capture (training's warm-up steps)."""
+    # in a thread of its own: under CUDA graphs the first call comes in a warm-up run of cudagraph trees, which
+    # puts the calling thread's allocations in the graphs' private pool, and a cached tensor left there fails the
+    # pool's check ("1 tensor(s) in the cudagraph pool not tracked as outputs": the H200, twenty-first session,
+    # when this ran on a side stream of the calling thread; the thread is the fix, not yet run on a GPU)
+    device = torch.cuda.current_device()
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        return worker.submit(_probe, key, dtype, device).result()
+
+
+def _probe(key: tuple, dtype: torch.dtype, device: int) -> Tensor:
+    torch.cuda.set_device(device)
     _, convert = _postprocess()
     config = dict(key)
     tile, hdim, tile_hdim = config["block_size"], config["hdim"], _tile_hdim(config)
@@ -85,6 +97,7 @@ def tile_order(key: tuple, dtype: torch.dtype) -> Tensor:
     if flat.unique().numel() != flat.numel() or int(flat.max()) >= tile * tile_hdim:
         raise RuntimeError("FA4's backward postprocess did not read a permutation of its tile: golf/kernels/"
                            "fa4_accum.py does not know this flash_attn_4 version's accumulator layout")
+    torch.cuda.synchronize()
     return order
 
 

@@ -84,7 +84,9 @@ def golf_qk_rope_fwd(x_ptr, cos_ptr, sin_ptr, gain_ptr, out_ptr, n_tok, seq_len,
 @triton.jit
 def _rope_backward(x, xp, g, gp, c, s, gain, eps, D: tl.constexpr, HAS_GAIN: tl.constexpr):
     """(dx, sum over dims of g * y per [token, head]: d gain's terms, zeros without a gain) for [TOKENS, heads,
-    DP] tiles of x, its pair partners xp (read only with a gain), the incoming gradient g and its partners gp."""
+    DP] tiles of x, its pair partners xp (read only with a gain), the incoming gradient g and its partners gp.
+    The math of golf_qk_rope_bwd, which keeps its own copy: that code is the one the H200 measured (BENCHMARKS.md,
+    fourteenth session), and one session's run with it shared here was 1.8% slower, cause unknown (twenty-first)."""
     rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=2) / D + eps)
     xn = x * rstd[:, :, None]
     if HAS_GAIN:
@@ -103,17 +105,21 @@ def golf_qk_rope_bwd(x_ptr, grad_ptr, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_
                      HAS_GAIN: tl.constexpr, TOKENS: tl.constexpr):
     tok, head, cols, at, ok = _tile(n_tok, H, HP, D, DP, TOKENS)
     x = tl.load(x_ptr + at, mask=ok, other=0.0).to(tl.float32)
+    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=2) / D + eps)
+    xn = x * rstd[:, :, None]
     partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, tok, cols, n_tok, seq_len, HALF)
     partner_at = at - cols[None, None, :] + partner
     g = tl.load(grad_ptr + at, mask=ok, other=0.0).to(tl.float32)
     gp = tl.load(grad_ptr + partner_at, mask=ok & rot, other=0.0).to(tl.float32)
-    xp, gain = x, 1.0
     if HAS_GAIN:
         xp = tl.load(x_ptr + partner_at, mask=ok & rot, other=0.0).to(tl.float32)
-        gain = tl.load(gain_ptr + head, mask=head < H, other=0.0).to(tl.bfloat16).to(tl.float32)[None, :, None]
-    dx, gy = _rope_backward(x, xp, g, gp, c, s, gain, eps, D, HAS_GAIN)
-    if HAS_GAIN:  # this program's share of d gain, per head; the launcher sums the programs'
-        tl.store(dgain_ptr + tl.program_id(0) * H + head, tl.sum(gy, axis=0), mask=head < H)
+        y = xn.to(tl.bfloat16).to(tl.float32) * c + (xp * rstd[:, :, None]).to(tl.bfloat16).to(tl.float32) * s
+        # this program's share of d gain, per head; the launcher sums the programs'
+        tl.store(dgain_ptr + tl.program_id(0) * H + head, tl.sum(tl.sum(g * y, axis=2), axis=0), mask=head < H)
+        gain = tl.load(gain_ptr + head, mask=head < H, other=0.0).to(tl.bfloat16).to(tl.float32)
+        g, gp = g * gain[None, :, None], gp * gain[None, :, None]
+    dxn = g * c - gp * s
+    dx = rstd[:, :, None] * (dxn - xn * (tl.sum(dxn * xn, axis=2) / D)[:, :, None])
     tl.store(dx_ptr + at, dx.to(dx_ptr.dtype.element_ty), mask=ok)
 
 
