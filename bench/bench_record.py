@@ -186,7 +186,7 @@ def stop_record(state: dict) -> None:
     for sig, wait in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(state["pgid"], sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):  # gone, as record_alive reads the same two errors
             return
         end = time.time() + wait
         while time.time() < end:

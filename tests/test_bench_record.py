@@ -82,3 +82,18 @@ def test_the_golf_row_says_whether_cuda_graphs_ran(in_params, flags, on):
     """The h100 preset turns train.cuda_graphs on; a --golf-flag may turn it off, the last flag winning as in
     golf train's own parser."""
     assert bench_record.cuda_graphs_on({"train": {"cuda_graphs": in_params}}, ["--seed", "42", *flags]) is on
+
+
+@pytest.mark.parametrize("error", [ProcessLookupError, PermissionError])
+def test_stopping_a_record_that_is_gone_returns_at_once(monkeypatch, error):
+    """A process group that no longer exists, or whose number now belongs to another user (what record_alive
+    also reads as gone), ends stop_record at its first signal instead of raising."""
+    sent = []
+
+    def killpg(pgid, sig):
+        sent.append(sig)
+        raise error
+
+    monkeypatch.setattr(bench_record.os, "killpg", killpg)
+    bench_record.stop_record({"pgid": 12345})
+    assert len(sent) == 1
