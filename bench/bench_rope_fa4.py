@@ -18,13 +18,10 @@ from kernel_time import kernel_us
 
 from golf.artifact.model.attention import Rotary
 from golf.kernels import fa4, rope_fa4
-from golf.kernels.qk_rope import _qk_rope_backward
+from golf.kernels.qk_rope import _qk_rope_backward, rope_tables
+from golf.kernels.rope_fa4 import _flat as flat
 
 ROPE_DIMS = 16
-
-
-def flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
 
 
 def differing(fused: dict[str, float], separate: dict[str, float]) -> str:
@@ -45,7 +42,7 @@ def main() -> None:
     if not fa4.available():
         raise SystemExit(f"bench_rope_fa4: {fa4.unavailable_reason()}")
     dev, t = torch.device("cuda"), a.seq_len
-    cos, sin = (x.reshape(t, -1).float() for x in Rotary(ROPE_DIMS, 10000.0).to(dev)(t, dev))
+    cos, sin = rope_tables(Rotary(ROPE_DIMS, 10000.0).to(dev)(t, dev))
     gain = torch.full((8,), 5.0, device=dev)
     q = torch.randn(a.seqs, t, 8, 64, device=dev, dtype=torch.bfloat16)
     k, v = (torch.randn(a.seqs, t, 4, 64, device=dev, dtype=torch.bfloat16) for _ in range(2))

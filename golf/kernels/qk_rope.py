@@ -261,12 +261,17 @@ def _backward(ctx, grad):
 _qk_rope.register_autograd(_backward, setup_context=_setup_context)
 
 
+def rope_tables(rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotary's (cos, sin), (1, T, 1, rope_dims / 2), as the kernels take them: (T, rope_dims / 2) fp32."""
+    cos, sin = (t.reshape(t.shape[1], t.shape[-1]).float() for t in rope)
+    return cos, sin
+
+
 def qk_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], gain: torch.Tensor | None,
             rope_dims: int) -> torch.Tensor:
     """rms_norm over the last dim, RoPE on its first rope_dims, times gain per head (if given), fused and
     differentiable. x (B, T, H, D) contiguous-able; rope: Rotary's (cos, sin), (1, T, 1, rope_dims / 2)."""
-    cos, sin = (t.reshape(t.shape[1], t.shape[-1]).float() for t in rope)
-    return _qk_rope(x, cos, sin, gain, rope_dims)
+    return _qk_rope(x, *rope_tables(rope), gain, rope_dims)
 
 
 def qk_rope_reference(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], gain: torch.Tensor | None,

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from golf.kernels import fa4, fa4_accum
-from golf.kernels.qk_rope import _qk_rope, _qk_rope_backward, qk_rope_backward_accum
+from golf.kernels.qk_rope import _qk_rope, _qk_rope_backward, qk_rope_backward_accum, rope_tables
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -87,5 +87,5 @@ def rope_attention(q: Tensor, k: Tensor, v: Tensor, rope: tuple[Tensor, Tensor],
     of one half-precision dtype, rope: Rotary's (cos, sin) -> (B, T, H, D)."""
     if not (q.dtype == k.dtype == v.dtype and v.dtype in (torch.bfloat16, torch.float16)):
         raise ValueError(f"rope_attention: q, k, v must share bf16 or fp16, not {q.dtype}, {k.dtype}, {v.dtype}")
-    cos, sin = (t.reshape(t.shape[1], t.shape[-1]).float() for t in rope)
+    cos, sin = rope_tables(rope)
     return rope_fa4(q.contiguous(), k.contiguous(), v.contiguous(), cos, sin, gain, cu_seqlens, rope_dims)[0]
