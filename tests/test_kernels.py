@@ -511,42 +511,6 @@ def test_gpt_takes_the_installed_functions(tiny_model_config, overrides, mtp, ml
     assert calls == {"head": 2 if mtp else 1, mlp_hook: model.num_virtual_layers}
 
 
-def test_gpt_routes_documents_on_fa4_through_qk_attend(tiny_model_config):
-    """use_fused_kernels(qk_attend=...) takes each attention's q / k preparation and attention together when
-    the backend is fa4 and documents go to it as cu_seqlens (FA4's CPU reference ops registered as "fa4"):
-    a stand-in that does what the model does gives the same loss and gradients, once per attention layer;
-    without document masking the model never calls it."""
-    from golf.artifact.model.attention import apply_rotary, attend, register_backend, unregister_backend
-    from golf.kernels import fa4
-
-    calls = []
-
-    def qk_attend(q, k, v, rope, gain, rope_dims, cu_seqlens):
-        calls.append(cu_seqlens)
-        q, k = (apply_rotary(F.rms_norm(x, (x.shape[-1],)), *rope, rope_dims) for x in (q, k))
-        return attend(q * gain.to(q.dtype)[:, None], k, v, "fa4", cu_seqlens)
-
-    register_backend("fa4", fa4.attention, fa4.varlen_attention)
-    try:
-        for doc_masked in (True, False):
-            model = tiny_gpt(tiny_model_config, bos_id=1, doc_masked_attention=doc_masked, num_heads=2,
-                             num_kv_heads=1)
-            model.set_attention_backend("fa4")
-            idx = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(1))
-            idx[:, 5] = 1
-            tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2))
-            eager = loss_and_grads(model, idx, tgt, False)
-            calls.clear()
-            model.use_fused_kernels(None, None, qk_attend=qk_attend)
-            routed = loss_and_grads(model, idx, tgt, False)
-            assert len(calls) == (model.num_virtual_layers if doc_masked else 0)
-            torch.testing.assert_close(routed[0][0], eager[0][0])
-            for name, g in eager[1].items():
-                torch.testing.assert_close(routed[1][name], g, msg=name)
-    finally:
-        unregister_backend("fa4")
-
-
 def test_artifact_code_never_imports_the_kernels():
     """The bundled runner (and so eval) reaches neither golf/kernels nor golf/train."""
     from golf.compress.bundle import closure
@@ -684,57 +648,6 @@ def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain):
     assert fused[0].dtype == torch.bfloat16
     for i in range(2 + gain):
         bf16_close(fused[i], eager[i], truth[i])
-
-
-def fa4_style_accumulator(grad: torch.Tensor, cu: list[int], tile: int, order: torch.Tensor, scale: float):
-    """grad (N, H, D) / scale laid out as FA4's fp32 accumulator (golf/kernels/fa4_accum.py): a plane per head,
-    sequence i from padded row (cu[i] + i * tile) // tile * tile, each tile's (row, column) at order[row, column]."""
-    n, h, d = grad.shape
-    rows = (n + len(cu) * tile) // tile * tile
-    acc = torch.zeros(h, rows * d, dtype=torch.float32, device=grad.device)
-    for i in range(len(cu) - 1):
-        base = (cu[i] + i * tile) // tile * tile
-        for j in range(cu[i], cu[i + 1]):
-            tile_no, row = divmod(base + j - cu[i], tile)
-            acc[:, tile_no * tile * d + order[row].long()] = grad[j].float() / scale
-    return acc
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("gain", [True, False])
-def test_qk_rope_backward_reads_fa4s_accumulator(device, gain):
-    """The q / k backward from FA4's fp32 accumulator (any order within a tile, sequences padded to tiles,
-    an empty one among them) gives d x and d gain as close to the fp64 truth as the bf16-gradient path."""
-    from golf.artifact.model.attention import Rotary
-    from golf.kernels.fa4_accum import Accum
-    from golf.kernels.qk_rope import qk_rope, qk_rope_backward_accum, qk_rope_reference
-
-    gen = torch.Generator().manual_seed(1)
-    b, t, h, d, rope_dims, tile, scale = 2, 40, 4, 64, 16, 16, 0.125
-    cu = [0, 7, 7, 30, 40, 51, 80]
-    x = (3 * torch.randn(b, t, h, d, generator=gen)).to(device)
-    g = (1 + torch.rand(h, generator=gen)).to(device)
-    grad = torch.randn(b * t, h, d, generator=gen).to(device)
-    order = torch.randperm(tile * d, generator=gen).view(tile, d).to(device=device, dtype=torch.int32)
-    acc = Accum(fa4_style_accumulator(grad, cu, tile, order, scale), order, tile, d, scale)
-    rope64 = Rotary(rope_dims, 10000.0).double().to(device)(t, device)
-    rope32 = tuple(r.float() for r in rope64)
-
-    def run(fn, dtype, rope):
-        xs = x.to(dtype).requires_grad_()
-        gs = g.to(torch.float64 if dtype == torch.float64 else torch.float32).clone().requires_grad_()
-        fn(xs, rope, gs if gain else None, rope_dims).backward(grad.view(b, t, h, d).to(dtype))
-        return xs.grad, gs.grad
-
-    truth = run(qk_rope_reference, torch.float64, rope64)
-    today = run(qk_rope, torch.bfloat16, rope32)
-    cos, sin = (r.reshape(t, -1) for r in rope32)
-    cu_t = torch.tensor(cu, dtype=torch.int32, device=device)
-    dx, shares = qk_rope_backward_accum(x.bfloat16(), acc, cos, sin, g if gain else None, rope_dims, cu_t)
-    assert dx.dtype == torch.bfloat16 and shares.shape == ((acc.data.shape[1] // (tile * d), h) if gain else (0, h))
-    bf16_close(dx, today[0], truth[0])
-    if gain:
-        bf16_close(shares.sum(0), today[1], truth[1])
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -33,7 +33,7 @@ TRAIN = dict(
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
     attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
-    fused_qk=True, fused_qk_fa4=True, fused_xsa_gate=True, cuda_graphs=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
+    fused_qk=True, fused_xsa_gate=True, cuda_graphs=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
     mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
     cat_clip_sigmas=12.85, cat_form="squared", qat_start_frac=0.0, qat_bits=6, qat_clip_sigmas=12.85,
 )
@@ -506,8 +506,8 @@ def test_cuda_graphs_train_the_same_weights_on_gpu(tiny_model_config, attention)
     per weight is too few for 70 weights. A lost micro-batch gradient or a stale buffer moves every weight by
     a good part of a step, far beyond that; or it changes the first loss. Every weight's distances are printed
     (pytest -rP shows them).
-    fa4: 64-dim heads and document masking, so FA4's varlen ops (with train.fused_qk_fa4, golf/kernels/rope_fa4.py
-    and its accumulator reads; and quack's MLP GEMMs where they import) run captured, on padded cu_seqlens."""
+    fa4: 64-dim heads and document masking, so FA4's varlen ops (and quack's MLP GEMMs where they import) run
+    captured, on padded cu_seqlens."""
     from torch._dynamo.utils import counters
 
     from golf.artifact.model import GPT

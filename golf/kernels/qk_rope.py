@@ -82,24 +82,6 @@ def golf_qk_rope_fwd(x_ptr, cos_ptr, sin_ptr, gain_ptr, out_ptr, n_tok, seq_len,
 
 
 @triton.jit
-def _rope_backward(x, xp, g, gp, c, s, gain, eps, D: tl.constexpr, HAS_GAIN: tl.constexpr):
-    """(dx, sum over dims of g * y per [token, head]: d gain's terms, zeros without a gain) for [TOKENS, heads,
-    DP] tiles of x, its pair partners xp (read only with a gain), the incoming gradient g and its partners gp.
-    The math of golf_qk_rope_bwd, which keeps its own copy: that code is the one the H200 measured (BENCHMARKS.md,
-    fourteenth session), and one session's run with it shared here was 1.8% slower, cause unknown (twenty-first)."""
-    rstd = 1.0 / tl.sqrt(tl.sum(x * x, axis=2) / D + eps)
-    xn = x * rstd[:, :, None]
-    if HAS_GAIN:
-        y = xn.to(tl.bfloat16).to(tl.float32) * c + (xp * rstd[:, :, None]).to(tl.bfloat16).to(tl.float32) * s
-        gy = tl.sum(g * y, axis=2)
-        g, gp = g * gain, gp * gain
-    else:
-        gy = tl.sum(g * 0.0, axis=2)
-    dxn = g * c - gp * s
-    return rstd[:, :, None] * (dxn - xn * (tl.sum(dxn * xn, axis=2) / D)[:, :, None]), gy
-
-
-@triton.jit
 def golf_qk_rope_bwd(x_ptr, grad_ptr, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_ptr, n_tok, seq_len, eps,
                      H: tl.constexpr, HP: tl.constexpr, D: tl.constexpr, DP: tl.constexpr, HALF: tl.constexpr,
                      HAS_GAIN: tl.constexpr, TOKENS: tl.constexpr):
@@ -123,55 +105,6 @@ def golf_qk_rope_bwd(x_ptr, grad_ptr, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_
     tl.store(dx_ptr + at, dx.to(dx_ptr.dtype.element_ty), mask=ok)
 
 
-@triton.jit
-def golf_qk_rope_bwd_accum(x_ptr, acc_ptr, order_ptr, cu_ptr, n_seq, cos_ptr, sin_ptr, gain_ptr, dx_ptr, dgain_ptr,
-                           seq_len, eps, scale, plane, H: tl.constexpr, D: tl.constexpr, DP: tl.constexpr,
-                           HALF: tl.constexpr, HAS_GAIN: tl.constexpr, TILE: tl.constexpr,
-                           TILE_HDIM: tl.constexpr, ROWS: tl.constexpr):
-    """golf_qk_rope_bwd with the gradient read from FA4's fp32 accumulator (golf/kernels/fa4_accum.py): one
-    program per (accumulator tile, head), its rows in chunks of ROWS; the gradient is scale * acc."""
-    m = tl.program_id(0)
-    head = tl.program_id(1)
-    p0 = m * TILE
-    # the packed sequence whose padded rows hold this tile: the last s with padded(s) <= p0 (padded rows
-    # start each sequence on a tile, so the tile holds one sequence's rows or none)
-    lo = m * 0
-    hi = m * 0 + n_seq
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        if (tl.load(cu_ptr + mid) + mid * TILE) // TILE * TILE <= p0:
-            lo = mid
-        else:
-            hi = mid
-    first = tl.load(cu_ptr + lo)
-    start = first + p0 - (first + lo * TILE) // TILE * TILE
-    end = tl.load(cu_ptr + lo + 1)
-    cols = tl.arange(0, DP)
-    tile_at = acc_ptr + head.to(tl.int64) * plane + p0.to(tl.int64) * TILE_HDIM
-    gain = 1.0
-    if HAS_GAIN:
-        gain = tl.load(gain_ptr + head).to(tl.bfloat16).to(tl.float32)
-    gy_sum = tl.zeros((1,), dtype=tl.float32)
-    for chunk in tl.static_range(TILE // ROWS):
-        row = chunk * ROWS + tl.arange(0, ROWS)
-        tok = (start + row).to(tl.int64)
-        at = tok[:, None, None] * (H * D) + head * D + cols[None, None, :]
-        ok = (tok < end)[:, None, None] & (cols < D)[None, None, :]
-        partner, c, s, rot = _rope_tables(cos_ptr, sin_ptr, tok, cols, end, seq_len, HALF)
-        in_tile = row[:, None, None] * D
-        g = tl.load(tile_at + tl.load(order_ptr + in_tile + cols[None, None, :], mask=ok, other=0), mask=ok, other=0.0)
-        gp = tl.load(tile_at + tl.load(order_ptr + in_tile + partner, mask=ok & rot, other=0), mask=ok & rot, other=0.0)
-        x = tl.load(x_ptr + at, mask=ok, other=0.0).to(tl.float32)
-        xp = x
-        if HAS_GAIN:
-            xp = tl.load(x_ptr + at - cols[None, None, :] + partner, mask=ok & rot, other=0.0).to(tl.float32)
-        dx, gy = _rope_backward(x, xp, g * scale, gp * scale, c, s, gain, eps, D, HAS_GAIN)
-        gy_sum += tl.sum(gy, axis=0)
-        tl.store(dx_ptr + at, dx.to(dx_ptr.dtype.element_ty), mask=ok)
-    if HAS_GAIN:  # this program's share of d gain for its head; the launcher sums the tiles'
-        tl.store(dgain_ptr + m * H + head + tl.arange(0, 1), gy_sum)
-
-
 def _launch_args(x: torch.Tensor, rope_dims: int) -> tuple[int, tuple[int], dict]:
     """(tokens, grid, the kernels' compile-time arguments) for x (B, T, H, D)."""
     h, d = x.shape[2:]
@@ -180,27 +113,6 @@ def _launch_args(x: torch.Tensor, rope_dims: int) -> tuple[int, tuple[int], dict
     n_tok = x.shape[0] * x.shape[1]
     meta = dict(H=h, HP=hp, D=d, DP=dp, HALF=rope_dims // 2, TOKENS=tokens, num_warps=NUM_WARPS)
     return n_tok, (triton.cdiv(n_tok, tokens),), meta
-
-
-ACCUM_ROWS = 32  # rows of an accumulator tile per loop of golf_qk_rope_bwd_accum
-ACCUM_WARPS = 4
-
-
-def qk_rope_backward_accum(x: torch.Tensor, acc, cos: torch.Tensor, sin: torch.Tensor, gain: torch.Tensor | None,
-                           rope_dims: int, cu_seqlens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """`_qk_rope_backward` with the gradient in FA4's accumulator `acc` (a golf.kernels.fa4_accum.Accum) over
-    the packed sequences cu_seqlens of x (B, T, H, D): (d x, each tile's share of d gain (tiles, H) fp32)."""
-    x = x.contiguous()
-    heads, d = x.shape[2:]
-    tiles = acc.data.shape[1] // (acc.tile * acc.tile_hdim)
-    dx = torch.empty_like(x)
-    per_tile = torch.empty(tiles if gain is not None else 0, heads, device=x.device, dtype=torch.float32)
-    golf_qk_rope_bwd_accum[(tiles, heads)](
-        x, acc.data, acc.order, cu_seqlens, cu_seqlens.numel() - 1, cos.contiguous(), sin.contiguous(),
-        gain if gain is not None else x, dx, per_tile, x.shape[1], EPS, acc.scale, acc.data.shape[1], H=heads, D=d,
-        DP=triton.next_power_of_2(d), HALF=rope_dims // 2, HAS_GAIN=gain is not None, TILE=acc.tile,
-        TILE_HDIM=acc.tile_hdim, ROWS=min(ACCUM_ROWS, acc.tile), num_warps=ACCUM_WARPS)
-    return dx, per_tile
 
 
 @torch.library.custom_op("golf::qk_rope", mutates_args=())
@@ -261,17 +173,12 @@ def _backward(ctx, grad):
 _qk_rope.register_autograd(_backward, setup_context=_setup_context)
 
 
-def rope_tables(rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotary's (cos, sin), (1, T, 1, rope_dims / 2), as the kernels take them: (T, rope_dims / 2) fp32."""
-    cos, sin = (t.reshape(t.shape[1], t.shape[-1]).float() for t in rope)
-    return cos, sin
-
-
 def qk_rope(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], gain: torch.Tensor | None,
             rope_dims: int) -> torch.Tensor:
     """rms_norm over the last dim, RoPE on its first rope_dims, times gain per head (if given), fused and
     differentiable. x (B, T, H, D) contiguous-able; rope: Rotary's (cos, sin), (1, T, 1, rope_dims / 2)."""
-    return _qk_rope(x, *rope_tables(rope), gain, rope_dims)
+    cos, sin = (t.reshape(t.shape[1], t.shape[-1]).float() for t in rope)
+    return _qk_rope(x, cos, sin, gain, rope_dims)
 
 
 def qk_rope_reference(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], gain: torch.Tensor | None,

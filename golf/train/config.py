@@ -123,10 +123,6 @@ class TrainConfig:
     """With fused_kernels on: attention's q and k RMSNorm, partial RoPE and q gain as one Triton pass each
     (golf/kernels/qk_rope.py) instead of inductor's kernels (on the H200 1.5% faster steps, 1.7 GiB less
     memory: BENCHMARKS.md, thirteenth session). Training only."""
-    fused_qk_fa4: bool
-    """With fused_qk and FA4 on documents (model.doc_masked_attention): q / k's preparation and FA4 as one op
-    (golf/kernels/rope_fa4.py), whose backward reads FA4's fp32 dQ / dK accumulators instead of a bf16 dq / dk
-    that FA4 writes and the q / k backward reads back. Training only."""
     fused_xsa_gate: bool
     """With fused_kernels on: attention's XSA and sparse output gate as one Triton pass each way
     (golf/kernels/xsa_gate.py) instead of inductor's kernels (on the H200 1.6% / 2.4% faster steps before /

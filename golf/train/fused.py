@@ -75,24 +75,11 @@ def resolve_mlp(setting: str, device: torch.device, announce: bool = True) -> st
     return "pair" if why else "quack"
 
 
-def _rope_attention():
-    """golf/kernels/rope_fa4.py's op where FA4 imports (the model calls it only when its backend is fa4)."""
-    from golf.kernels import fa4
-
-    if not fa4.available():
-        return None
-    from golf.kernels.rope_fa4 import rope_attention
-
-    return rope_attention
-
-
-def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gate: bool = False,
-            qk_fa4: bool = False) -> bool:
+def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gate: bool = False) -> bool:
     """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
     activation between cuBLAS matmuls, or the GEMM with it in the epilogue, golf's Triton GEMM or
     quack's, as resolve_mlp picked it) and, with `qk` (train.fused_qk), attention's fused q / k preparation,
-    with `xsa_gate` (train.fused_xsa_gate) its fused XSA and sparse gate, with `qk` and `qk_fa4`
-    (train.fused_qk_fa4) q / k's preparation and FA4 on documents as one op; False when the model has no place
+    with `xsa_gate` (train.fused_xsa_gate) its fused XSA and sparse gate; False when the model has no place
     for them (a model other than golf's GPT)."""
     if not hasattr(model, "use_fused_kernels"):
         return False
@@ -103,8 +90,7 @@ def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gat
     from golf.kernels.xsa_gate import xsa_gate as fused_xsa_gate
 
     whole_mlp = {"gemm": mlp_leaky_relu2, "quack": mlp_leaky_relu2_quack}
-    attention = dict(qk=qk_rope if qk else None, xsa_gate=fused_xsa_gate if xsa_gate else None,
-                     qk_attend=_rope_attention() if qk and qk_fa4 else None)
+    attention = dict(qk=qk_rope if qk else None, xsa_gate=fused_xsa_gate if xsa_gate else None)
     if mlp == "pair":
         model.use_fused_kernels(softcap_ce_sum, leaky_relu2, **attention)
     elif mlp in whole_mlp:

@@ -234,9 +234,8 @@ class CausalSelfAttention(nn.Module):
             self.attn_gate_w = nn.Parameter(torch.randn(cfg.num_heads, d) * DENSE_GATE_INIT_STD)
         self.backend = "sdpa"
         # training (GPT.use_fused_kernels): qk(x, rope, gain, rope_dims) does rms_norm, RoPE and the gain at
-        # once; xsa_gate(y, v or None, x window or None, w, scale) XSA and the sparse gate; qk_attend(q, k, v,
-        # rope, gain, rope_dims, cu_seqlens) qk's work and FA4's attention on documents as one op
-        self.fused_qk = self.fused_xsa_gate = self.fused_qk_attend = None
+        # once; xsa_gate(y, v or None, x window or None, w, scale) XSA and the sparse gate
+        self.fused_qk = self.fused_xsa_gate = None
 
     def _project(self, name: str, x: torch.Tensor, adapter, slot: int) -> torch.Tensor:
         out = getattr(self, name)(x)
@@ -262,17 +261,6 @@ class CausalSelfAttention(nn.Module):
         v = v.reshape(b, t, self.num_kv_heads, self.head_dim)
         if v0 is not None:
             v = torch.lerp(v0.to(v.dtype), v, lam.to(v.dtype))
-        if self.fused_qk_attend is not None and docs is not None and self.backend == "fa4":
-            y = self.fused_qk_attend(q, k, v, rope, self.q_gain, self.rope_dims, docs)
-        else:
-            y = attend(*self._prepare_qk(q, k, v, rope), v, self.backend, docs)
-        y = self._xsa_and_gate(y, v, x)
-        return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot), v
-
-    def _prepare_qk(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    rope: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """q and k after rms_norm, RoPE and (q) the gain, in v's dtype (bf16 under autocast) so every kernel
-        sees one dtype."""
         if self.fused_qk is not None:
             q, k = self.fused_qk(q, rope, self.q_gain, self.rope_dims), self.fused_qk(k, rope, None, self.rope_dims)
         else:
@@ -281,7 +269,10 @@ class CausalSelfAttention(nn.Module):
             q = apply_rotary(q, *rope, self.rope_dims)
             k = apply_rotary(k, *rope, self.rope_dims)
             q = q * self.q_gain.to(q.dtype)[:, None]
-        return q.to(v.dtype), k.to(v.dtype)
+        # back to v's dtype (bf16 under autocast) so every kernel sees one dtype
+        q, k = q.to(v.dtype), k.to(v.dtype)
+        y = self._xsa_and_gate(attend(q, k, v, self.backend, docs), v, x)
+        return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot), v
 
     def _xsa_and_gate(self, y: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The attention output y after XSA (if this layer has it) and the output gate (if any)."""
