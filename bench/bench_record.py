@@ -240,14 +240,6 @@ def refuse_beside_record(state_dir: Path) -> None:
                          "still running; wait for it with --wait-record first (it stops the record)")
 
 
-def cuda_graphs_on(params: dict, flags: list[str]) -> bool:
-    """train.cuda_graphs as golf train sees it: the params file's value unless a flag says otherwise."""
-    for flag in reversed(flags):
-        if flag in ("--cuda-graphs", "--no-cuda-graphs"):
-            return flag == "--cuda-graphs"
-    return bool(params["train"].get("cuda_graphs", False))
-
-
 def run_golf(a: argparse.Namespace) -> dict:
     from golf.params import read_params
 
@@ -265,7 +257,7 @@ def run_golf(a: argparse.Namespace) -> dict:
            "pre": pre, "post": post, "steps": m["steps"],
            "attention": m["attention_backend"], "fused_mlp": m.get("fused_mlp") or "eager",
            "doc_masked_attention": params["model"].get("doc_masked_attention"),
-           "cuda_graphs": cuda_graphs_on(params, flags),
+           "cuda_graphs": m["cuda_graphs"],
            "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"],
            "ran_s": [started, time.time()]}  # epoch seconds, for shared_gpu
     (a.state_dir / "golf.json").write_text(json.dumps(out, indent=1) + "\n")

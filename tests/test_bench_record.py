@@ -75,15 +75,6 @@ def test_the_host_line_names_the_cpu_and_times_the_probe():
 
 
 
-@pytest.mark.parametrize(("in_params", "flags", "on"), [
-    (True, [], True), (False, [], False), (True, ["--no-cuda-graphs"], False),
-    (False, ["--cuda-graphs"], True), (False, ["--cuda-graphs", "--no-cuda-graphs"], False)])
-def test_the_golf_row_says_whether_cuda_graphs_ran(in_params, flags, on):
-    """The h100 preset turns train.cuda_graphs on; a --golf-flag may turn it off, the last flag winning as in
-    golf train's own parser."""
-    assert bench_record.cuda_graphs_on({"train": {"cuda_graphs": in_params}}, ["--seed", "42", *flags]) is on
-
-
 @pytest.mark.parametrize("error", [ProcessLookupError, PermissionError])
 def test_stopping_a_record_that_is_gone_returns_at_once(monkeypatch, error):
     """A process group that no longer exists, or whose number now belongs to another user (what record_alive

@@ -400,6 +400,7 @@ def test_golf_train_stage(tmp_path):
     t = json.loads((tmp_path / "metrics/timings/train.json").read_text())["train"]
     assert m["steps"] == 12 and m["train_tokens"] == 12 * 8 * 24
     assert m["val_bpb"] > 0 and m["params"] > 0 and t["peak_mem_bytes"] > 0 and m["compile"] is False
+    assert m["cuda_graphs"] is False  # what bench_record's golf row reports
     assert m["attention_backend"] == "sdpa" and "mfu" not in m | t and t["wall_s"] >= t["train_s"]
     # the cold start, split: setup, then each warm-up graph (looping switches on mid-run: two)
     parts = [t["start_s_setup"], t["start_s_plain"], t["start_s_looped"]]
@@ -552,10 +553,19 @@ def test_cuda_graphs_without_cuda_is_a_clear_error():
     va, vb = corpus(600, seed=2)
     with pytest.raises(GolfError, match=r"^train\.cuda_graphs = true needs CUDA and compile, but the device is cpu"):
         train(TinyLM(), tcfg(cuda_graphs=True), tr, va, vb, torch.device("cpu"), SOLO, progress=False)
-    with pytest.raises(GolfError, match=r"^train\.cuda_graphs = true needs train\.compile_scope model or hybrid, but "
-                       r"it is blocks$"):
-        train(TinyLM(), tcfg(cuda_graphs=True, compile_scope="blocks"), tr, va, vb, torch.device("cpu"), SOLO,
-              progress=False)
+
+
+def test_cuda_graphs_at_blocks_scope_is_refused_where_the_value_came_from(tmp_path):
+    """blocks scope has no whole-model graph to replay: refused when the params are read, naming the key and
+    blaming the file, or the command line when a flag made the difference."""
+    with pytest.raises(GolfError, match=r"train\.cuda_graphs = True: needs train\.compile_scope model or hybrid, "
+                       r"but it is 'blocks'$"):
+        tcfg(cuda_graphs=True, compile_scope="blocks")
+    write_tokens(tmp_path / "tokens")
+    write_params(tmp_path / "params.yaml", {}, iterations=2, val_every=0)
+    r = invoke(tmp_path, "--cuda-graphs", "--compile-scope", "blocks")
+    assert r.exit_code != 0 and "command line: train.cuda_graphs = True: needs train.compile_scope" in r.output
+    assert not (tmp_path / "metrics/train.json").exists()
 
 
 def test_golf_train_with_document_masking(tmp_path):

@@ -210,6 +210,8 @@ class TrainConfig:
             bad("qat_bits", "must be in [2, 8] (int8 codes, as quantize)")
         if self.qat_clip_sigmas <= 0:
             bad("qat_clip_sigmas", "must be > 0")
+        if self.cuda_graphs and self.compile_scope == "blocks":  # no whole-model graph to replay (loop.py)
+            bad("cuda_graphs", "needs train.compile_scope model or hybrid, but it is 'blocks'")
 
     def micro_batch_seqs(self, world_size: int) -> int:
         """Sequences per forward on each rank."""

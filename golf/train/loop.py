@@ -384,8 +384,6 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         from golf.eval.plain import evaluate
     world = dctx.world_size
     use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
-    if cfg.cuda_graphs and cfg.compile_scope == "blocks":  # Stepper.compile: no whole-model graph to replay
-        raise GolfError("train.cuda_graphs = true needs train.compile_scope model or hybrid, but it is blocks")
     if cfg.cuda_graphs and not (use_compile and device.type == "cuda"):
         raise GolfError(f"train.cuda_graphs = true needs CUDA and compile, but the device is {device.type} and "
                         f"train.compile = {cfg.compile}")
