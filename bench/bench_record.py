@@ -257,7 +257,7 @@ def run_golf(a: argparse.Namespace) -> dict:
            "pre": pre, "post": post, "steps": m["steps"],
            "attention": m["attention_backend"], "fused_mlp": m.get("fused_mlp") or "eager",
            "doc_masked_attention": params["model"].get("doc_masked_attention"),
-           "cuda_graphs": m["cuda_graphs"],
+           "cuda_graphs": m["cuda_graphs"], "combo_kernels": m.get("combo_kernels"),
            "val_bpb": m["val_bpb"], "peak_gib": m["peak_mem_bytes"] / 2**30, "process_s": r["process_s"],
            "ran_s": [started, time.time()]}  # epoch seconds, for shared_gpu
     (a.state_dir / "golf.json").write_text(json.dumps(out, indent=1) + "\n")
@@ -283,7 +283,8 @@ def report(golf: dict, rec: dict, state: dict, out: Path) -> None:
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\n{gpu}, {result['date']}, tokens {state['tokens']}; golf: {golf['attention']} attention, "
           f"{golf.get('fused_mlp', '?')} MLP, "
-          f"doc_masked_attention {golf['doc_masked_attention']}, cuda_graphs {golf.get('cuda_graphs', '?')}\n"
+          f"doc_masked_attention {golf['doc_masked_attention']}, cuda_graphs {golf.get('cuda_graphs', '?')}, "
+          f"combo_kernels {golf.get('combo_kernels', '?')}\n"
           f"{host_line(host)}")
     print("| | start to 1st step | tok/s before looping | after looping |\n|---|---:|---:|---:|")
     for name, r in (("golf", golf), ("record script (FA4 via golf.kernels.fa4)", record)):

@@ -33,7 +33,7 @@ TRAIN = dict(
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
     attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
-    fused_qk=True, fused_xsa_gate=True, cuda_graphs=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
+    fused_qk=True, fused_xsa_gate=True, cuda_graphs=False, combo_kernels=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
     mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
     cat_clip_sigmas=12.85, cat_form="squared", qat_start_frac=0.0, qat_bits=6, qat_clip_sigmas=12.85,
 )
@@ -692,3 +692,20 @@ def test_same_cache_keys_pickles_a_memory_format_whatever_the_import_order(fixed
                               check=True).stdout
 
     assert (pickled(True) == pickled(False)) == fixed
+
+
+@pytest.mark.parametrize("graphs, combo", [(False, False), (True, False), (False, True), (True, True)])
+def test_inductor_options_are_inductor_config_keys(graphs, combo):
+    """train.cuda_graphs and train.combo_kernels reach torch.compile as inductor config patches: each key one
+    that this torch's inductor config has (a misspelt key would only fail at compile time, on the GPU)."""
+    import torch._inductor.config as inductor_config
+
+    from golf.train.loop import inductor_options
+
+    options = inductor_options(tcfg(cuda_graphs=graphs, combo_kernels=combo))
+    assert options == {k: True for k, on in (("triton.cudagraphs", graphs), ("combo_kernels", combo)) if on}
+    for key in options:
+        node = inductor_config
+        for part in key.split("."):
+            node = getattr(node, part)  # AttributeError: not a config key
+        assert node is False  # off unless golf turns it on

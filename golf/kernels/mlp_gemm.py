@@ -45,6 +45,7 @@ from torch import Tensor
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from golf.errors import GolfError
+from golf.kernels.mm import mm_fp32
 
 COMPUTE_DTYPE = torch.bfloat16
 INTERPRETER_PROGRAMS = 3  # "SMs" under Triton's interpreter: few, so each program walks several tiles
@@ -244,11 +245,11 @@ def _forward(x: Tensor, w_fc: Tensor, w_proj: Tensor, slope: float, gemm) -> tup
 def _backward(dout, x, w_fc, w_proj, pre, post, slope, gemm_backward) -> tuple[Tensor, Tensor, Tensor]:
     with torch.autocast(dout.device.type, enabled=False):
         g, x16, w1, w2 = _bf16(dout, x, w_fc, w_proj)
-        dw_proj = g.t() @ post
+        dw_proj = mm_fp32(g.t(), post)  # fp32 on the GPU, as the weights' .grad sums them
         dpre = gemm_backward(g, w2.t(), pre, slope)  # a view: quack reads W2 as is, Triton copies (_operand)
-        dw_fc = dpre.t() @ x16
+        dw_fc = mm_fp32(dpre.t(), x16)
         dx = dpre @ w1
-        return dx.to(x.dtype), dw_fc.to(w_fc.dtype).contiguous(), dw_proj.to(w_proj.dtype).contiguous()
+        return dx.to(x.dtype), dw_fc.to(w_fc.dtype), dw_proj.to(w_proj.dtype)
 
 
 @torch.library.custom_op("golf::mlp_leaky_relu2", mutates_args=(), device_types="cuda")

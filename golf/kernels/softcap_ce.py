@@ -8,7 +8,12 @@ GB at the record shape (98,304 tokens x 8,192). Here, per chunk of rows:
   2. one Triton program per row reads its logits, softcaps them in fp32 (the GPU's tanh.approx),
      finds the log-sum-exp (online, two passes over the row; the second hits L2), writes the row's loss
      and overwrites the logits with d loss / d logits = (softmax - onehot) * (1 - tanh^2) in bf16;
-  3. grad_h = G W and grad_W += G^T h (cuBLAS), then the buffer is reused by the next chunk.
+  3. grad_h = G W (written into its rows of grad_h) and grad_W += G^T h (cuBLAS; on the GPU with an fp32
+     output, so the bf16 G^T h is neither written nor cast), then the buffer is reused by the next chunk.
+
+A chunk holds up to 2^30 logits (2 GiB of bf16), so a micro-batch of the record's 98,304 tokens at V = 8,192
+is one chunk: three GEMMs over all the rows instead of three per 16,384 rows, and no per-chunk sums
+(BENCHMARKS.md, twenty-third session).
 
 So the forward computes the gradients (and never keeps the logits); the backward only scales
 them by the incoming scalar gradient. The whole thing is one `torch.library.custom_op` (opaque
@@ -25,8 +30,10 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
+from golf.kernels.mm import mm_fp32
+
 COMPUTE_DTYPE = torch.bfloat16
-CHUNK_ELEMENTS = 1 << 27  # logits per chunk: 256 MiB of bf16 (16,384 rows at V = 8,192)
+CHUNK_ELEMENTS = 1 << 30  # logits per chunk: 2 GiB of bf16 (131,072 rows at V = 8,192)
 MAX_BLOCK = 4096  # columns a program holds at once
 FAST_TANH = True  # on the GPU, PTX's tanh.approx (see _tanh); bench/bench_softcap_ce.py times both forms
 
@@ -103,15 +110,15 @@ def softcap_ce_with_grads(h: torch.Tensor, w: torch.Tensor, targets: torch.Tenso
         h16, w16 = h.to(COMPUTE_DTYPE).contiguous(), w.to(COMPUTE_DTYPE).contiguous()
         targets = targets.contiguous()
         losses = torch.empty(h.shape[0], device=h.device, dtype=torch.float32)
-        grad_h = torch.empty_like(h, memory_format=torch.contiguous_format)
+        grad_h = torch.empty(h.shape, device=h.device, dtype=COMPUTE_DTYPE)
         grad_w = torch.zeros(w.shape, device=w.device, dtype=torch.float32)
         for start in range(0, h.shape[0], chunk_rows):
             rows = slice(start, start + chunk_rows)
             g = h16[rows] @ w16.t()  # (rows, V) logits, overwritten with their gradient
             _launch_rows(g, targets[rows], losses[rows], softcap)
-            grad_h[rows] = g @ w16
-            grad_w += (g.t() @ h16[rows]).float()
-        return losses.sum(), grad_h, grad_w.to(w.dtype)
+            torch.mm(g, w16, out=grad_h[rows])
+            grad_w += mm_fp32(g.t(), h16[rows])
+        return losses.sum(), grad_h.to(h.dtype), grad_w.to(w.dtype)
 
 
 @softcap_ce_with_grads.register_fake

@@ -135,6 +135,10 @@ class TrainConfig:
     CUDA, compile and compile_scope model or hybrid (blocks has no whole-model graph); at hybrid the looped
     phase (eager glue around compiled blocks) stays as it is. On the H200 1-2% more tokens/s, 6-12 s more
     cold start (BENCHMARKS.md, seventeenth session)."""
+    combo_kernels: bool
+    """Inductor's combo kernels in the compiled graphs: independent small kernels (the weights' bf16 casts, the
+    gradients' casts and per-channel sums) launched together as one horizontal kernel. On the H200 1,024 fewer
+    fused launches and 3.2 ms less a step before looping (BENCHMARKS.md, twenty-third session). CUDA compile only."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float

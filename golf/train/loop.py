@@ -172,8 +172,10 @@ def micro_objective(model: torch.nn.Module, forward: Callable, x: torch.Tensor, 
 
 def inductor_options(cfg: TrainConfig) -> dict[str, Any]:
     """inductor's config for the whole-model graph: cudagraph trees under train.cuda_graphs (what torch.compile's
-    mode="reduce-overhead" sets). golf/train/ahead.py's helper compiles with the same, so the caches' keys agree."""
-    return {"triton.cudagraphs": True} if cfg.cuda_graphs else {}
+    mode="reduce-overhead" sets), horizontal kernels under train.combo_kernels. golf/train/ahead.py's helper
+    compiles with the same, so the caches' keys agree."""
+    options = {"triton.cudagraphs": cfg.cuda_graphs, "combo_kernels": cfg.combo_kernels}
+    return {key: True for key, on in options.items() if on}
 
 
 def backward_into_grads(loss: torch.Tensor, params: list[torch.nn.Parameter], first: bool,

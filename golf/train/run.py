@@ -87,6 +87,7 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
               "params": sum(p.numel() for p in model.parameters()), "peak_mem_bytes": res.peak_mem_bytes,
               **attention, "compile": res.compiled, "fused_kernels": res.fused_kernels,
               "fused_mlp": res.fused_mlp, "compile_ahead": res.compile_ahead, "cuda_graphs": cfg.cuda_graphs,
+              "combo_kernels": cfg.combo_kernels,
               "train_s": round(res.train_s, 3), "first_step_s": round(res.first_step_s, 3),
               "world_size": dctx.world_size, **{f"start_s_{k}": round(v, 3) for k, v in res.start_s.items()}}
     if res.mfu is not None:
