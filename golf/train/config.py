@@ -137,8 +137,9 @@ class TrainConfig:
     cold start (BENCHMARKS.md, seventeenth session)."""
     combo_kernels: bool
     """Inductor's combo kernels in the compiled graphs: independent small kernels (the weights' bf16 casts, the
-    gradients' casts and per-channel sums) launched together as one horizontal kernel. On the H200 1,024 fewer
-    fused launches and 3.2 ms less a step before looping (BENCHMARKS.md, twenty-third session). CUDA compile only."""
+    gradients' casts and per-channel sums) launched together as one horizontal kernel. On the H200 a third fewer
+    fused launches, 0.2-0.5% more tokens/s, and 13 s more compile before the first step (BENCHMARKS.md,
+    twenty-third session). Compile only."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float
