@@ -12,8 +12,8 @@ GB at the record shape (98,304 tokens x 8,192). Here, per chunk of rows:
      output, so the bf16 G^T h is neither written nor cast), then the buffer is reused by the next chunk.
 
 A chunk holds up to 2^30 logits (2 GiB of bf16), so a micro-batch of the record's 98,304 tokens at V = 8,192
-is one chunk: three GEMMs over all the rows instead of three per 16,384 rows, and no per-chunk sums
-(BENCHMARKS.md, twenty-third session).
+is one chunk: three GEMMs over all the rows instead of three per 16,384 rows (BENCHMARKS.md, twenty-third
+session).
 
 So the forward computes the gradients (and never keeps the logits); the backward only scales
 them by the incoming scalar gradient. The whole thing is one `torch.library.custom_op` (opaque
