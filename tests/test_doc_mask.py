@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import test_fa4  # tests/ is on sys.path under pytest
 import torch
+import torch.nn.functional as F
 
 from golf.artifact.model import GPT, attention
 from golf.errors import GolfError
@@ -206,6 +207,35 @@ def test_cu_seqlens_padded_for_cuda_graphs_train_the_same(record_like, fa4_on_cp
     for a, b in zip(*(torch.autograd.grad(loss, list(model.parameters()), allow_unused=True) for loss in losses)):
         if a is not None:
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_kv_repeated_to_the_query_heads_trains_the_same(record_like, fa4_on_cpu):
+    """train.fused_kv_repeat: k (through the qk hook's repeat) and v go to the fa4 op with each KV head repeated
+    to the query heads; loss and gradients are the GQA path's (the hook here is the model's eager q / k
+    preparation, as golf/kernels/qk_rope.py's reference, which needs Triton to import)."""
+    from golf.train.data import WindowLoader
+
+    def qk_rope_reference(x, rope, gain, rope_dims, repeat=1):
+        y = attention.apply_rotary(F.rms_norm(x, (x.size(-1),)), *rope, rope_dims)
+        y = y if gain is None else y * gain.to(y.dtype)[:, None]
+        return y.repeat_interleave(repeat, 2)
+
+    stream = np.concatenate([[BOS, *np.random.default_rng(4).integers(2, 96, n)] for n in (9, 3, 30, 1, 17, 40)])
+    loader = WindowLoader(stream.astype(np.uint16), T, 4, 1, 0, 1, seed=3, device=torch.device("cpu"), bos_id=BOS)
+    (x, y, cu), = loader.batch(0)
+    model = make(record_like, dtype=torch.float32)
+    model.set_attention_backend("fa4")
+    assert model.cfg.num_heads > model.cfg.num_kv_heads
+    runs = []
+    for repeat in (False, True):
+        model.use_fused_kernels(None, None, qk=qk_rope_reference, kv_repeat=repeat)
+        loss = model.nll(x, y, cu_seqlens=cu).mean()
+        runs.append((loss, torch.autograd.grad(loss, list(model.parameters()), allow_unused=True)))
+    model.use_fused_kernels(None, None)
+    torch.testing.assert_close(runs[1][0], runs[0][0], rtol=1e-6, atol=1e-6)
+    for a, b in zip(runs[1][1], runs[0][1]):
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_prepared_batches_are_the_batches():

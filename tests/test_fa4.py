@@ -155,6 +155,20 @@ def test_fa4_matches_sdpa_on_gpu(varlen):
 
 
 @needs_fa4
+def test_fa4_kv_repeat_is_gqa_on_gpu():
+    """kv_repeat: k and v repeated to the query heads give GQA's output (the forward runs GQA on strided views
+    of them, so bit for bit) and, summed over each head's copies, GQA's dk / dv within bf16 rounding (the
+    backward runs as MHA: per-head bf16 gradients, against GQA's fp32 accumulators)."""
+    q, k, v = qkv((1024, 8, 64), (1024, 4, 64), "cuda", torch.bfloat16)
+    cu = torch.tensor([0, 300, 800, 800, 1024], dtype=torch.int32, device="cuda")
+    gqa = fa4.varlen_attention(q, k, v, cu, 1024)
+    repeated = fa4.varlen_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), cu, 1024, kv_repeat=2)
+    assert torch.equal(repeated, gqa)
+    for a, b in zip(grads(repeated, (q, k, v)), grads(gqa, (q, k, v))):
+        assert rel(a, b) < 4e-3
+
+
+@needs_fa4
 def test_fa4_compiled_with_inductor_one_graph_for_every_document_count():
     """torch.compile(fullgraph=True) with inductor: FA4 varlen forward and backward in one graph that
     serves 1 to 40 documents per batch without recompiling."""

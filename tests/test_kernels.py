@@ -619,11 +619,13 @@ def test_train_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_conf
 # ---- attention's q / k preparation ------------------------------------------------------------------
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("head_dim, rope_dims, gain", [(64, 16, True), (64, 16, False), (48, 48, True), (16, 0, True)])
-def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain):
+@pytest.mark.parametrize("head_dim, rope_dims, gain, repeat", [
+    (64, 16, True, 1), (64, 16, False, 1), (48, 48, True, 1), (16, 0, True, 1), (64, 16, False, 2), (16, 0, True, 3)])
+def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain, repeat):
     """golf::qk_rope (rms_norm per head, partial RoPE, the per-head gain) against the eager model code:
     the output and the gradients of x and the gain as close to the fp64 truth as eager bf16 is. Shapes:
-    the record's (64 dims, 16 rotated), every dim rotated at a width that is no power of two, none."""
+    the record's (64 dims, 16 rotated), every dim rotated at a width that is no power of two, none; each
+    head's output repeated (k for the record's 8 query heads over 4 KV heads), its copies' gradients summed."""
     from golf.artifact.model.attention import Rotary
     from golf.kernels.qk_rope import qk_rope, qk_rope_reference
 
@@ -631,13 +633,13 @@ def test_qk_rope_matches_eager(device, head_dim, rope_dims, gain):
     b, t, h = 2, 40, 4
     x = (3 * torch.randn(b, t, h, head_dim, generator=gen)).to(device)
     g = (1 + torch.rand(h, generator=gen)).to(device)
-    dout = torch.randn(b, t, h, head_dim, generator=gen).to(device)
+    dout = torch.randn(b, t, h * repeat, head_dim, generator=gen).to(device)
     rope64 = Rotary(rope_dims, 10000.0).double().to(device)(t, device)
 
     def run(fn, dtype, rope):
         xs = x.to(dtype).requires_grad_()
         gs = g.to(torch.float64 if dtype == torch.float64 else torch.float32).clone().requires_grad_()
-        y = fn(xs, rope, gs if gain else None, rope_dims)
+        y = fn(xs, rope, gs if gain else None, rope_dims, repeat)
         y.backward(dout.to(y.dtype))
         return y.detach(), xs.grad, gs.grad
 

@@ -33,7 +33,7 @@ TRAIN = dict(
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
     attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
-    fused_qk=True, fused_xsa_gate=True, cuda_graphs=False, combo_kernels=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
+    fused_qk=True, fused_xsa_gate=True, fused_kv_repeat=True, cuda_graphs=False, combo_kernels=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
     mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
     cat_clip_sigmas=12.85, cat_form="squared", qat_start_frac=0.0, qat_bits=6, qat_clip_sigmas=12.85,
 )

@@ -5,7 +5,7 @@ FA4's own entry points are `torch.autograd.Function`s that torch.compile cannot 
 kernels are two custom ops with fake (shape-only) implementations and an autograd formula, so a
 compiled graph holds each attention call as one opaque node and never breaks:
 
-    golf::fa4_fwd(q, k, v, cu_seqlens, max_seqlen) -> (out, lse)
+    golf::fa4_fwd(q, k, v, cu_seqlens, max_seqlen, kv_repeat=1) -> (out, lse)
     golf::fa4_bwd(q, k, v, out, dout, lse, cu_seqlens, max_seqlen) -> (dq, dk, dv)
 
 Always causal (every golf attention is). Dense: q (B, T, H, D), k and v (B, T, Hkv, D),
@@ -13,6 +13,17 @@ cu_seqlens None. Varlen: q (N, H, D), k and v (N, Hkv, D) holding packed sequenc
 cu_seqlens int32 (S + 1,) from 0 to N (equal neighbours are empty sequences), max_seqlen an
 upper bound of every length: pass a constant (the row length), since torch.compile specializes
 on an int argument. GQA as FA4 does it: H a multiple of Hkv, query head h reads KV head h // (H / Hkv).
+
+kv_repeat r > 1 says k and v come with each KV head repeated r times in a row (H heads, as
+repeat_interleave(r) or golf/kernels/qk_rope.py's `repeat` makes them; train.fused_kv_repeat). The forward
+then runs GQA on the views k[..., ::r, :] and v[..., ::r, :] (no copy; on the repeated heads FA4's forward
+took 476 against 423 us), and the backward runs on the repeated heads as plain multi-head attention. Under
+GQA, FA4's backward adds each query head's dK / dV into zeroed fp32 accumulators and converts them in a
+postprocess kernel; with one query head per KV head it writes bf16 dK / dV itself. On the H200 at golf's
+document-masked micro-batch (48 x 2,048 tokens, 8 / 4 heads of 64): 908 against 1,118 us a backward call:
+the main kernel 711 against 780, the postprocess 82 against 165 (dQ's only), no 55 us of fills
+(BENCHMARKS.md, twenty-fourth session). The gradients are those of the repeated k and v; whoever repeated
+them sums each head's copies (qk_rope's backward does, in fp32).
 
 CUDA runs FA4 (`available()` says whether it imports) in bf16 (fp16 stays fp16, anything else is
 cast and the results cast back); CPU runs a float32 reference of the same math, so the ops'
@@ -75,17 +86,19 @@ def _lse_shape(q: Tensor, varlen: bool) -> tuple[int, ...]:
 
 @torch.library.custom_op("golf::fa4_fwd", mutates_args=(), device_types="cuda")
 def fa4_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Optional[Tensor],
-            max_seqlen: int) -> tuple[Tensor, Tensor]:
+            max_seqlen: int, kv_repeat: int = 1) -> tuple[Tensor, Tensor]:
     fwd, _ = _kernels()
     ms = max_seqlen if cu_seqlens is not None else None
     qh, kh, vh = (t.contiguous() for t in _half(q, k, v))
+    if kv_repeat > 1:  # every kv_repeat-th head: GQA's forward, through strided views (no copy)
+        kh, vh = kh[..., ::kv_repeat, :], vh[..., ::kv_repeat, :]
     out, lse = fwd(qh, kh, vh, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=ms,
                    max_seqlen_k=ms, causal=True, return_lse=True)[:2]
     return out.to(q.dtype), lse
 
 
 @fa4_fwd.register_fake
-def _(q, k, v, cu_seqlens, max_seqlen):
+def _(q, k, v, cu_seqlens, max_seqlen, kv_repeat=1):
     # FA4 allocates both outputs fresh and contiguous (flash_attn/cute/interface.py _flash_attn_fwd)
     out = q.new_empty((*q.shape[:-1], v.size(-1)))
     return out, q.new_empty(_lse_shape(q, cu_seqlens is not None), dtype=torch.float32)
@@ -109,7 +122,7 @@ def _(q, k, v, out, dout, lse, cu_seqlens, max_seqlen):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    q, k, v, cu_seqlens, max_seqlen = inputs
+    q, k, v, cu_seqlens, max_seqlen, *_ = inputs
     ctx.save_for_backward(q, k, v, output[0], output[1], cu_seqlens)
     ctx.max_seqlen = max_seqlen
 
@@ -117,7 +130,7 @@ def _setup_context(ctx, inputs, output) -> None:
 def _backward(ctx, dout, _dlse):
     q, k, v, out, lse, cu_seqlens = ctx.saved_tensors
     dq, dk, dv = fa4_bwd(q, k, v, out, dout, lse, cu_seqlens, ctx.max_seqlen)
-    return dq, dk, dv, None, None
+    return dq, dk, dv, None, None, None
 
 
 fa4_fwd.register_autograd(_backward, setup_context=_setup_context)
@@ -151,7 +164,7 @@ def _probs(q: Tensor, k: Tensor, allowed: Tensor) -> tuple[Tensor, Tensor]:
 
 
 @fa4_fwd.register_kernel("cpu")
-def _(q, k, v, cu_seqlens, max_seqlen):
+def _(q, k, v, cu_seqlens, max_seqlen, kv_repeat=1):
     varlen = cu_seqlens is not None
     qf, kf, vf, _ = _batched(q, k, v, varlen)
     p, lse = _probs(qf, kf, _segments(qf.size(1), cu_seqlens, q.device))
@@ -180,14 +193,16 @@ def _(q, k, v, out, dout, lse, cu_seqlens, max_seqlen):
 
 # ---- what the model calls ---------------------------------------------------------------------
 
-def attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
-    """Causal attention, q (B, T, H, D), k and v (B, T, Hkv, D) -> (B, T, H, D)."""
-    return fa4_fwd(q, k, v, None, 0)[0]
+def attention(q: Tensor, k: Tensor, v: Tensor, kv_repeat: int = 1) -> Tensor:
+    """Causal attention, q (B, T, H, D), k and v (B, T, Hkv, D) -> (B, T, H, D); kv_repeat: `fa4_fwd`."""
+    return fa4_fwd(q, k, v, None, 0, kv_repeat)[0]
 
 
-def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int) -> Tensor:
-    """Causal attention within each packed sequence: q (N, H, D), k and v (N, Hkv, D) -> (N, H, D)."""
-    return fa4_fwd(q, k, v, cu_seqlens, max_seqlen)[0]
+def varlen_attention(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int,
+                     kv_repeat: int = 1) -> Tensor:
+    """Causal attention within each packed sequence: q (N, H, D), k and v (N, Hkv, D) -> (N, H, D);
+    kv_repeat: `fa4_fwd`."""
+    return fa4_fwd(q, k, v, cu_seqlens, max_seqlen, kv_repeat)[0]
 
 
 def register() -> bool:

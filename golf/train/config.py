@@ -127,6 +127,11 @@ class TrainConfig:
     """With fused_kernels on: attention's XSA and sparse output gate as one Triton pass each way
     (golf/kernels/xsa_gate.py) instead of inductor's kernels (on the H200 1.6% / 2.4% faster steps before /
     after looping, 1.7 GiB less memory: BENCHMARKS.md, thirteenth session). Training only."""
+    fused_kv_repeat: bool
+    """With fused_qk and the fa4 attention backend: k and v go to attention with each KV head repeated to the
+    query heads (qk_rope writes k that way; v is copied), so FA4's backward runs as multi-head attention and
+    writes bf16 dK / dV, without zeroed fp32 accumulators and their postprocess (golf/kernels/fa4.py). The
+    forward still runs GQA. Training only."""
     cuda_graphs: bool
     """Replay the whole-model graph's forward and backward as CUDA graphs (inductor's cudagraph trees), so
     Python launches none of their kernels: before looping the step is launch-bound in stretches on the H200

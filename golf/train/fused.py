@@ -75,12 +75,14 @@ def resolve_mlp(setting: str, device: torch.device, announce: bool = True) -> st
     return "pair" if why else "quack"
 
 
-def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gate: bool = False) -> bool:
+def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gate: bool = False,
+            kv_repeat: bool = False) -> bool:
     """Give the model the fused head loss and MLP (golf/kernels; `train.fused_mlp` = mlp: the fused
     activation between cuBLAS matmuls, or the GEMM with it in the epilogue, golf's Triton GEMM or
     quack's, as resolve_mlp picked it) and, with `qk` (train.fused_qk), attention's fused q / k preparation,
-    with `xsa_gate` (train.fused_xsa_gate) its fused XSA and sparse gate; False when the model has no place
-    for them (a model other than golf's GPT)."""
+    with `xsa_gate` (train.fused_xsa_gate) its fused XSA and sparse gate, with `kv_repeat` (and `qk`;
+    train.fused_kv_repeat) its K and V repeated to the query heads; False when the model has no place for them
+    (a model other than golf's GPT)."""
     if not hasattr(model, "use_fused_kernels"):
         return False
     from golf.kernels.leaky_relu2 import leaky_relu2
@@ -90,7 +92,8 @@ def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gat
     from golf.kernels.xsa_gate import xsa_gate as fused_xsa_gate
 
     whole_mlp = {"gemm": mlp_leaky_relu2, "quack": mlp_leaky_relu2_quack}
-    attention = dict(qk=qk_rope if qk else None, xsa_gate=fused_xsa_gate if xsa_gate else None)
+    attention = dict(qk=qk_rope if qk else None, xsa_gate=fused_xsa_gate if xsa_gate else None,
+                     kv_repeat=qk and kv_repeat)
     if mlp == "pair":
         model.use_fused_kernels(softcap_ce_sum, leaky_relu2, **attention)
     elif mlp in whole_mlp:

@@ -450,7 +450,9 @@ def make_stepper(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndar
     model.to(device).train()
     fused = fused_kernels.resolve(cfg.fused_kernels, device, cfg.autocast_bf16, announce)
     fused_mlp = fused_kernels.resolve_mlp(cfg.fused_mlp, device, announce) if fused else ""
-    fused = fused and fused_kernels.install(model, fused_mlp, cfg.fused_qk, cfg.fused_xsa_gate)
+    # K / V repeated only for FA4: its backward is what gains (golf/kernels/fa4.py); SDPA's dense kernel would lose
+    kv_repeat = cfg.fused_kv_repeat and getattr(model, "attention_backend", "") == "fa4"
+    fused = fused and fused_kernels.install(model, fused_mlp, cfg.fused_qk, cfg.fused_xsa_gate, kv_repeat)
     if hasattr(model, "autocast_residual"):  # golf's GPT; it only acts under autocast, so evals stay fp32
         model.autocast_residual = cfg.bf16_residual
     # documents as cu_seqlens, built on the host, when a varlen kernel masks them (attention.py)

@@ -37,7 +37,8 @@ _REGISTRY: dict[str, tuple[Callable, Callable]] = {}
 
 
 def register_backend(name: str, dense: Callable, varlen: Callable) -> None:
-    """Serve backend `name` with causal `dense` (B,T,H,D) and `varlen` (N,H,D) kernels."""
+    """Serve backend `name` with causal `dense(q, k, v, kv_repeat)` (B,T,H,D) and `varlen(q, k, v, cu_seqlens,
+    max_seqlen, kv_repeat)` (N,H,D) kernels; kv_repeat: see `attend`."""
     _REGISTRY[name] = (dense, varlen)
 
 
@@ -108,15 +109,17 @@ def doc_cu_seqlens(idx: torch.Tensor, bos_id: int) -> torch.Tensor:
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str,
-           docs: torch.Tensor | None = None) -> torch.Tensor:
+           docs: torch.Tensor | None = None, kv_repeat: int = 1) -> torch.Tensor:
     """Causal attention, (B,T,H,D) q and (B,T,Hkv,D) k/v -> (B,T,H,D); GQA without copies but under
     an SDPA mask. `docs`: cu_seqlens for a registered backend, the boolean doc_mask for SDPA, None
-    = the whole row."""
+    = the whole row. kv_repeat > 1: k and v hold each KV head that many times in a row (H heads; the
+    fused training path makes them so for FA4, golf/kernels/fa4.py): the same attention, which a
+    registered backend may compute faster knowing it; SDPA and the flash-attn packages see H KV heads."""
     if backend in _REGISTRY:
         if docs is None:
-            return _REGISTRY[backend][0](q, k, v)
+            return _REGISTRY[backend][0](q, k, v, kv_repeat)
         b, t = q.shape[:2]
-        y = _REGISTRY[backend][1](*(x.reshape(b * t, *x.shape[2:]) for x in (q, k, v)), docs, t)
+        y = _REGISTRY[backend][1](*(x.reshape(b * t, *x.shape[2:]) for x in (q, k, v)), docs, t, kv_repeat)
         return y.view(b, t, *y.shape[1:])
     if backend in ("sdpa", "cudnn"):  # cudnn: SDPA with only the cuDNN kernel on (set_sdpa_kernels)
         if docs is not None:  # KV heads repeated: SDPA's kernels that take a mask have no GQA
@@ -233,9 +236,11 @@ class CausalSelfAttention(nn.Module):
         elif self.gate_kind == "dense":
             self.attn_gate_w = nn.Parameter(torch.randn(cfg.num_heads, d) * DENSE_GATE_INIT_STD)
         self.backend = "sdpa"
-        # training (GPT.use_fused_kernels): qk(x, rope, gain, rope_dims) does rms_norm, RoPE and the gain at
-        # once; xsa_gate(y, v or None, x window or None, w, scale) XSA and the sparse gate
+        # training (GPT.use_fused_kernels): qk(x, rope, gain, rope_dims, repeat) does rms_norm, RoPE and the gain
+        # at once; xsa_gate(y, v or None, x window or None, w, scale) XSA and the sparse gate; with
+        # fused_kv_repeat, attention takes k (from qk) and v with each KV head repeated to the query heads
         self.fused_qk = self.fused_xsa_gate = None
+        self.fused_kv_repeat = False
 
     def _project(self, name: str, x: torch.Tensor, adapter, slot: int) -> torch.Tensor:
         out = getattr(self, name)(x)
@@ -261,8 +266,9 @@ class CausalSelfAttention(nn.Module):
         v = v.reshape(b, t, self.num_kv_heads, self.head_dim)
         if v0 is not None:
             v = torch.lerp(v0.to(v.dtype), v, lam.to(v.dtype))
+        r = self.num_heads // self.num_kv_heads if self.fused_kv_repeat and self.fused_qk is not None else 1
         if self.fused_qk is not None:
-            q, k = self.fused_qk(q, rope, self.q_gain, self.rope_dims), self.fused_qk(k, rope, None, self.rope_dims)
+            q, k = self.fused_qk(q, rope, self.q_gain, self.rope_dims), self.fused_qk(k, rope, None, self.rope_dims, r)
         else:
             q = F.rms_norm(q, (self.head_dim,))
             k = F.rms_norm(k, (self.head_dim,))
@@ -271,7 +277,8 @@ class CausalSelfAttention(nn.Module):
             q = q * self.q_gain.to(q.dtype)[:, None]
         # back to v's dtype (bf16 under autocast) so every kernel sees one dtype
         q, k = q.to(v.dtype), k.to(v.dtype)
-        y = self._xsa_and_gate(attend(q, k, v, self.backend, docs), v, x)
+        v_attended = v.repeat_interleave(r, 2) if r > 1 else v
+        y = self._xsa_and_gate(attend(q, k, v_attended, self.backend, docs, r), v, x)
         return self._project("proj", y.reshape(b, t, self.num_heads * self.head_dim), adapter, slot), v
 
     def _xsa_and_gate(self, y: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

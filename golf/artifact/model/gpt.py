@@ -118,18 +118,19 @@ class GPT(nn.Module):
         for block in self.blocks:
             block.attn.backend = backend
 
-    def use_fused_kernels(self, head_loss, activation, mlp=None, qk=None, xsa_gate=None) -> None:
+    def use_fused_kernels(self, head_loss, activation, mlp=None, qk=None, xsa_gate=None, kv_repeat=False) -> None:
         """Training: `train_loss` takes head_loss(h, W, targets, softcap) -> summed NLL for the head,
         every MLP takes activation(u, slope), or mlp(x, W_fc, W_proj, slope) for all of it, and every
-        attention qk(x, rope, gain, rope_dims) for its q / k norm, RoPE and gain and xsa_gate(y, v, window,
-        w, scale) for its XSA and sparse gate; golf/train/fused.py passes golf/kernels' (this package never
-        imports them, so eval and the artifact runner stay eager)."""
+        attention qk(x, rope, gain, rope_dims, repeat) for its q / k norm, RoPE and gain and xsa_gate(y, v,
+        window, w, scale) for its XSA and sparse gate; with kv_repeat (and qk) attention gets k and v with
+        each KV head repeated to the query heads (attention.attend's kv_repeat). golf/train/fused.py passes
+        golf/kernels' (this package never imports them, so eval and the artifact runner stay eager)."""
         self.fused_head_loss = head_loss
         for m in self.modules():
             if hasattr(m, "fused_act"):
                 m.fused_act, m.fused_mlp = activation, mlp
             if hasattr(m, "fused_qk"):
-                m.fused_qk, m.fused_xsa_gate = qk, xsa_gate
+                m.fused_qk, m.fused_xsa_gate, m.fused_kv_repeat = qk, xsa_gate, kv_repeat
 
     @property
     def doc_varlen(self) -> bool:
