@@ -137,6 +137,11 @@ def _launch_args(x: torch.Tensor, rope_dims: int, repeat: int = 1) -> tuple[int,
     return n_tok, (triton.cdiv(n_tok, tokens),), meta
 
 
+def _repeated(x: torch.Tensor, repeat: int) -> torch.Tensor:
+    """An empty contiguous (B, T, H * repeat, D) tensor like x."""
+    return x.new_empty((*x.shape[:2], x.shape[2] * repeat, x.shape[3]))
+
+
 @torch.library.custom_op("golf::qk_rope", mutates_args=())
 def _qk_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, gain: torch.Tensor | None,
              rope_dims: int, repeat: int = 1) -> torch.Tensor:
@@ -149,11 +154,6 @@ def _qk_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, gain: torch.
         golf_qk_rope_fwd[grid](x, cos, sin, gain if gain is not None else x, out, n_tok, x.shape[1], EPS,
                                HAS_GAIN=gain is not None, **meta)
     return out
-
-
-def _repeated(x: torch.Tensor, repeat: int) -> torch.Tensor:
-    """An empty contiguous (B, T, H * repeat, D) tensor like x."""
-    return x.new_empty((*x.shape[:2], x.shape[2] * repeat, x.shape[3]))
 
 
 @_qk_rope.register_fake
