@@ -519,15 +519,17 @@ def test_artifact_code_never_imports_the_kernels():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("fused_mlp", ["pair", "gemm"])
-def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config, monkeypatch):
+@pytest.mark.parametrize("fused_mlp, kv_repeat", [("pair", False), ("gemm", False), ("pair", True)])
+def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, kv_repeat, tiny_model_config, monkeypatch):
     """The tiny record-like GPT (with a t+2 head) under bf16 autocast, through the real kernels
     (train.fused_mlp: the activation pair, or the GEMM with it in the epilogue): the losses equal the
     eager model's, and every parameter's gradient is as close to the fp32 model's as the eager bf16
     gradient is: within 4x its error plus one bf16 unit (the interpreter's rounding toward zero is
     biased, so sums over many positions drift further than on the GPU); 8x for the GEMM under the
     interpreter, which truncates there in four places per MLP (pre, post, C, dpre) against the pair's
-    one (with its epilogues rounded to nearest, as on the GPU, the GEMM path stays within 4x)."""
+    one (with its epilogues rounded to nearest, as on the GPU, the GEMM path stays within 4x). kv_repeat
+    (train.fused_kv_repeat): k from qk_rope and v go to attention repeated to the query heads (SDPA here),
+    their copies' gradients summed."""
     from golf.kernels import mlp_gemm
     from golf.train.fused import install
 
@@ -537,7 +539,8 @@ def test_gpt_with_the_kernels_matches_eager(device, fused_mlp, tiny_model_config
     tgt = torch.randint(2, 96, (2, 12), generator=torch.Generator().manual_seed(2)).to(device)
     exact = loss_and_grads(model, idx, tgt, True)
     eager = loss_and_grads(model, idx, tgt, True, autocast=True)
-    assert install(model, fused_mlp, qk=True, xsa_gate=True)
+    assert install(model, fused_mlp, qk=True, xsa_gate=True, kv_repeat=kv_repeat)
+    assert model.blocks[0].attn.fused_kv_repeat is kv_repeat
     mlp = model.blocks[0].mlp
     assert model.blocks[0].attn.fused_qk is not None and model.blocks[0].attn.fused_xsa_gate is not None
     assert (mlp.fused_act is None) == (fused_mlp == "gemm") and (mlp.fused_mlp is None) == (fused_mlp == "pair")
