@@ -122,7 +122,7 @@ def _(q, k, v, out, dout, lse, cu_seqlens, max_seqlen):
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    q, k, v, cu_seqlens, max_seqlen, *_ = inputs
+    q, k, v, cu_seqlens, max_seqlen, _kv_repeat = inputs  # the backward needs no kv_repeat
     ctx.save_for_backward(q, k, v, output[0], output[1], cu_seqlens)
     ctx.max_seqlen = max_seqlen
 

@@ -186,9 +186,9 @@ def _(x, grad, cos, sin, gain, rope_dims, repeat=1):
 
 
 def _setup_context(ctx, inputs, output):
-    x, cos, sin, gain, rope_dims, *repeat = inputs
+    x, cos, sin, gain, rope_dims, repeat = inputs  # torch fills in the defaults
     ctx.save_for_backward(x, cos, sin, gain)
-    ctx.rope_dims, ctx.repeat = rope_dims, repeat[0] if repeat else 1
+    ctx.rope_dims, ctx.repeat = rope_dims, repeat
 
 
 def _backward(ctx, grad):

@@ -92,8 +92,7 @@ def install(model: torch.nn.Module, mlp: str = "pair", qk: bool = False, xsa_gat
     from golf.kernels.xsa_gate import xsa_gate as fused_xsa_gate
 
     whole_mlp = {"gemm": mlp_leaky_relu2, "quack": mlp_leaky_relu2_quack}
-    attention = dict(qk=qk_rope if qk else None, xsa_gate=fused_xsa_gate if xsa_gate else None,
-                     kv_repeat=qk and kv_repeat)
+    attention = dict(qk=qk_rope if qk else None, xsa_gate=fused_xsa_gate if xsa_gate else None, kv_repeat=kv_repeat)
     if mlp == "pair":
         model.use_fused_kernels(softcap_ce_sum, leaky_relu2, **attention)
     elif mlp in whole_mlp:
