@@ -9,7 +9,8 @@
 #   call 4, the same carry:  bash bench/side_by_side.sh golf graphs                  # the h100 preset as it is
 # `golf NAME [FLAG...]`: waits for the record (up to WAIT_S, default 200 s; that stops it), then runs golf alone
 # with the flags (30 steps, looping from 15) and prints the table, kept as $OUT/table-NAME.json with golf's
-# run as $OUT/golf-NAME.json. Every later `golf` call compares with the same record run.
+# run as $OUT/golf-NAME.json. Every later `golf` call compares with the same record run, each from empty compile
+# caches (bench/bench_record.py run_golf).
 set -uo pipefail
 OUT=${OUT:-/tmp/golf-out}
 mkdir -p "$OUT"

@@ -2,6 +2,7 @@
 guard that keeps a golf run that shared the GPU with the record's measured steps out of the table, and the
 host line printed with the table (bench/trainrun.py)."""
 
+import argparse
 import json
 import os
 import sys
@@ -65,6 +66,28 @@ def test_golf_refuses_to_start_while_the_record_runs(tmp_path):
         bench_record.refuse_beside_record(tmp_path)
     (tmp_path / "record.json").unlink()
     bench_record.refuse_beside_record(tmp_path)  # no record launched from here: golf may run
+
+
+def test_every_golf_call_starts_with_empty_compile_caches(tmp_path, monkeypatch):
+    """A second `side_by_side.sh golf` call once found the first's caches in the shared workdir: its start
+    was warm (BENCHMARKS.md, twenty-fifth session)."""
+    found = []
+
+    def fake_train(workdir, params, tokens, flags):
+        found.append(sorted(p.name for p in workdir.rglob("*")) if workdir.exists() else [])
+        (workdir / "inductor-cache").mkdir(parents=True)  # what trainrun.train's run leaves (compile_cache_env)
+        rows = [{"step": str(s), "tokens_per_s": "1e6"} for s in range(1, 9)]
+        return {"metrics": {"wall_s": 9.0, "first_step_s": 5.0, "steps": 8, "attention_backend": "sdpa",
+                            "cuda_graphs": False, "val_bpb": 2.0, "peak_mem_bytes": 2**30}, "rows": rows,
+                "process_s": 10.0}
+
+    monkeypatch.setattr(bench_record, "train", fake_train)
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    a = argparse.Namespace(state_dir=tmp_path, params=params, tokens=tmp_path / "tokens", golf_steps=8,
+                           warmup_steps=1, seed=0, golf_flag=[])
+    bench_record.run_golf(a)
+    bench_record.run_golf(a)
+    assert found == [[], []]
 
 
 def test_the_host_line_names_the_cpu_and_times_the_probe():
