@@ -11,8 +11,10 @@ depth recurrence switches on, MFU, peak memory; several variants in one run, so 
 A variant's leading NAME=VALUE words are environment variables of its process (inductor knobs; a
 PYTHONPATH runs another checkout's golf/ and stages/, bench/trainrun.py `golf`: a change with no knob, such
 as a kernel's tile, against the commit before it, in one run).
-Each variant is a separate `golf train` process with a fresh inductor cache (cold compile;
---warm-cache reuses the machine's), in step mode: looping switches on at half the steps. tokens/s
+Each variant is a separate `golf train` process with fresh compile caches (cold compile;
+--warm-cache reuses the machine's). On a fresh lent machine the first variant still starts about 25 s
+later than the next ones (BENCHMARKS.md, twenty-fifth session): for start times, compare variants after
+the first (a throwaway first variant). In step mode: looping switches on at half the steps. tokens/s
 is the median over the steps of each phase after its first two. MFU: golf.train.loop's FLOPs per
 token of each phase's graph x its tokens/s, over the params file's train.peak_flops. `avg` is what a
 wall-clock run that loops from 35% of its time would get (0.35 x before + 0.65 x after), the

@@ -143,8 +143,9 @@ class TrainConfig:
     combo_kernels: bool
     """Inductor's combo kernels in the compiled graphs: independent small kernels (the weights' bf16 casts, the
     gradients' casts and per-channel sums) launched together as one horizontal kernel. On the H200 a third fewer
-    fused launches, 0.2-0.5% more tokens/s, and 13 s more compile before the first step (BENCHMARKS.md,
-    twenty-third session). Compile only."""
+    fused launches and 0.2-0.5% more tokens/s (BENCHMARKS.md, twenty-third session); what they add to the cold
+    start is not known (the 13 s measured then was against a run on warm caches: twenty-fifth session). Compile
+    only."""
     nproc_per_node: int
     """Processes (GPUs) for DDP; > 1 relaunches `golf train` under torchrun."""
     peak_flops: float
