@@ -56,7 +56,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from trainrun import ROOT, compile_cache_env, h100_params, host_line, host_probe, start_parts, train
+from trainrun import ROOT, compile_cache_env, h100_params, host_line, host_probe, launch_s, start_parts, train
 
 STEP_LINE = re.compile(r"^\[\s*([\d.]+)\]\s+(\d+)/\d+ train_loss: \S+ train_time: \S+ tok/s: ([\d.]+)")
 LOOP_LINE = re.compile(r"layer_loop:enabled step:(\d+)")
@@ -252,7 +252,7 @@ def run_golf(a: argparse.Namespace) -> dict:
     r = train(workdir, a.params, a.tokens, flags)
     m = r["metrics"]
     pre, post = golf_phase_rates(r["rows"], a.golf_steps // 2, int(params["train"]["train_batch_tokens"]))
-    launch_to_stage = r["process_s"] - m["wall_s"]  # interpreter start, CLI imports: before the stage's clock
+    launch_to_stage = launch_s(r)
     out = {"params": str(a.params), "flags": flags, "first_step_s": m["first_step_s"] + launch_to_stage,
            "first_step_s_stage": m["first_step_s"], "launch_s": launch_to_stage,
            "start_s": start_parts(m),

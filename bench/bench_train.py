@@ -11,6 +11,7 @@ depth recurrence switches on, MFU, peak memory; several variants in one run, so 
 A variant's leading NAME=VALUE words are environment variables of its process (inductor knobs; a
 PYTHONPATH runs another checkout's golf/ and stages/, bench/trainrun.py `golf`: a change with no knob, such
 as a kernel's tile, against the commit before it, in one run).
+The start to the first step counts the process launch (interpreter, CLI imports) before the stage's clock.
 Each variant is a separate `golf train` process with fresh compile caches (cold compile;
 --warm-cache reuses the machine's). On a fresh lent machine the first variant still starts about 25 s
 later than the next ones (BENCHMARKS.md, twenty-fifth session): for start times, compare variants after
@@ -31,7 +32,17 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, StageFailed, h100_params, host_line, host_probe, median, start_parts, train
+from trainrun import (
+    ROOT,
+    StageFailed,
+    h100_params,
+    host_line,
+    host_probe,
+    launch_s,
+    median,
+    start_parts,
+    train,
+)
 
 ENV_WORD = re.compile(r"^[A-Z_][A-Z0-9_]*=")  # an environment variable in a variant's words
 LOOP_TIME_FRAC = 0.35
@@ -66,7 +77,9 @@ def variant_figures(run: dict, steps: int, fpt: tuple[float, float], peak: float
     """What one variant's `golf train` run measured (trainrun.train's dict), for the table and --json."""
     m = run["metrics"]
     pre, post = phase_rates(run["rows"], steps // 2)
-    return {"first_step_s": m["first_step_s"], "start_s": start_parts(m), "pre": pre, "post": post,
+    launch = launch_s(run)
+    return {"first_step_s": m["first_step_s"] + launch, "start_s": {"launch": round(launch, 3), **start_parts(m)},
+            "pre": pre, "post": post,
             "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
             "mfu_pre": fpt[0] * pre / peak, "mfu_post": fpt[1] * post / peak,
             "peak_gib": m["peak_mem_bytes"] / 2**30, "attention": m["attention_backend"],

@@ -105,6 +105,12 @@ def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cach
     return {"metrics": metrics, "rows": rows, "process_s": wall}
 
 
+def launch_s(run: dict) -> float:
+    """Seconds from a `train` run's process launch to its stage's clock (interpreter start, CLI imports): its
+    first_step_s leaves them out, and a start to the first step counts them."""
+    return run["process_s"] - run["metrics"]["wall_s"]
+
+
 def start_parts(metrics: dict) -> dict[str, float]:
     """Where the run's cold start went: {"setup": s, "plain": s, "looped": s} from the start_s_* timings."""
     return {k[len("start_s_"):]: v for k, v in metrics.items() if k.startswith("start_s_")}
