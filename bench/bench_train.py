@@ -13,9 +13,9 @@ PYTHONPATH runs another checkout's golf/ and stages/, bench/trainrun.py `golf`: 
 as a kernel's tile, against the commit before it, in one run).
 The start to the first step counts the process launch (interpreter, CLI imports) before the stage's clock.
 Each variant is a separate `golf train` process with fresh compile caches (cold compile;
---warm-cache reuses the machine's). On a fresh lent machine the first variant still starts about 25 s
-later than the next ones (BENCHMARKS.md, twenty-fifth session): for start times, compare variants after
-the first (a throwaway first variant). In step mode: looping switches on at half the steps. tokens/s
+--warm-cache reuses the machine's). Start times differ by machine (64-67 s on one H200, 91-97 s on
+another, the same code: BENCHMARKS.md, twenty-sixth session): compare variants of one call, and read the
+host line. In step mode: looping switches on at half the steps. tokens/s
 is the median over the steps of each phase after its first two. MFU: golf.train.loop's FLOPs per
 token of each phase's graph x its tokens/s, over the params file's train.peak_flops. `avg` is what a
 wall-clock run that loops from 35% of its time would get (0.35 x before + 0.65 x after), the

@@ -78,11 +78,13 @@ def host_line(probe: dict) -> str:
 
 def compile_cache_env(cache: Path) -> dict[str, str]:
     """The environment that puts every compile cache a training run fills under `cache`: inductor's
-    (with Triton's inside it) and the two the `gpu` extra keeps in /tmp/$USER by default, the CuTe DSL's
-    compiled modules (FA4's kernels, quack's) and quack's object files. With only inductor's moved, a
-    second run on a machine started with FA4 and quack already compiled (BENCHMARKS.md, fifteenth session)."""
+    (with Triton's inside it) and the three the `gpu` extra keeps in /tmp/$USER by default, the CuTe DSL's
+    compiled modules, quack's object files and FA4's kernels (its cache is off unless
+    FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1: bench/cute_cache_probe.py). With only
+    inductor's moved, a second run on a machine started with FA4 and quack already compiled (BENCHMARKS.md,
+    fifteenth session)."""
     return {"TORCHINDUCTOR_CACHE_DIR": str(cache), "CUTE_DSL_CACHE_DIR": str(cache / "cute-dsl"),
-            "QUACK_CACHE_DIR": str(cache / "quack")}
+            "QUACK_CACHE_DIR": str(cache / "quack"), "FLASH_ATTENTION_CUTE_DSL_CACHE_DIR": str(cache / "fa4")}
 
 
 def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cache: bool = False,

@@ -97,8 +97,8 @@ class TrainConfig:
     ("blocks": each distinct block compiles once, the looped graph reuses them; faster start), or
     "hybrid": the plain graph whole, the looped one from the compiled blocks (one whole-model compile)."""
     compile_ahead: bool
-    """At compile_scope model with a looping switch: a helper process compiles the looped graph while
-    training compiles the plain one, and training takes it from inductor's on-disk caches (golf/train/ahead.py;
+    """At compile_scope model with a looping switch: a helper process compiles the plain graph while
+    training compiles the looped one, and training takes it from inductor's on-disk caches (golf/train/ahead.py;
     the helper never runs the graph, so it holds no activations). Shortens the start to the first step."""
     attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
     """Attention kernel; auto = the fastest usable (fa4 > fa3 > fa2 > sdpa; with model.doc_masked_attention
