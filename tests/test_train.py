@@ -32,7 +32,6 @@ TRAIN = dict(
     adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, ema_warmup=True, swa_enabled=False, swa_every=5,
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
-    compile_ahead_kernels=False,
     attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
     fused_qk=True, fused_xsa_gate=True, fused_kv_repeat=True, cuda_graphs=False, combo_kernels=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
     mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
@@ -669,89 +668,6 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     assert set(res.start_s) == {"setup", "plain", "ahead_wait", "looped"}
     assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the plain graph
     assert counters["inductor"]["fxgraph_cache_hit"] == 2  # its forward and its backward
-
-
-def kernels_helper_args(tmp_path, tiny_model_config, tokens=None):
-    """ahead._kernel_helper's arguments for the tiny GPT on the CPU, its tokens in a file as ahead.start writes."""
-    tokens_file = tmp_path / "tokens.npy"
-    np.save(tokens_file, corpus(seed=1, vocab=96)[0] if tokens is None else tokens)
-    return (tiny_model_config, tcfg(train_batch_tokens=8 * 24, grad_accum_steps=2), str(tokens_file), "sdpa",
-            "cpu", 1)
-
-
-def test_kernels_helper_runs_one_sequence_forward_and_backward(tmp_path, monkeypatch, tiny_model_config):
-    """train.compile_ahead_kernels: the helper runs training's model eagerly, looping on, forward and backward,
-    on one sequence of the micro-batch (the CuTe DSL kernels compile at their first call; their keys do not hold
-    the token count, golf/train/ahead.py), and exits without an error."""
-    import golf.train.loop as loop
-    from golf.train import ahead
-
-    seen = []
-
-    def spy(model, forward, x, y, *rest):
-        seen.append((model, tuple(x.shape), model.looping))
-        return real(model, forward, x, y, *rest)
-
-    real = loop.micro_objective
-    monkeypatch.setattr(loop, "micro_objective", spy)
-    ahead._kernel_helper(*kernels_helper_args(tmp_path, tiny_model_config))
-    (model, shape, looping), = seen
-    assert shape == (1, 24) and looping
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
-
-
-def test_kernels_helper_failure_says_so_and_exits_1(tmp_path, capsys, tiny_model_config):
-    """A kernels helper that fails costs training nothing (its first step compiles the kernels): one line on
-    stderr and exit status 1, which ahead.finish does not report again."""
-    from golf.train import ahead
-
-    with pytest.raises(SystemExit) as e:
-        ahead._kernel_helper(*kernels_helper_args(tmp_path, tiny_model_config, tokens=np.zeros(5, np.uint16)))
-    assert e.value.code == 1
-    assert "compile_ahead_kernels helper failed (GolfError" in capsys.readouterr().err
-
-
-def test_kernels_helper_starts_as_its_own_process(tmp_path, tiny_model_config):
-    """ahead.start(kernels=True) spawns the kernels helper (its arguments pickle, its target imports in a fresh
-    interpreter), which exits 0 after its step; the tokens file it read is removed."""
-    from golf.artifact.model import GPT
-    from golf.train import ahead
-
-    cfg = tcfg(train_batch_tokens=8 * 24, grad_accum_steps=2)
-    model = GPT(tiny_model_config)
-    model.attention_backend = "sdpa"
-    proc = ahead.start(model, cfg, corpus(seed=1, vocab=96)[0], torch.device("cpu"), 1, kernels=True)
-    assert proc.name == "golf-compile-ahead-kernels"
-    assert ahead.finish(proc)[0]
-    assert not Path(proc.tokens_file).exists()
-
-
-@pytest.mark.parametrize("on, compiled, warmup, wanted", [(True, True, 1, True), (False, True, 1, False),
-                                                          (True, False, 1, False), (True, True, 0, False)])
-def test_kernels_helper_only_where_a_compiled_warm_up_runs(on, compiled, warmup, wanted, tiny_model_config):
-    """The kernels helper starts for golf's GPT with compile on and warm-up steps (the steps that run the
-    first kernels); not for other models."""
-    from golf.artifact.model import GPT
-    from golf.train import ahead
-
-    cfg = tcfg(compile_ahead_kernels=on, warmup_steps=warmup)
-    assert ahead.kernels_wanted(cfg, GPT(tiny_model_config), compiled) == wanted
-    assert not ahead.kernels_wanted(cfg, TinyLM(), compiled)
-
-
-def test_persist_cute_kernels_turns_fa4s_disk_cache_on_unless_set(monkeypatch):
-    """FA4 keeps compiled kernels on disk only with FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1 (off by default);
-    a user's own setting stays."""
-    import os
-
-    from golf.train import ahead
-
-    monkeypatch.delenv("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", raising=False)
-    ahead.persist_cute_kernels()
-    assert os.environ["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] == "1"
-    monkeypatch.setenv("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "0")
-    ahead.persist_cute_kernels()
-    assert os.environ["FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED"] == "0"
 
 
 @pytest.mark.parametrize("fixed", [False, True])

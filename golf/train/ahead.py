@@ -20,16 +20,6 @@ nothing but its CPU time: training then compiles the plain graph itself, as with
 
 Under torchrun every rank starts its own helper on its own GPU (rank 0's batch shapes, which every rank
 shares); measured on one GPU only (BENCHMARKS.md, issue 17, eleventh session).
-
-`train.compile_ahead_kernels`: a second helper runs the model once, eagerly, forward and backward on one
-sequence, so that each CuTe DSL kernel (FA4's attention, quack's MLP GEMMs) compiles at its first call there
-and lands in its package's disk cache (FA4's needs FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED=1:
-`persist_cute_kernels`). Training's looped graph, still compiling meanwhile, then loads them at its first
-run instead of compiling them: with those caches warm and inductor's cold, the looped phase took 60.4 s
-against 75.8 and 83.4 s cold on one H200 (BENCHMARKS.md, twenty-sixth session). The kernels' compile keys
-hold dtypes, head sizes and flags, not the token count, which is what lets one sequence stand in for the
-micro-batch. Whether the helper is done in time has not been measured on a GPU yet; a helper still running
-when the warm-up ends is stopped (its kernels would come too late).
 """
 
 from __future__ import annotations
@@ -81,35 +71,6 @@ def _stopped(e: BaseException) -> bool:
     return False
 
 
-def _kernel_helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int) -> None:
-    """In the kernels helper: the same model, backend and fused kernels as training, looping on, one forward and
-    backward of one sequence, eager (no graph to compile, and little memory); `world` is unused: one sequence
-    joins no process group."""
-    import dataclasses
-
-    from golf.artifact.model import GPT
-    from golf.train.backend import set_backend
-    from golf.train.loop import make_stepper, micro_objective
-
-    try:
-        tokens = np.load(tokens_file)
-        model = GPT(model_cfg)
-        set_backend(model, attention, torch.device(device))
-        one = dataclasses.replace(cfg, train_batch_tokens=cfg.train_seq_len * cfg.grad_accum_steps)
-        stepper = make_stepper(model, one, tokens, torch.device(device), Dist(0, 0, 1), announce=False)
-        model.looping = True
-        x, y, cu = stepper.loader.batch(0)[0]
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=stepper.autocast):
-            loss, aux = micro_objective(model, stepper.forward, x, y, stepper.moe_w, stepper.mtp_w, cu)
-        (loss + aux).backward()
-        if torch.device(device).type == "cuda":
-            torch.cuda.synchronize(device)
-    except Exception as e:  # noqa: BLE001  a failed helper costs training nothing: its first step compiles them
-        print(f"train: compile_ahead_kernels helper failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-              "training compiles the kernels at its first step", file=sys.stderr)
-        sys.exit(1)
-
-
 def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int) -> None:
     """In the helper process: the same model, backend and Stepper as training, looping off, one micro-batch
     (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group)."""
@@ -143,25 +104,9 @@ def wanted(cfg: Any, model: torch.nn.Module, compiled: bool, looping_later: bool
             and cfg.compile_scope == "model" and isinstance(model, GPT))
 
 
-def kernels_wanted(cfg: Any, model: torch.nn.Module, compiled: bool) -> bool:
-    """compile_ahead_kernels applies: golf's GPT, compiled, with warm-up steps (which run its first step)."""
-    from golf.artifact.model import GPT
-
-    return cfg.compile_ahead_kernels and compiled and cfg.warmup_steps > 0 and isinstance(model, GPT)
-
-
-def persist_cute_kernels() -> None:
-    """Let FA4 keep its compiled kernels on disk (its cache is off by default), so that training finds the
-    kernels helper's; in FLASH_ATTENTION_CUTE_DSL_CACHE_DIR, else /tmp/$USER/flash_attention_cute_dsl_cache.
-    Before flash_attn.cute is imported: it reads the variable once. quack's cache is on by default."""
-    os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
-
-
-def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int,
-          kernels: bool = False) -> Any:
-    """Start the helper (a spawned process; `kernels`: the kernels helper) on the same device; it gets a step's
-    worth of tokens from the start of the train split (the graph depends on their shapes, not on the whole
-    split) in a file.
+def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int) -> Any:
+    """Start the helper (a spawned process) on the same device; it gets a step's worth of tokens from
+    the start of the train split (the graph depends on their shapes, not on the whole split) in a file.
     Not as an argument: spawn pipes the pickled arguments to the child, which reads them only after
     importing, so a few MB there held this process up for seconds (setup 8.4 s instead of 4.4 s in
     BENCHMARKS.md's twelfth session)."""
@@ -169,9 +114,8 @@ def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: to
     with os.fdopen(fd, "wb") as f:
         np.save(f, np.asarray(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1]))
     proc = multiprocessing.get_context("spawn").Process(
-        target=_kernel_helper if kernels else _helper,
-        args=(model.cfg, cfg, path, model.attention_backend, str(device), world),
-        name="golf-compile-ahead-kernels" if kernels else "golf-compile-ahead")
+        target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world),
+        name="golf-compile-ahead")
     proc.tokens_file = path  # removed by finish / stop
     try:
         proc.start()

@@ -41,7 +41,6 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
     from golf.io.metrics import clear_clock, write_clock, write_csv
     from golf.params import section_dict
     from golf.train import ddp
-    from golf.train.ahead import persist_cute_kernels
     from golf.train.backend import set_backend
     from golf.train.data import check_bos
     from golf.train.loop import seed_everything
@@ -60,8 +59,6 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)
     model = GPT(model_cfg)
-    if cfg.compile_ahead_kernels:
-        persist_cute_kernels()  # before set_backend imports FA4
     attention = set_backend(model, cfg.attention_backend, device)
     try:
         res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started)
