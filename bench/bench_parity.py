@@ -21,7 +21,7 @@ import shlex
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, h100_params, train
+from trainrun import ROOT, h100_params, step_flags, train
 
 
 def tail_loss(rows: list[dict]) -> float:
@@ -44,8 +44,7 @@ def main() -> None:
     a = ap.parse_args()
     a.params = a.params or h100_params()
     steps = 100 if a.quick else a.steps
-    common = ["--max-wallclock-s", "0", "--iterations", str(steps), "--enable-looping-at", "0.5",
-              "--warmup-steps", "2", "--val-every", "0", "--train-batch-tokens", str(a.batch_tokens),
+    common = [*step_flags(steps, 2), "--train-batch-tokens", str(a.batch_tokens),
               "--train-seq-len", str(a.seq_len), "--grad-accum-steps", "1", "--warmdown-frac", "0.3",
               "--muon-momentum-warmup-steps", str(steps // 3)]
     fast = shlex.split(a.fast_flags)

@@ -56,7 +56,17 @@ import time
 from datetime import date
 from pathlib import Path
 
-from trainrun import ROOT, compile_cache_env, h100_params, host_line, host_probe, launch_s, start_parts, train
+from trainrun import (
+    ROOT,
+    compile_cache_env,
+    h100_params,
+    host_line,
+    host_probe,
+    launch_s,
+    start_parts,
+    step_flags,
+    train,
+)
 
 STEP_LINE = re.compile(r"^\[\s*([\d.]+)\]\s+(\d+)/\d+ train_loss: \S+ train_time: \S+ tok/s: ([\d.]+)")
 LOOP_LINE = re.compile(r"layer_loop:enabled step:(\d+)")
@@ -244,8 +254,7 @@ def run_golf(a: argparse.Namespace) -> dict:
     from golf.params import read_params
 
     params = read_params(a.params)
-    flags = ["--max-wallclock-s", "0", "--iterations", str(a.golf_steps), "--enable-looping-at", "0.5",
-             "--warmup-steps", str(a.warmup_steps), "--val-every", "0", "--seed", str(a.seed), *a.golf_flag]
+    flags = [*step_flags(a.golf_steps, a.warmup_steps), "--seed", str(a.seed), *a.golf_flag]
     started = time.time()
     workdir = a.state_dir / "golf"
     shutil.rmtree(workdir, ignore_errors=True)  # its compile caches too: every golf call starts cold

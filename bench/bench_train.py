@@ -41,6 +41,7 @@ from trainrun import (
     launch_s,
     median,
     start_parts,
+    step_flags,
     train,
 )
 
@@ -123,8 +124,7 @@ def main() -> None:
     a = ap.parse_args()
     a.params = a.params or h100_params()
     steps = 16 if a.quick else a.steps
-    base = ["--max-wallclock-s", "0", "--iterations", str(steps), "--enable-looping-at", "0.5",
-            "--warmup-steps", str(a.warmup_steps), "--val-every", "0"]
+    base = step_flags(steps, a.warmup_steps)
     work = a.workdir or Path(tempfile.mkdtemp(prefix="bench-train-"))
     from golf.params import read_params
 

@@ -17,22 +17,20 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from trainrun import ROOT, h100_params, host_line, host_probe, launch_s, start_parts, train
+from trainrun import ROOT, h100_params, host_line, host_probe, launch_s, start_parts, step_flags, train
 
 KERNEL_CACHES = ("cute-dsl", "quack", "fa4")  # compile_cache_env's folders for the CuTe DSL's kernels
 
 
 def run(work: Path, params: Path, tokens: Path, steps: int, seed: Path | None = None) -> dict:
-    """One cold-inductor `golf train` in `work`; its kernel caches copied from `seed`'s first."""
+    """One cold-inductor `golf train` in `work`; with `seed`'s kernel caches (a cache folder) copied in first."""
     cache = work / "cache"
     shutil.rmtree(work, ignore_errors=True)
     cache.mkdir(parents=True)
     for sub in KERNEL_CACHES if seed else ():
         if (seed / sub).exists():
             shutil.copytree(seed / sub, cache / sub)
-    flags = ["--max-wallclock-s", "0", "--iterations", str(steps), "--enable-looping-at", "0.5",
-             "--warmup-steps", "3", "--val-every", "0"]
-    r = train(work, params, tokens, flags, cache_dir=cache, env={"FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "1"})
+    r = train(work, params, tokens, step_flags(steps, 3), cache_dir=cache, env={"FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "1"})
     launch = launch_s(r)
     return {"first_step_s": r["metrics"]["first_step_s"] + launch,
             "start_s": {"launch": round(launch, 3), **start_parts(r["metrics"])}, "cache": cache}
@@ -46,13 +44,17 @@ def main() -> None:
     params, work = h100_params(), Path(tempfile.mkdtemp(prefix="cute-cache-"))
     print(host_line(host_probe()))
     print("| run | start to 1st step s | launch / setup / looped / plain s |\n|---|---:|---|")
-    cold = None
-    for name in ("cold", "warm CuTe DSL caches", "cold again"):
-        r = run(work / name.replace(" ", "-"), params, a.tokens, a.steps, seed=cold if name.startswith("warm") else None)
-        cold = cold or r["cache"]
-        s = r["start_s"]
-        parts = " / ".join(f"{s.get(k, float('nan')):.1f}" for k in ("launch", "setup", "looped", "plain"))
-        print(f"| {name} | {r['first_step_s']:.1f} | {parts} |", flush=True)
+    cold = show("cold", run(work / "cold", params, a.tokens, a.steps))
+    show("warm CuTe DSL caches", run(work / "warm", params, a.tokens, a.steps, seed=cold["cache"]))
+    show("cold again", run(work / "cold-again", params, a.tokens, a.steps))
+
+
+def show(name: str, r: dict) -> dict:
+    """Print one run's row as it ends; the run."""
+    s = r["start_s"]
+    parts = " / ".join(f"{s.get(k, float('nan')):.1f}" for k in ("launch", "setup", "looped", "plain"))
+    print(f"| {name} | {r['first_step_s']:.1f} | {parts} |", flush=True)
+    return r
 
 
 if __name__ == "__main__":

@@ -87,6 +87,13 @@ def compile_cache_env(cache: Path) -> dict[str, str]:
             "QUACK_CACHE_DIR": str(cache / "quack"), "FLASH_ATTENTION_CUTE_DSL_CACHE_DIR": str(cache / "fa4")}
 
 
+def step_flags(steps: int, warmup_steps: int) -> list[str]:
+    """`golf train` flags of the benches' step mode: `steps` optimizer steps, no wall clock, looping from half
+    of them, `warmup_steps` compile warm-up steps per graph, no evals during training."""
+    return ["--max-wallclock-s", "0", "--iterations", str(steps), "--enable-looping-at", "0.5",
+            "--warmup-steps", str(warmup_steps), "--val-every", "0"]
+
+
 def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cache: bool = False,
           cache_dir: Path | None = None, env: dict[str, str] | None = None) -> dict:
     """Train once into `workdir`; {"metrics": train metrics, "rows": per-step rows, "process_s": wall}.
