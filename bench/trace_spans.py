@@ -55,7 +55,10 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=30, help="spans per process")
     a = ap.parse_args()
     for log in a.logs:
-        total, first = spans(log)
+        try:
+            total, first = spans(log)
+        except (OSError, ValueError) as e:  # a missing file, or a payload that is not JSON
+            raise SystemExit(f"trace_spans: {log}: not a readable TORCH_TRACE log ({e})") from None
         print(f"\n{log.name}\n| span | s | first at s |\n|---|---:|---:|")
         for name, s in total.most_common(a.top):
             print(f"| {name} | {s:.2f} | {first[name]:.1f} |")

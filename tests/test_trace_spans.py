@@ -32,3 +32,11 @@ def test_spans_sum_each_name_over_its_calls(tmp_path):
     total, first = trace_spans.spans(log)
     assert total == {"dynamo": pytest.approx(12.0), "bw_compiler": pytest.approx(3.5)}
     assert first == {"dynamo": 0.0, "bw_compiler": pytest.approx(1.0)}
+
+
+def test_a_log_that_is_not_a_trace_is_one_line_naming_it(tmp_path, monkeypatch):
+    log = tmp_path / "x.log"
+    log.write_text(record({"chromium_event": {}}) + "\t{not json\n")
+    monkeypatch.setattr(sys, "argv", ["trace_spans.py", str(log)])
+    with pytest.raises(SystemExit, match=f"trace_spans: {log}: not a readable TORCH_TRACE log"):
+        trace_spans.main()
