@@ -71,54 +71,6 @@ def _stopped(e: BaseException) -> bool:
     return False
 
 
-def compile_kernels(model: torch.nn.Module, seq_len: int, device: torch.device) -> int:
-    """Each distinct CuTe DSL kernel call of the model's training step once, forward and backward, eagerly, on one
-    row of random numbers: FA4's attention (through `attend`, as the model calls it) and quack's MLP GEMMs. Each
-    compiles at its first call into its package's disk cache; how many calls ran."""
-    from golf.artifact.model.attention import CausalSelfAttention, attend
-    from golf.artifact.model.layers import MLP
-    from golf.kernels.mlp_gemm import mlp_leaky_relu2_quack
-
-    docs = torch.tensor([0, seq_len], dtype=torch.int32, device=device) if getattr(model, "doc_varlen", False) else None
-    seen = set()
-    for m in model.modules():
-        if isinstance(m, CausalSelfAttention) and m.backend == "fa4":
-            r = m.num_heads // m.num_kv_heads if m.fused_kv_repeat and m.fused_qk is not None else 1
-            key = ("attention", m.num_heads, m.num_kv_heads * r, m.head_dim, r)
-            if key not in seen:
-                q, k, v = (torch.randn(1, seq_len, h, m.head_dim, device=device, dtype=torch.bfloat16,
-                                       requires_grad=True) for h in key[1:3] + key[2:3])
-                y = attend(q, k, v, m.backend, docs, r)
-                y.backward(torch.randn_like(y))
-        elif isinstance(m, MLP) and m.fused_mlp is mlp_leaky_relu2_quack:
-            key = ("mlp", *m.fc.weight.shape, m.slope)
-            if key not in seen:
-                x = torch.randn(seq_len, m.fc.in_features, device=device, dtype=torch.bfloat16, requires_grad=True)
-                y = m.fused_mlp(x, m.fc.weight, m.proj.weight, m.slope)
-                y.backward(torch.randn_like(y))
-        else:
-            continue
-        seen.add(key)
-    model.zero_grad(set_to_none=True)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return len(seen)
-
-
-def _kernel_helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int) -> None:
-    """In the kernels helper process: training's model, backend and fused kernels, each CuTe DSL kernel once."""
-    from golf.artifact.model import GPT
-    from golf.train.backend import set_backend
-    from golf.train.loop import make_stepper
-
-    t0 = time.perf_counter()
-    model = GPT(model_cfg)
-    set_backend(model, attention, torch.device(device))
-    make_stepper(model, cfg, np.load(tokens_file), torch.device(device), Dist(0, 0, world), announce=False)
-    n = compile_kernels(model, cfg.train_seq_len, torch.device(device))
-    print(f"train: {n} kernel calls in the kernels helper done in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-
-
 def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int) -> None:
     """In the helper process: the same model, backend and Stepper as training, looping off, one micro-batch
     (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group)."""
@@ -152,8 +104,7 @@ def wanted(cfg: Any, model: torch.nn.Module, compiled: bool, looping_later: bool
             and cfg.compile_scope == "model" and isinstance(model, GPT))
 
 
-def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int,
-          kernels: bool = False) -> Any:
+def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int) -> Any:
     """Start the helper (a spawned process) on the same device; it gets a step's worth of tokens from
     the start of the train split (the graph depends on their shapes, not on the whole split) in a file.
     Not as an argument: spawn pipes the pickled arguments to the child, which reads them only after
@@ -163,9 +114,8 @@ def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: to
     with os.fdopen(fd, "wb") as f:
         np.save(f, np.asarray(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1]))
     proc = multiprocessing.get_context("spawn").Process(
-        target=_kernel_helper if kernels else _helper,
-        args=(model.cfg, cfg, path, model.attention_backend, str(device), world),
-        name="golf-compile-ahead-kernels" if kernels else "golf-compile-ahead")
+        target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world),
+        name="golf-compile-ahead")
     proc.tokens_file = path  # removed by finish / stop
     try:
         proc.start()

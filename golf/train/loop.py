@@ -408,8 +408,6 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     looping_later = can_loop(model) and cfg.enable_looping_at > 0
     if can_loop(model):
         model.looping = cfg.enable_looping_at == 0
-    kernels = ahead.start(model, cfg, train_tokens, device, world, kernels=True) \
-        if use_compile and cfg.compile_ahead_kernels and cfg.warmup_steps > 0 else None
     helper = ahead.start(model, cfg, train_tokens, device, world) \
         if ahead.wanted(cfg, model, use_compile, looping_later) else None
     start_s = {"setup": time.perf_counter() - started}
@@ -418,7 +416,6 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
             start_s |= stepper.warm_up(looping_later, helper)
         finally:
             ahead.stop(helper)
-            ahead.stop(kernels)
     if cfg.cuda_graphs and cfg.warmup_steps > 0 and dctx.is_main:  # the warm-up compiled (and recorded) them
         _say_graph_skips()
     if device.type == "cuda":

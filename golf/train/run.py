@@ -59,9 +59,6 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)
     model = GPT(model_cfg)
-    if cfg.compile_ahead_kernels:
-        import os
-        os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")  # before set_backend imports FA4
     attention = set_backend(model, cfg.attention_backend, device)
     try:
         res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started)
