@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -99,10 +100,14 @@ def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cach
     """Train once into `workdir`; {"metrics": train metrics, "rows": per-step rows, "process_s": wall}.
 
     The compile caches: under `cache_dir` if given (runs that pass the same one share them), else the
-    machine's with warm_cache, else fresh ones in `workdir`.
+    machine's with warm_cache, else fresh ones in `workdir`: emptied first, since a workdir used again (a
+    second call's `bench_train.py --workdir` on a machine still warm) held the last run's, which made a cold
+    variant start in 35 s instead of 72-80 (BENCHMARKS.md, twenty-seventh session).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir or (None if warm_cache else workdir / "inductor-cache")
+    if cache is not None and cache_dir is None:
+        shutil.rmtree(cache, ignore_errors=True)
     env = {**(env or {}), **(compile_cache_env(cache) if cache else {})}
     args = ["--params", str(params), "--tokens", str(tokens), "--out", str(workdir / "model.safetensors"),
             "--metrics", str(workdir / "train.json"), "--plots", str(workdir / "train.csv"), *flags]

@@ -18,3 +18,37 @@ def test_the_start_to_the_first_step_counts_the_launch_before_the_stage_clock():
     r = bench_train.variant_figures(run, steps=8, fpt=(1.0, 1.0), peak=1.0)
     assert r["first_step_s"] == pytest.approx(63.5)
     assert r["start_s"] == {"launch": 3.5, "setup": 5.0, "looped": 50.0}
+
+
+def _fake_golf(seen: dict):
+    """trainrun.golf's stand-in: records what the cache folder held at launch, writes what train() reads."""
+    def golf(stage, args, log, env=None):
+        cache = Path(env["TORCHINDUCTOR_CACHE_DIR"])
+        seen["cache_files"] = sorted(p.name for p in cache.rglob("*")) if cache.exists() else []
+        out = {a: Path(args[i + 1]) for i, a in enumerate(args) if a.startswith("--")}
+        out["--metrics"].write_text('{"train": {"val_bpb": 2.0}}')
+        (out["--metrics"].parent / "timings").mkdir(exist_ok=True)
+        (out["--metrics"].parent / "timings" / "train.json").write_text('{"train": {"wall_s": 1.0}}')
+        out["--plots"].write_text("step,tokens_per_s\n1,1e6\n")
+        return 2.0
+    return golf
+
+
+def test_a_workdir_used_again_starts_its_run_with_empty_compile_caches(tmp_path, monkeypatch):
+    """bench_train.py --workdir on a machine still warm from the last call: the same variant's folder held the
+    last run's inductor and kernel caches, and a "cold" start took 35 s instead of 72-80 (BENCHMARKS.md,
+    twenty-seventh session). A shared cache_dir is the caller's to keep."""
+    import trainrun
+
+    seen = {}
+    monkeypatch.setattr(trainrun, "golf", _fake_golf(seen))
+    stale = tmp_path / "off" / "inductor-cache" / "fa4"
+    stale.mkdir(parents=True)
+    (stale / "kernel.o").write_bytes(b"old")
+    trainrun.train(tmp_path / "off", tmp_path / "p.yaml", tmp_path / "tokens", [])
+    assert seen["cache_files"] == []
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "kept").write_text("warm")
+    trainrun.train(tmp_path / "s", tmp_path / "p.yaml", tmp_path / "tokens", [], cache_dir=shared)
+    assert seen["cache_files"] == ["kept"]
