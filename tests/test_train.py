@@ -665,9 +665,28 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     res = train(GPT(mcfg), cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False)
     dynamo.reset()
     assert res.compile_ahead and res.looping and math.isfinite(res.val_bpb)
-    assert set(res.start_s) == {"setup", "plain", "ahead_wait", "looped"}
+    assert set(res.start_s) == {"setup", "plain", "ahead_wait", "ahead_slack", "looped"}
     assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the plain graph
     assert counters["inductor"]["fxgraph_cache_hit"] == 2  # its forward and its backward
+
+
+@pytest.mark.parametrize("exitcode, slack", [(0, 5.0), (1, 0.0)])
+def test_compile_ahead_finish_says_how_long_the_helpers_graph_was_ready(tmp_path, exitcode, slack):
+    """ahead.finish: a helper that put its graph in the caches 5 s before training needed it had 5 s of slack
+    (what compiling anything more there would use up first) and kept training waiting for no longer than its
+    exit; a failed helper has none."""
+    import time
+    from types import SimpleNamespace
+
+    from golf.train import ahead
+
+    tokens = tmp_path / "golf-ahead-x.npy"
+    tokens.write_bytes(b"")
+    proc = SimpleNamespace(join=lambda: None, exitcode=exitcode, tokens_file=str(tokens),
+                           done_at=SimpleNamespace(value=time.time() - 5.0 if exitcode == 0 else 0.0))
+    ok, waited, ready_for = ahead.finish(proc)
+    assert ok == (exitcode == 0) and waited < 1.0 and not tokens.exists()
+    assert ready_for == pytest.approx(slack, abs=1.0)
 
 
 @pytest.mark.parametrize("fixed", [False, True])

@@ -71,9 +71,11 @@ def _stopped(e: BaseException) -> bool:
     return False
 
 
-def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int) -> None:
+def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int,
+            done_at: Any) -> None:
     """In the helper process: the same model, backend and Stepper as training, looping off, one micro-batch
-    (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group)."""
+    (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group).
+    done_at: a shared double, set to time.time() when the graph is in the caches."""
     from golf.artifact.model import GPT
     from golf.train.backend import set_backend
     from golf.train.loop import inductor_options, make_stepper
@@ -88,6 +90,7 @@ def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: 
         stepper(0, 1.0, cfg.muon_momentum_warmup_start)
     except Exception as e:  # noqa: BLE001  anything but the stop is the helper's failure, said below
         if _stopped(e):
+            done_at.value = time.time()
             return
         print(f"train: compile_ahead helper failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
               "the plain graph compiles in training instead", file=sys.stderr)
@@ -113,10 +116,12 @@ def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: to
     fd, path = tempfile.mkstemp(prefix="golf-ahead-", suffix=".npy")
     with os.fdopen(fd, "wb") as f:
         np.save(f, np.asarray(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1]))
-    proc = multiprocessing.get_context("spawn").Process(
-        target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world),
-        name="golf-compile-ahead")
+    ctx = multiprocessing.get_context("spawn")
+    done_at = ctx.Value("d", 0.0, lock=False)
+    proc = ctx.Process(target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world,
+                                             done_at), name="golf-compile-ahead")
     proc.tokens_file = path  # removed by finish / stop
+    proc.done_at = done_at
     try:
         proc.start()
     except BaseException:
@@ -125,15 +130,17 @@ def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: to
     return proc
 
 
-def finish(proc: Any) -> tuple[bool, float]:
-    """Wait for the helper; (whether it compiled the plain graph, seconds waited)."""
-    t0 = time.perf_counter()
+def finish(proc: Any) -> tuple[bool, float, float]:
+    """Wait for the helper; (whether it compiled the plain graph, seconds waited, seconds its graph had been
+    ready before this call: its slack, which anything added to the helper would use up first)."""
+    t0, now = time.perf_counter(), time.time()
     proc.join()
     Path(proc.tokens_file).unlink(missing_ok=True)
     if proc.exitcode not in (0, 1):  # 1: the helper said why itself
         print(f"train: compile_ahead helper exited with status {proc.exitcode}; the plain graph compiles in "
               "training instead", file=sys.stderr)
-    return proc.exitcode == 0, time.perf_counter() - t0
+    done = proc.exitcode == 0
+    return done, time.perf_counter() - t0, max(0.0, now - proc.done_at.value) if done else 0.0
 
 
 def stop(proc: Any) -> None:

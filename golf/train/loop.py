@@ -79,7 +79,8 @@ class TrainResult:
     start_s: dict[str, float] = field(default_factory=dict)
     """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
     then each warm-up graph's compile and steps ("looped", then "plain"; "all" without a looping switch);
-    with train.compile_ahead, "ahead_wait": the part of "plain" spent waiting for the helper."""
+    with train.compile_ahead, "ahead_wait": the part of "plain" spent waiting for the helper, and "ahead_slack":
+    how long the helper's graph had been ready when the plain phase began (golf/train/ahead.py `finish`)."""
     compile_ahead: bool = False
     """The plain graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
 
@@ -302,7 +303,7 @@ class Stepper:
         weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s).
         The looped graph goes first, so that golf/train/ahead.py's helper, compiling the plain graph
         meanwhile, has that long; it is waited for before the plain phase (the wait is in that phase's
-        seconds, and in "ahead_wait")."""
+        seconds, and in "ahead_wait"; "ahead_slack" is the other way round)."""
         model, cfg = self.model, self.cfg
         saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved_opts = [copy.deepcopy(o.state_dict()) for o in (self.muon, self.adam)]
@@ -310,7 +311,7 @@ class Stepper:
         for phase in ([True, False] if looping_later else [None]):
             t0 = time.perf_counter()
             if phase is False and helper is not None:
-                self.ahead, seconds["ahead_wait"] = ahead.finish(helper)
+                self.ahead, seconds["ahead_wait"], seconds["ahead_slack"] = ahead.finish(helper)
             if phase is not None:
                 model.looping = phase
             for s in range(cfg.warmup_steps):
