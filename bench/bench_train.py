@@ -5,6 +5,7 @@ depth recurrence switches on, MFU, peak memory; several variants in one run, so 
     python bench/bench_train.py --quick              # 16 steps each
     python bench/bench_train.py --variant "cudnn=--attention-backend cudnn" --variant "base="
     python bench/bench_train.py --variant "base=" --variant "cdt=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1"
+    python bench/bench_train.py --abba --variant "base=" --variant "off=--no-compile-ahead"   # base off off#2 base#2
     git worktree add /tmp/old HEAD
     python bench/bench_train.py --variant "new=" --variant "old=PYTHONPATH=/tmp/old:$PYTHONPATH"
 
@@ -15,7 +16,8 @@ The start to the first step counts the process launch (interpreter, CLI imports)
 Each variant is a separate `golf train` process with fresh compile caches (cold compile;
 --warm-cache reuses the machine's). Start times differ by machine (64-67 s on one H200, 91-97 s on
 another, the same code: BENCHMARKS.md, twenty-sixth session): compare variants of one call, and read the
-host line. In step mode: looping switches on at half the steps. tokens/s
+host line. The first run of a call was 8-14 s slower than a later run of the same code on three fresh machines
+(twenty-seventh session): --abba runs the variants, then again in reverse order, and gives each one's mean start. In step mode: looping switches on at half the steps. tokens/s
 is the median over the steps of each phase after its first two. MFU: golf.train.loop's FLOPs per
 token of each phase's graph x its tokens/s, over the params file's train.peak_flops. `avg` is what a
 wall-clock run that loops from 35% of its time would get (0.35 x before + 0.65 x after), the
@@ -87,6 +89,23 @@ def variant_figures(run: dict, steps: int, fpt: tuple[float, float], peak: float
             "mlp": m.get("fused_mlp") or "eager", "process_s": run["process_s"], "val_bpb": m["val_bpb"]}
 
 
+def run_order(specs: list[str], abba: bool) -> list[str]:
+    """The NAME=FLAGS specs in the order they run: as given, or with `abba` as given and then reversed, each
+    second run named NAME#2."""
+    if not abba:
+        return specs
+    return specs + [f"{name}#2={flags}" for name, _, flags in (s.partition("=") for s in reversed(specs))]
+
+
+def mean_starts(results: list[dict]) -> dict[str, float]:
+    """Each variant's mean start to the first step over its runs (NAME and NAME#2), in first-run order."""
+    runs: dict[str, list[float]] = {}
+    for r in results:
+        if "failed" not in r:
+            runs.setdefault(r["variant"].removesuffix("#2"), []).append(r["first_step_s"])
+    return {name: sum(v) / len(v) for name, v in runs.items()}
+
+
 def print_table(results: list[dict]) -> None:
     """Markdown, ratios against the first variant that ran; a failed variant gets its error line, and
     variants that ran on different attention backends get a warning (e.g. FA4 not importable in one)."""
@@ -119,6 +138,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", metavar="NAME=FLAGS",
                     help="a name and `golf train` flags (repeatable); default: " + "; ".join(DEFAULT_VARIANTS))
     ap.add_argument("--warm-cache", action="store_true", help="share the machine's inductor cache (warm start)")
+    ap.add_argument("--abba", action="store_true",
+                    help="run the variants, then again in reverse order (a first run on a machine can be slower)")
     ap.add_argument("--workdir", type=Path, default=None, help="keep each run's files here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args()
@@ -132,7 +153,7 @@ def main() -> None:
     fpt = flops_per_token(a.params, int(train_params["train_seq_len"]))
     peak = float(train_params["peak_flops"]) or float("nan")  # 0 = no MFU
     results = []
-    for spec in a.variant or DEFAULT_VARIANTS:
+    for spec in run_order(a.variant or DEFAULT_VARIANTS, a.abba):
         name, _, flags = spec.partition("=")
         words = shlex.split(flags)
         env = dict(w.split("=", 1) for w in words if ENV_WORD.match(w))
@@ -149,6 +170,8 @@ def main() -> None:
     print(f"\n{steps} steps per variant ({a.params.name}); ratios vs the first variant that ran; MFU over "
           f"train.peak_flops = {peak:.3g} FLOP/s\n{host_line(host_probe())}")
     print_table(results)
+    if a.abba:
+        print("\nmean start to the first step: " + ", ".join(f"{k} {v:.1f} s" for k, v in mean_starts(results).items()))
     if a.json:
         a.json.write_text(json.dumps(results, indent=1) + "\n")
     if any("failed" in r for r in results):

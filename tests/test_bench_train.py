@@ -52,3 +52,14 @@ def test_a_workdir_used_again_starts_its_run_with_empty_compile_caches(tmp_path,
     (shared / "kept").write_text("warm")
     trainrun.train(tmp_path / "s", tmp_path / "p.yaml", tmp_path / "tokens", [], cache_dir=shared)
     assert seen["cache_files"] == ["kept"]
+
+
+def test_abba_runs_the_variants_then_again_reversed_and_averages_each_ones_starts():
+    """--abba: a first run on a fresh machine was 8-14 s slower than a later one of the same code (BENCHMARKS.md,
+    twenty-seventh session), so each variant also runs in the other half of the order, and its mean counts."""
+    order = bench_train.run_order(["a=", "b=--no-compile-ahead X=1"], abba=True)
+    assert order == ["a=", "b=--no-compile-ahead X=1", "b#2=--no-compile-ahead X=1", "a#2="]
+    assert bench_train.run_order(["a=", "b="], abba=False) == ["a=", "b="]
+    results = [{"variant": "a", "first_step_s": 80.0}, {"variant": "b", "first_step_s": 82.6},
+               {"variant": "b#2", "first_step_s": 77.7}, {"variant": "a#2", "failed": "oom"}]
+    assert bench_train.mean_starts(results) == pytest.approx({"a": 80.0, "b": 80.15})
