@@ -30,7 +30,8 @@ def run(work: Path, params: Path, tokens: Path, steps: int, seed: Path | None = 
     for sub in KERNEL_CACHES if seed else ():
         if (seed / sub).exists():
             shutil.copytree(seed / sub, cache / sub)
-    r = train(work, params, tokens, step_flags(steps, 3), cache_dir=cache, env={"FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "1"})
+    r = train(work, params, tokens, step_flags(steps, 3), cache_dir=cache,
+              env={"FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED": "1"})
     launch = launch_s(r)
     return {"first_step_s": r["metrics"]["first_step_s"] + launch,
             "start_s": {"launch": round(launch, 3), **start_parts(r["metrics"])}, "cache": cache}

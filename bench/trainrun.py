@@ -105,8 +105,9 @@ def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cach
     variant start in 35 s instead of 72-80 (BENCHMARKS.md, twenty-seventh session).
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    cache = cache_dir or (None if warm_cache else workdir / "inductor-cache")
-    if cache is not None and cache_dir is None:
+    cache = cache_dir
+    if cache is None and not warm_cache:
+        cache = workdir / "inductor-cache"
         shutil.rmtree(cache, ignore_errors=True)
     env = {**(env or {}), **(compile_cache_env(cache) if cache else {})}
     args = ["--params", str(params), "--tokens", str(tokens), "--out", str(workdir / "model.safetensors"),
