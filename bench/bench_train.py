@@ -16,8 +16,8 @@ The start to the first step counts the process launch (interpreter, CLI imports)
 Each variant is a separate `golf train` process with fresh compile caches (cold compile;
 --warm-cache reuses the machine's). Start times differ by machine (64-67 s on one H200, 91-97 s on
 another, the same code: BENCHMARKS.md, twenty-sixth session): compare variants of one call, and read the
-host line. The first run of a call was 8-14 s slower than a later run of the same code on three fresh
-machines (twenty-seventh session): --abba runs the variants, then again in reverse order, and gives each
+host line. The first run of a call was 8-14 s slower than a later run of the same code in three calls
+on two H200s (twenty-seventh session): --abba runs the variants, then again in reverse order, and gives each
 one's mean start. In step mode: looping switches on at half the steps. tokens/s is the median over the
 steps of each phase after its first two. MFU: golf.train.loop's FLOPs per token of each phase's graph x its
 tokens/s, over the params file's train.peak_flops. `avg` is what a

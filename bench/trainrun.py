@@ -102,7 +102,7 @@ def train(workdir: Path, params: Path, tokens: Path, flags: list[str], warm_cach
     The compile caches: under `cache_dir` if given (runs that pass the same one share them), else the
     machine's with warm_cache, else fresh ones in `workdir`: emptied first, since a workdir used again (a
     second call's `bench_train.py --workdir` on a machine still warm) held the last run's, which made a cold
-    variant start in 35 s instead of 72-80 (BENCHMARKS.md, twenty-seventh session).
+    variant start in 35-42 s instead of 72-80 (BENCHMARKS.md, twenty-seventh session).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     cache = cache_dir

@@ -36,7 +36,7 @@ def _fake_golf(seen: dict):
 
 def test_a_workdir_used_again_starts_its_run_with_empty_compile_caches(tmp_path, monkeypatch):
     """bench_train.py --workdir on a machine still warm from the last call: the same variant's folder held the
-    last run's inductor and kernel caches, and a "cold" start took 35 s instead of 72-80 (BENCHMARKS.md,
+    last run's inductor and kernel caches, and a "cold" start took 35-42 s instead of 72-80 (BENCHMARKS.md,
     twenty-seventh session). A shared cache_dir is the caller's to keep."""
     import trainrun
 
@@ -55,7 +55,7 @@ def test_a_workdir_used_again_starts_its_run_with_empty_compile_caches(tmp_path,
 
 
 def test_abba_runs_the_variants_then_again_reversed_and_averages_each_ones_starts():
-    """--abba: a first run on a fresh machine was 8-14 s slower than a later one of the same code (BENCHMARKS.md,
+    """--abba: the first run of a call was 8-14 s slower than a later one of the same code (BENCHMARKS.md,
     twenty-seventh session), so each variant also runs in the other half of the order, and its mean counts."""
     order = bench_train.run_order(["a=", "b=--no-compile-ahead X=1"], abba=True)
     assert order == ["a=", "b=--no-compile-ahead X=1", "b#2=--no-compile-ahead X=1", "a#2="]
