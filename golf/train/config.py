@@ -100,9 +100,6 @@ class TrainConfig:
     """At compile_scope model with a looping switch: a helper process compiles the plain graph while
     training compiles the looped one, and training takes it from inductor's on-disk caches (golf/train/ahead.py;
     the helper never runs the graph, so it holds no activations). Shortens the start to the first step."""
-    compile_kernels_ahead: bool
-    """At compile_scope model: FA4's and quack's CuTe DSL kernels compile in a thread while training compiles its
-    first graph, instead of at that graph's first run (golf/train/kernels_ahead.py)."""
     attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
     """Attention kernel; auto = the fastest usable (fa4 > fa3 > fa2 > sdpa; with model.doc_masked_attention
     fa4 > sdpa, the ones that mask documents); fa4 = golf/kernels/fa4.py's ops; cudnn = SDPA's cuDNN kernel."""

@@ -52,7 +52,6 @@ from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
 from golf.train.data import CU_MULTIPLE, WindowLoader
 from golf.train.inductor import cap_mix_order_reads
-from golf.train.kernels_ahead import KernelsAhead, inductor_then_wait
 from golf.train.qat import fake_quantized
 
 
@@ -81,9 +80,7 @@ class TrainResult:
     """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
     then each warm-up graph's compile and steps ("looped", then "plain"; "all" without a looping switch);
     with train.compile_ahead, "ahead_wait": the part of "plain" spent waiting for the helper, and "ahead_slack":
-    how long the helper's graph had been ready when the plain phase began (golf/train/ahead.py `finish`); with
-    train.compile_kernels_ahead, "kernels": the kernels thread's own seconds, and "kernels_wait": the part of the
-    warm-up spent waiting for it (golf/train/kernels_ahead.py)."""
+    how long the helper's graph had been ready when the plain phase began (golf/train/ahead.py `finish`)."""
     compile_ahead: bool = False
     """The plain graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
 
@@ -395,6 +392,8 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                         f"train.compile = {cfg.compile}")
     stepper = make_stepper(model, cfg, train_tokens, device, dctx, dctx.is_main)
     fused, fused_mlp = stepper.fused, stepper.fused_mlp
+    if use_compile:
+        stepper.compile()
     if cfg.val_max_tokens:
         val_tokens, val_bytes = val_tokens[:cfg.val_max_tokens + 1], val_bytes[:cfg.val_max_tokens + 1]
 
@@ -412,20 +411,12 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         model.looping = cfg.enable_looping_at == 0
     helper = ahead.start(model, cfg, train_tokens, device, world) \
         if ahead.wanted(cfg, model, use_compile, looping_later) else None
-    # after the helper's spawn, which the thread would otherwise hold up
-    kernels = KernelsAhead(model, cfg.train_seq_len, device) \
-        if cfg.compile_kernels_ahead and use_compile and cfg.compile_scope == "model" and cfg.warmup_steps > 0 else None
-    if use_compile:
-        stepper.compile(None if kernels is None else inductor_then_wait(inductor_options(cfg), kernels))
     start_s = {"setup": time.perf_counter() - started}
     if cfg.warmup_steps > 0:
         try:
             start_s |= stepper.warm_up(looping_later, helper)
         finally:
             ahead.stop(helper)
-    if kernels is not None:
-        kernels.wait()  # the graph's compile waited for it already; this is for a run that compiled nothing
-        start_s |= {"kernels": kernels.seconds, "kernels_wait": kernels.waited}
     if cfg.cuda_graphs and cfg.warmup_steps > 0 and dctx.is_main:  # the warm-up compiled (and recorded) them
         _say_graph_skips()
     if device.type == "cuda":
