@@ -32,6 +32,7 @@ TRAIN = dict(
     adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, ema_warmup=True, swa_enabled=False, swa_every=5,
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
+    compile_ahead_kernels=False,
     attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
     fused_qk=True, fused_xsa_gate=True, fused_kv_repeat=True, cuda_graphs=False, combo_kernels=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
     mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
@@ -646,7 +647,8 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     while training compiles the looped one, and stops before running it; when looping switches off in the
     warm-up, training finds both compiled halves of the plain graph in inductor's on-disk caches (an
     AOTAutograd hit, FX graph hits) instead of compiling them. A key that differed between the two processes
-    (sys.modules order: ahead.same_cache_keys) would show here as misses."""
+    (sys.modules order: ahead.same_cache_keys; training's backend under compile_ahead_kernels,
+    ahead.InductorThenKernels) would show here as misses."""
     import torch._dynamo as dynamo
     from torch._dynamo.utils import counters
 
@@ -661,11 +663,11 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     tr, _ = corpus(seed=1, vocab=96)
     va, vb = corpus(600, seed=2, vocab=96)
     cfg = tcfg(iterations=2, warmup_steps=1, val_every=0, ema_decay=0.0, enable_looping_at=0.5, compile="on",
-               compile_ahead=True, train_batch_tokens=2 * 24, grad_accum_steps=1)
+               compile_ahead=True, compile_ahead_kernels=True, train_batch_tokens=2 * 24, grad_accum_steps=1)
     res = train(GPT(mcfg), cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False)
     dynamo.reset()
     assert res.compile_ahead and res.looping and math.isfinite(res.val_bpb)
-    assert set(res.start_s) == {"setup", "plain", "ahead_wait", "ahead_slack", "looped"}
+    assert set(res.start_s) == {"setup", "plain", "ahead_wait", "ahead_slack", "looped", "ahead_kernels_wait"}
     assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the plain graph
     assert counters["inductor"]["fxgraph_cache_hit"] == 2  # its forward and its backward
 

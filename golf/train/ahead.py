@@ -18,6 +18,15 @@ the first module in sys.modules that has a `torch` attribute, which differs betw
 import in different orders: `same_cache_keys` names it after torch in both. A helper that fails costs
 nothing but its CPU time: training then compiles the plain graph itself, as without it.
 
+Under train.compile_ahead_kernels the helper, its graph in the caches, goes on to run each CuTe DSL kernel of a
+step once (golf/train/cute_kernels.py), which compiles FA4's and quack's kernels into their disk caches; without
+it they compile at the looped graph's first run in training (15-23 s on some H200s: BENCHMARKS.md, twenty-sixth
+session). It takes them on only while training is still compiling the looped graph: `take_kernels`, between
+that compile and the graph's first run, either waits for a helper that has started them (less time than
+compiling them again) or, when the helper is still on its graph, tells it to leave them to training. So a
+helper with no time to spare costs training nothing (compiling the kernels before the graph made it late by as
+long on a fast host: BENCHMARKS.md, twenty-seventh session), and a slow host's spare time goes to the kernels.
+
 Under torchrun every rank starts its own helper on its own GPU (rank 0's batch shapes, which every rank
 shares); measured on one GPU only (BENCHMARKS.md, issue 17, eleventh session).
 """
@@ -38,6 +47,9 @@ import numpy as np
 import torch
 
 from golf.artifact.runtime import Dist
+
+# train.compile_ahead_kernels: who compiles the CuTe DSL kernels, a shared int that both processes set under its lock
+_GRAPH, _KERNELS, _DONE, _FAILED, _TRAINING = range(5)  # the helper: on its graph, on the kernels, ...; training
 
 
 def _memory_format(name: str) -> torch.memory_format:
@@ -72,10 +84,11 @@ def _stopped(e: BaseException) -> bool:
 
 
 def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int,
-            done_at: Any) -> None:
+            done_at: Any, kernels: Any, kernels_over: Any) -> None:
     """In the helper process: the same model, backend and Stepper as training, looping off, one micro-batch
     (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group).
-    done_at: a shared double, set to time.time() when the graph is in the caches."""
+    done_at: a shared double, set to time.time() when the graph is in the caches; kernels: the shared state
+    above; kernels_over: an event set once the helper is through with the kernels."""
     from golf.artifact.model import GPT
     from golf.train.backend import set_backend
     from golf.train.loop import inductor_options, make_stepper
@@ -91,12 +104,69 @@ def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: 
     except Exception as e:  # noqa: BLE001  anything but the stop is the helper's failure, said below
         if _stopped(e):
             done_at.value = time.time()
+            _compile_kernels(model, cfg.train_seq_len, torch.device(device), kernels, kernels_over)
             return
         print(f"train: compile_ahead helper failed ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
               "the plain graph compiles in training instead", file=sys.stderr)
         sys.exit(1)
     print("train: compile_ahead helper ran its step without compiling anything", file=sys.stderr)
     sys.exit(1)
+
+
+def _compile_kernels(model: torch.nn.Module, seq_len: int, device: torch.device, kernels: Any,
+                    kernels_over: Any) -> None:
+    """The helper's part of train.compile_ahead_kernels: the kernels into the disk caches, unless training has
+    taken them on."""
+    from golf.train.cute_kernels import compile_kernels
+
+    with kernels.get_lock():
+        if kernels.value == _TRAINING:
+            return
+        kernels.value = _KERNELS
+    try:
+        compile_kernels(model, seq_len, device)
+        kernels.value = _DONE
+    except Exception as e:  # noqa: BLE001  training then compiles them at the graph's first run, as without it
+        kernels.value = _FAILED
+        print(f"train: compile_ahead helper failed to compile the kernels ({type(e).__name__}: "
+              f"{str(e).splitlines()[0][:200]}); they compile in training instead", file=sys.stderr)
+    finally:
+        kernels_over.set()
+
+
+def share_kernel_caches() -> None:
+    """Turn FA4's disk cache on (off by default; it reads the switch at import, and the spawned helper inherits
+    it): the helper's kernels reach training there. quack's is on by default. Both key by the kernel's arguments
+    and their package's sources, so a later run on this machine finds them too."""
+    os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
+
+
+def take_kernels(proc: Any) -> tuple[bool, float]:
+    """In training, after the looped graph's compile and before its first run: (whether the helper compiled the
+    CuTe DSL kernels, seconds waited for it). A helper still on its graph leaves them to training."""
+    t0 = time.perf_counter()
+    with proc.kernels.get_lock():
+        if proc.kernels.value == _GRAPH:
+            proc.kernels.value = _TRAINING
+    if proc.kernels.value != _TRAINING:
+        while not proc.kernels_over.wait(0.05) and proc.is_alive():
+            pass
+    return proc.kernels.value == _DONE, time.perf_counter() - t0
+
+
+class InductorThenKernels(torch._TorchCompileInductorWrapper):
+    """torch.compile's inductor backend (a subclass, so dynamo treats it as inductor) that takes the kernels from
+    the helper after its first compile (the looped graph's), before that graph first runs."""
+
+    def __init__(self, options: dict[str, Any], proc: Any):
+        super().__init__(None, options, False)
+        self.proc = proc
+
+    def __call__(self, model_: Any, inputs_: Any, **kwargs: Any) -> Any:
+        compiled = super().__call__(model_, inputs_, **kwargs)
+        if not hasattr(self.proc, "kernels_taken"):
+            self.proc.kernels_taken = take_kernels(self.proc)
+        return compiled
 
 
 def wanted(cfg: Any, model: torch.nn.Module, compiled: bool, looping_later: bool) -> bool:
@@ -118,10 +188,12 @@ def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: to
         np.save(f, np.asarray(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1]))
     ctx = multiprocessing.get_context("spawn")
     done_at = ctx.Value("d", 0.0, lock=False)
+    kernels = ctx.Value("i", _GRAPH if cfg.compile_ahead_kernels else _TRAINING)
+    kernels_over = ctx.Event()
     proc = ctx.Process(target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world,
-                                             done_at), name="golf-compile-ahead")
+                                             done_at, kernels, kernels_over), name="golf-compile-ahead")
     proc.tokens_file = path  # removed by finish / stop
-    proc.done_at = done_at
+    proc.done_at, proc.kernels, proc.kernels_over = done_at, kernels, kernels_over
     try:
         proc.start()
     except BaseException:

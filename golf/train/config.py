@@ -100,6 +100,10 @@ class TrainConfig:
     """At compile_scope model with a looping switch: a helper process compiles the plain graph while
     training compiles the looped one, and training takes it from inductor's on-disk caches (golf/train/ahead.py;
     the helper never runs the graph, so it holds no activations). Shortens the start to the first step."""
+    compile_ahead_kernels: bool
+    """With compile_ahead: the helper, its graph compiled while training still compiles the looped one, goes on to
+    compile FA4's and quack's CuTe DSL kernels into their disk caches (FA4's turned on), and training takes them
+    there instead of compiling them at the looped graph's first run (golf/train/ahead.py)."""
     attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
     """Attention kernel; auto = the fastest usable (fa4 > fa3 > fa2 > sdpa; with model.doc_masked_attention
     fa4 > sdpa, the ones that mask documents); fa4 = golf/kernels/fa4.py's ops; cudnn = SDPA's cuDNN kernel."""

@@ -80,9 +80,13 @@ class TrainResult:
     """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
     then each warm-up graph's compile and steps ("looped", then "plain"; "all" without a looping switch);
     with train.compile_ahead, "ahead_wait": the part of "plain" spent waiting for the helper, and "ahead_slack":
-    how long the helper's graph had been ready when the plain phase began (golf/train/ahead.py `finish`)."""
+    how long the helper's graph had been ready when the plain phase began (golf/train/ahead.py `finish`); with
+    train.compile_ahead_kernels, "ahead_kernels_wait": the part of "looped" spent waiting for the helper's CuTe
+    DSL kernels (`take_kernels`)."""
     compile_ahead: bool = False
     """The plain graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
+    compile_ahead_kernels: bool = False
+    """The CuTe DSL kernels came compiled from that helper (train.compile_ahead_kernels)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -392,8 +396,6 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                         f"train.compile = {cfg.compile}")
     stepper = make_stepper(model, cfg, train_tokens, device, dctx, dctx.is_main)
     fused, fused_mlp = stepper.fused, stepper.fused_mlp
-    if use_compile:
-        stepper.compile()
     if cfg.val_max_tokens:
         val_tokens, val_bytes = val_tokens[:cfg.val_max_tokens + 1], val_bytes[:cfg.val_max_tokens + 1]
 
@@ -411,12 +413,18 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
         model.looping = cfg.enable_looping_at == 0
     helper = ahead.start(model, cfg, train_tokens, device, world) \
         if ahead.wanted(cfg, model, use_compile, looping_later) else None
+    kernels_ahead = helper is not None and cfg.compile_ahead_kernels
+    if use_compile:
+        stepper.compile(ahead.InductorThenKernels(inductor_options(cfg), helper) if kernels_ahead else None)
     start_s = {"setup": time.perf_counter() - started}
     if cfg.warmup_steps > 0:
         try:
             start_s |= stepper.warm_up(looping_later, helper)
         finally:
             ahead.stop(helper)
+    kernels_from_helper = False
+    if kernels_ahead:  # set by the backend at the looped graph's compile (golf/train/ahead.py take_kernels)
+        kernels_from_helper, start_s["ahead_kernels_wait"] = getattr(helper, "kernels_taken", (False, 0.0))
     if cfg.cuda_graphs and cfg.warmup_steps > 0 and dctx.is_main:  # the warm-up compiled (and recorded) them
         _say_graph_skips()
     if device.type == "cuda":
@@ -438,6 +446,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                        val_loss=float(final.loss), val_bpb=float(final.bpb), val_bpb_raw=float(raw.bpb),
                        looping=bool(getattr(model, "looping", False)), compiled=use_compile, fused_kernels=fused,
                        fused_mlp=fused_mlp if fused else "", compile_ahead=stepper.ahead,
+                       compile_ahead_kernels=kernels_from_helper,
                        flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device, cfg.cuda_graphs),
                        first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
 

@@ -40,7 +40,7 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
     from golf.io.checkpoint import save_model
     from golf.io.metrics import clear_clock, write_clock, write_csv
     from golf.params import section_dict
-    from golf.train import ddp
+    from golf.train import ahead, ddp
     from golf.train.backend import set_backend
     from golf.train.data import check_bos
     from golf.train.loop import seed_everything
@@ -59,6 +59,8 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)
     model = GPT(model_cfg)
+    if cfg.compile_ahead and cfg.compile_ahead_kernels:
+        ahead.share_kernel_caches()  # before set_backend imports FA4
     attention = set_backend(model, cfg.attention_backend, device)
     try:
         res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started)
@@ -86,7 +88,8 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
               "train_tokens": res.train_tokens, "tokens_per_s": round(res.tokens_per_s, 1),
               "params": sum(p.numel() for p in model.parameters()), "peak_mem_bytes": res.peak_mem_bytes,
               **attention, "compile": res.compiled, "fused_kernels": res.fused_kernels,
-              "fused_mlp": res.fused_mlp, "compile_ahead": res.compile_ahead, "cuda_graphs": cfg.cuda_graphs,
+              "fused_mlp": res.fused_mlp, "compile_ahead": res.compile_ahead,
+              "compile_ahead_kernels": res.compile_ahead_kernels, "cuda_graphs": cfg.cuda_graphs,
               "combo_kernels": cfg.combo_kernels,
               "train_s": round(res.train_s, 3), "first_step_s": round(res.first_step_s, 3),
               "world_size": dctx.world_size, **{f"start_s_{k}": round(v, 3) for k, v in res.start_s.items()}}
