@@ -35,3 +35,15 @@ def tiny_model_config():
     from golf.artifact.model.config import ModelConfig
 
     return ModelConfig(**tiny_model_values())
+
+
+@pytest.fixture
+def fa4_on_cpu():
+    """The FA4 ops (golf/kernels/fa4.py) registered as the "fa4" attention backend; on CPU they run their float32
+    reference."""
+    from golf.artifact.model import attention
+    from golf.kernels import fa4
+
+    attention.register_backend("fa4", fa4.attention, fa4.varlen_attention)
+    yield
+    attention.unregister_backend("fa4")

@@ -14,17 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from golf.artifact.model import GPT, attention
-from golf.kernels import fa4
+from golf.artifact.model import GPT
 from golf.train import ahead, cute_kernels
-
-
-@pytest.fixture
-def fa4_on_cpu():
-    """The FA4 ops registered as the "fa4" backend; on CPU they run their float32 reference."""
-    attention.register_backend("fa4", fa4.attention, fa4.varlen_attention)
-    yield
-    attention.unregister_backend("fa4")
 
 
 @pytest.mark.parametrize("doc_masked", [False, True])

@@ -157,14 +157,6 @@ def test_every_later_stage_rebuilds_the_masked_model(record_like, tmp_path):
 
 # ---- train path (varlen op, cu_seqlens from the host) = eval path (SDPA mask) ---------------------
 
-@pytest.fixture
-def fa4_on_cpu():
-    """The FA4 ops registered as the "fa4" backend; on CPU they run their float32 reference."""
-    attention.register_backend("fa4", fa4.attention, fa4.varlen_attention)
-    yield
-    attention.unregister_backend("fa4")
-
-
 def test_train_path_equals_eval_path(record_like, fa4_on_cpu):
     """What the train loop runs (the varlen op with the loader's cu_seqlens) and what every eval runs
     (SDPA with the block-diagonal mask, cu_seqlens not given) agree, values and gradients."""
