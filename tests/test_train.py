@@ -653,6 +653,7 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     from torch._dynamo.utils import counters
 
     from golf.artifact.model import GPT
+    from golf.train import ahead
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # cold, and the helper's too
     dynamo.reset()
@@ -664,12 +665,54 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     va, vb = corpus(600, seed=2, vocab=96)
     cfg = tcfg(iterations=2, warmup_steps=1, val_every=0, ema_decay=0.0, enable_looping_at=0.5, compile="on",
                compile_ahead=True, compile_ahead_kernels=True, train_batch_tokens=2 * 24, grad_accum_steps=1)
-    res = train(GPT(mcfg), cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False)
+    assert ahead.wanted(cfg, mcfg, torch.device("cpu"))
+    model = GPT(mcfg)
+    helper = ahead.start(mcfg, cfg, tr, torch.device("cpu"), 1)  # as golf/train/run.py does
+    try:
+        res = train(model, cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False, helper=helper)
+    finally:
+        ahead.stop(helper)
     dynamo.reset()
     assert res.compile_ahead and res.looping and math.isfinite(res.val_bpb)
     assert set(res.start_s) == {"setup", "plain", "ahead_wait", "ahead_slack", "looped", "ahead_kernels_wait"}
     assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the plain graph
     assert counters["inductor"]["fxgraph_cache_hit"] == 2  # its forward and its backward
+
+
+@pytest.mark.parametrize("over", [{}, {"compile_ahead": False}, {"compile": "off"}, {"enable_looping_at": 0.0},
+                                  {"warmup_steps": 0}, {"compile_scope": "hybrid"}, {"num_loops": 0}])
+def test_compile_ahead_wanted_only_where_training_compiles_two_whole_model_graphs(over, tiny_model_config):
+    """ahead.wanted decides from the sections and the device alone (golf/train/run.py asks before it builds the
+    model): at `model` scope, compiled, warm-up steps, looping switching on later in a model that loops."""
+    from golf.train import ahead
+
+    train_over = {k: v for k, v in over.items() if k != "num_loops"}
+    mcfg = dataclasses.replace(tiny_model_config, num_loops=over.get("num_loops", 1))
+    cfg = tcfg(**{"compile": "auto", "compile_ahead": True, **train_over})
+    expected = not over
+    assert ahead.wanted(cfg, mcfg, torch.device("cuda")) == expected
+    assert not ahead.wanted(cfg, mcfg, torch.device("cpu"))  # compile auto: off on the CPU
+
+
+def test_golf_train_starts_the_helper_after_the_init_and_stops_it_on_an_error(tmp_path, monkeypatch):
+    """golf/train/run.py starts the compile_ahead helper once the model is initialised (the init's CPU threads
+    slow down beside a starting helper), before the attention backend and the rest of the setup, which the
+    helper's slack gains, and stops it whatever happens after: here the attention backend is refused."""
+    import golf.artifact.model as model_module
+    from golf.train import ahead, backend
+
+    events = []
+    monkeypatch.setattr(ahead, "wanted", lambda cfg, model_cfg, device: True)
+    monkeypatch.setattr(ahead, "start", lambda *a: events.append("start") or "helper")
+    monkeypatch.setattr(ahead, "stop", lambda proc: events.append(f"stop {proc}"))
+    gpt, set_backend = model_module.GPT, backend.set_backend
+    monkeypatch.setattr(model_module, "GPT", lambda cfg: events.append("init") or gpt(cfg))
+    monkeypatch.setattr(backend, "set_backend", lambda *a: events.append("backend") or set_backend(*a))
+    write_tokens(tmp_path / "tokens")
+    write_params(tmp_path / "params.yaml", {"doc_masked_attention": True})
+    r = invoke(tmp_path, "--attention-backend", "cudnn")
+    assert r.exit_code == 1 and "train.attention_backend = 'cudnn'" in r.output
+    assert events == ["init", "start", "backend", "stop helper"]
 
 
 @pytest.mark.parametrize("exitcode, slack", [(0, 5.0), (1, 0.0)])

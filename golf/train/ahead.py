@@ -83,9 +83,10 @@ def _stopped(e: BaseException) -> bool:
     return False
 
 
-def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: str, world: int,
-            done_at: Any, kernels: Any, kernels_over: Any) -> None:
-    """In the helper process: the same model, backend and Stepper as training, looping off, one micro-batch
+def _helper(model_cfg: Any, cfg: Any, tokens_file: str, device: str, world: int, done_at: Any, kernels: Any,
+            kernels_over: Any) -> None:
+    """In the helper process: the same model, backend (set_backend resolves train.attention_backend here as it
+    does in training, which it starts beside) and Stepper as training, looping off, one micro-batch
     (rank 0's shapes of `world` ranks; it stops before the step's all-reduce, so it joins no process group).
     done_at: a shared double, set to time.time() when the graph is in the caches; kernels: the shared state
     above; kernels_over: an event set once the helper is through with the kernels."""
@@ -94,8 +95,11 @@ def _helper(model_cfg: Any, cfg: Any, tokens_file: str, attention: str, device: 
     from golf.train.loop import inductor_options, make_stepper
 
     tokens = np.load(tokens_file)
-    model = GPT(model_cfg)
-    set_backend(model, attention, torch.device(device))
+    # its weights are never used, so they start on the device and take no CPU threads from training beside it
+    # (training's own CPU init ran 10-17x slower beside a busy helper: BENCHMARKS.md, twenty-ninth session)
+    with torch.device(device):
+        model = GPT(model_cfg)
+    set_backend(model, cfg.attention_backend, torch.device(device))
     stepper = make_stepper(model, cfg, tokens, torch.device(device), Dist(0, 0, world), announce=False)
     stepper.compile(backend=functools.partial(_compile_then_stop, config_patches=inductor_options(cfg)))
     model.looping = False
@@ -169,17 +173,20 @@ class InductorThenKernels(torch._TorchCompileInductorWrapper):
         return compiled
 
 
-def wanted(cfg: Any, model: torch.nn.Module, compiled: bool, looping_later: bool) -> bool:
-    """compile_ahead applies: golf's GPT compiled at `model` scope, with warm-up steps and a looping switch."""
-    from golf.artifact.model import GPT
+def wanted(cfg: Any, model_cfg: Any, device: torch.device) -> bool:
+    """compile_ahead applies to golf's GPT of model_cfg on `device`: compiled at `model` scope, with warm-up
+    steps and a looping switch (golf/train/loop.py: can_loop, enable_looping_at > 0)."""
+    return (cfg.compile_ahead and cfg.compiles_on(device.type) and model_cfg.num_loops > 0
+            and cfg.enable_looping_at > 0 and cfg.warmup_steps > 0 and cfg.compile_scope == "model")
 
-    return (cfg.compile_ahead and compiled and looping_later and cfg.warmup_steps > 0
-            and cfg.compile_scope == "model" and isinstance(model, GPT))
 
-
-def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int) -> Any:
-    """Start the helper (a spawned process) on the same device; it gets a step's worth of tokens from
-    the start of the train split (the graph depends on their shapes, not on the whole split) in a file.
+def start(model_cfg: Any, cfg: Any, train_tokens: np.ndarray, device: torch.device, world: int) -> Any:
+    """Start the helper (a spawned process) on the same device, for golf's GPT of model_cfg. Training starts it
+    once its model is initialised, before the attention backend, the fused kernels and the Stepper (golf/train/
+    run.py): about 5 s of setup on an H200 that the helper now spends on its own imports, which leaves it more
+    slack for train.compile_ahead_kernels (BENCHMARKS.md, twenty-ninth session). Not before the init: its
+    threads ran 10-17x slower beside a starting helper. It gets a step's worth of tokens from the start of the
+    train split (the graph depends on their shapes, not on the whole split) in a file.
     Not as an argument: spawn pipes the pickled arguments to the child, which reads them only after
     importing, so a few MB there held this process up for seconds (setup 8.4 s instead of 4.4 s in
     BENCHMARKS.md's twelfth session)."""
@@ -190,8 +197,8 @@ def start(model: torch.nn.Module, cfg: Any, train_tokens: np.ndarray, device: to
     done_at = ctx.Value("d", 0.0, lock=False)
     kernels = ctx.Value("i", _GRAPH if cfg.compile_ahead_kernels else _TRAINING)
     kernels_over = ctx.Event()
-    proc = ctx.Process(target=_helper, args=(model.cfg, cfg, path, model.attention_backend, str(device), world,
-                                             done_at, kernels, kernels_over), name="golf-compile-ahead")
+    proc = ctx.Process(target=_helper, args=(model_cfg, cfg, path, str(device), world, done_at, kernels,
+                                             kernels_over), name="golf-compile-ahead")
     proc.tokens_file = path  # removed by finish / stop
     proc.done_at, proc.kernels, proc.kernels_over = done_at, kernels, kernels_over
     try:
@@ -216,7 +223,7 @@ def finish(proc: Any) -> tuple[bool, float, float]:
 
 
 def stop(proc: Any) -> None:
-    """Training ended early (an error): do not leave the helper compiling."""
+    """Training is over (after finish, or early on an error): do not leave the helper compiling."""
     if proc is None:
         return
     if proc.is_alive():

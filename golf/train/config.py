@@ -228,6 +228,10 @@ class TrainConfig:
         if self.cuda_graphs and self.compile_scope == "blocks":  # no whole-model graph to replay (loop.py)
             bad("cuda_graphs", "needs train.compile_scope model or hybrid, but it is 'blocks'")
 
+    def compiles_on(self, device_type: str) -> bool:
+        """torch.compile applies on a device of this type ("cuda", "cpu")."""
+        return self.compile == "on" or (self.compile == "auto" and device_type == "cuda")
+
     def micro_batch_seqs(self, world_size: int) -> int:
         """Sequences per forward on each rank."""
         return self.train_batch_tokens // (self.train_seq_len * self.grad_accum_steps * world_size)

@@ -380,17 +380,19 @@ def _say_graph_skips() -> None:
 def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, val_tokens: np.ndarray,
           val_bytes: np.ndarray, device: torch.device, dctx: Dist, progress: bool = True,
           evaluate: Callable | None = None, started: float | None = None,
-          on_step: Callable[[int], None] | None = None) -> TrainResult:
+          on_step: Callable[[int], None] | None = None, helper: Any = None) -> TrainResult:
     """Train `model` in place; on return it holds the averaged (EMA/SWA) weights that were evaluated.
 
     started: time.perf_counter() at the stage's start (default: now), for `first_step_s`.
     on_step: called with the step number after each real step (a profiler's `step`, in bench/).
+    helper: golf/train/ahead.py's compile_ahead helper, started (and stopped) by the caller where
+    ahead.wanted says so, as soon as the model is initialised: the earlier it starts, the more slack it has.
     """
     started = time.perf_counter() if started is None else started
     if evaluate is None:
         from golf.eval.plain import evaluate
     world = dctx.world_size
-    use_compile = cfg.compile == "on" or (cfg.compile == "auto" and device.type == "cuda")
+    use_compile = cfg.compiles_on(device.type)
     if cfg.cuda_graphs and not (use_compile and device.type == "cuda"):
         raise GolfError(f"train.cuda_graphs = true needs CUDA and compile, but the device is {device.type} and "
                         f"train.compile = {cfg.compile}")
@@ -411,17 +413,12 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     looping_later = can_loop(model) and cfg.enable_looping_at > 0
     if can_loop(model):
         model.looping = cfg.enable_looping_at == 0
-    helper = ahead.start(model, cfg, train_tokens, device, world) \
-        if ahead.wanted(cfg, model, use_compile, looping_later) else None
     kernels_ahead = helper is not None and cfg.compile_ahead_kernels
     if use_compile:
         stepper.compile(ahead.InductorThenKernels(inductor_options(cfg), helper) if kernels_ahead else None)
     start_s = {"setup": time.perf_counter() - started}
     if cfg.warmup_steps > 0:
-        try:
-            start_s |= stepper.warm_up(looping_later, helper)
-        finally:
-            ahead.stop(helper)
+        start_s |= stepper.warm_up(looping_later, helper)
     kernels_from_helper = False
     if kernels_ahead:  # set by the backend at the looped graph's compile (golf/train/ahead.py take_kernels)
         kernels_from_helper, start_s["ahead_kernels_wait"] = getattr(helper, "kernels_taken", (False, 0.0))

@@ -59,12 +59,17 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)
     model = GPT(model_cfg)
-    if cfg.compile_ahead and cfg.compile_ahead_kernels:
-        ahead.share_kernel_caches()  # before set_backend imports FA4
-    attention = set_backend(model, cfg.attention_backend, device)
+    helper = None
+    if ahead.wanted(cfg, model_cfg, device):  # after the init, whose threads slow down beside a busy helper
+        if cfg.compile_ahead_kernels:
+            ahead.share_kernel_caches()  # before FA4 is imported, here (set_backend) and in the helper
+        helper = ahead.start(model_cfg, cfg, data.train, device, dctx.world_size)
     try:
-        res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started)
+        attention = set_backend(model, cfg.attention_backend, device)
+        res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started,
+                        helper=helper)
     finally:
+        ahead.stop(helper)
         if dctx.enabled:
             ddp.shutdown()
     if not dctx.is_main:
