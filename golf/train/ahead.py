@@ -184,7 +184,7 @@ def start(model_cfg: Any, cfg: Any, train_tokens: np.ndarray, device: torch.devi
     """Start the helper (a spawned process) on the same device, for golf's GPT of model_cfg. Training starts it
     once its model is initialised, before the attention backend, the fused kernels and the Stepper (golf/train/
     run.py): about 5 s of setup on an H200 that the helper now spends on its own imports, which leaves it more
-    slack for train.compile_ahead_kernels (BENCHMARKS.md, twenty-ninth session). Not before the init: its
+    slack for train.compile_ahead_kernels (BENCHMARKS.md, twenty-ninth session). Not before the init: the init's
     threads ran 10-17x slower beside a starting helper. It gets a step's worth of tokens from the start of the
     train split (the graph depends on their shapes, not on the whole split) in a file.
     Not as an argument: spawn pipes the pickled arguments to the child, which reads them only after
