@@ -682,8 +682,9 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
 @pytest.mark.parametrize("over", [{}, {"compile_ahead": False}, {"compile": "off"}, {"enable_looping_at": 0.0},
                                   {"warmup_steps": 0}, {"compile_scope": "hybrid"}, {"num_loops": 0}])
 def test_compile_ahead_wanted_only_where_training_compiles_two_whole_model_graphs(over, tiny_model_config):
-    """ahead.wanted decides from the sections and the device alone (golf/train/run.py asks before it builds the
-    model): at `model` scope, compiled, warm-up steps, looping switching on later in a model that loops."""
+    """ahead.wanted decides from the sections and the device alone (golf/train/run.py asks before the backend and
+    the Stepper exist): at `model` scope, compiled, warm-up steps, looping switching on later in a model that
+    loops."""
     from golf.train import ahead
 
     train_over = {k: v for k, v in over.items() if k != "num_loops"}
