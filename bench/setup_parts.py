@@ -28,6 +28,7 @@ from pathlib import Path  # noqa: E402
 from trainrun import ROOT, compile_cache_env, h100_params  # noqa: E402
 
 PLACES = ("none", "before", "after")
+PARTS = ("imports", "init", "spawn", "backend", "quack", "stepper")
 
 
 def one(params: Path, tokens: Path, place: str, device_name: str) -> dict[str, float]:
@@ -61,7 +62,6 @@ def one(params: Path, tokens: Path, place: str, device_name: str) -> dict[str, f
 
     def spawn() -> None:
         nonlocal helper
-        ahead.share_kernel_caches()
         helper = ahead.start(model_cfg, cfg, train_tokens, device, 1)
         lap("spawn")
 
@@ -103,8 +103,8 @@ def main() -> None:
     if a.one:
         print(json.dumps(one(params, a.tokens, a.one, a.device)), flush=True)
         return
-    print("| helper | " + " | ".join(("imports", "init", "spawn", "backend", "quack", "stepper", "total")) + " |")
-    print("|---|" + "---:|" * 7)
+    print("| helper | " + " | ".join((*PARTS, "total")) + " |")
+    print("|---|" + "---:|" * (len(PARTS) + 1))
     for place in order:
         with tempfile.TemporaryDirectory(prefix="golf-setup-") as cache:
             out = subprocess.run([sys.executable, __file__, "--one", place, "--params", str(params), "--tokens",
@@ -113,7 +113,7 @@ def main() -> None:
         if out.returncode:
             sys.exit(f"setup_parts: the {place} run failed:\n{out.stderr[-2000:]}")
         parts = json.loads(out.stdout.strip().splitlines()[-1])
-        cells = [parts.get(k) for k in ("imports", "init", "spawn", "backend", "quack", "stepper")]
+        cells = [parts.get(k) for k in PARTS]
         print(f"| {place} | " + " | ".join("" if c is None else f"{c:.2f}" for c in cells)
               + f" | {sum(parts.values()):.2f} |", flush=True)
 

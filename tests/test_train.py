@@ -656,6 +656,7 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     from golf.train import ahead
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))  # cold, and the helper's too
+    monkeypatch.delenv("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", raising=False)  # ahead.start sets it; restored
     dynamo.reset()
     counters.clear()
     mcfg = dataclasses.replace(tiny_model_config, num_layers=2, loop_start=1, loop_end=1, parallel_start_layer=-1,

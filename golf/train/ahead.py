@@ -138,10 +138,11 @@ def _compile_kernels(model: torch.nn.Module, seq_len: int, device: torch.device,
         kernels_over.set()
 
 
-def share_kernel_caches() -> None:
-    """Turn FA4's disk cache on (off by default; it reads the switch at import, and the spawned helper inherits
-    it): the helper's kernels reach training there. quack's is on by default. Both key by the kernel's arguments
-    and their package's sources, so a later run on this machine finds them too."""
+def _share_kernel_caches() -> None:
+    """Turn FA4's disk cache on (off by default; it reads the switch at import, so this comes before training
+    imports FA4, and the spawned helper inherits it): the helper's kernels reach training there. quack's is on by
+    default. Both key by the kernel's arguments and their package's sources, so a later run on this machine finds
+    them too."""
     os.environ.setdefault("FLASH_ATTENTION_CUTE_DSL_CACHE_ENABLED", "1")
 
 
@@ -185,11 +186,14 @@ def start(model_cfg: Any, cfg: Any, train_tokens: np.ndarray, device: torch.devi
     once its model is initialised, before the attention backend, the fused kernels and the Stepper (golf/train/
     run.py): about 5 s of setup on an H200 that the helper now spends on its own imports, which leaves it more
     slack for train.compile_ahead_kernels (BENCHMARKS.md, twenty-ninth session). Not before the init: the init's
-    threads ran 10-17x slower beside a starting helper. It gets a step's worth of tokens from the start of the
-    train split (the graph depends on their shapes, not on the whole split) in a file.
+    threads ran 10-17x slower beside a starting helper. Under train.compile_ahead_kernels it turns FA4's disk
+    cache on first, so training's set_backend must come after it. It gets a step's worth of tokens from the start
+    of the train split (the graph depends on their shapes, not on the whole split) in a file.
     Not as an argument: spawn pipes the pickled arguments to the child, which reads them only after
     importing, so a few MB there held this process up for seconds (setup 8.4 s instead of 4.4 s in
     BENCHMARKS.md's twelfth session)."""
+    if cfg.compile_ahead_kernels:
+        _share_kernel_caches()
     fd, path = tempfile.mkstemp(prefix="golf-ahead-", suffix=".npy")
     with os.fdopen(fd, "wb") as f:
         np.save(f, np.asarray(train_tokens[:cfg.train_batch_tokens + cfg.train_seq_len + 1]))

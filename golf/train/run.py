@@ -59,11 +59,9 @@ def run_training(model_cfg: ModelConfig, cfg: TrainConfig, tokens: Path, out: Pa
         device = torch.device("cuda", dctx.local_rank)
     seed_everything(cfg.seed)
     model = GPT(model_cfg)
-    helper = None
-    if ahead.wanted(cfg, model_cfg, device):  # after the init, whose threads slow down beside a busy helper
-        if cfg.compile_ahead_kernels:
-            ahead.share_kernel_caches()  # before FA4 is imported, here (set_backend) and in the helper
-        helper = ahead.start(model_cfg, cfg, data.train, device, dctx.world_size)
+    # after the init, whose threads slow down beside a busy helper, and before set_backend imports FA4
+    helper = ahead.start(model_cfg, cfg, data.train, device, dctx.world_size) \
+        if ahead.wanted(cfg, model_cfg, device) else None
     try:
         attention = set_backend(model, cfg.attention_backend, device)
         res = run_train(model, cfg, data.train, data.val, data.val_bytes, device, dctx, started=started,
