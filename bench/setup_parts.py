@@ -8,7 +8,7 @@ Parts: imports (torch and golf), init (the GPT on the CPU, seeded), spawn (ahead
 FA4's import), quack (quack's import, which make_stepper does first), stepper (make_stepper and the Stepper's
 compile call). The helper is stopped once they are timed: this measures what it costs training's setup, not
 what it gains later (bench_train.py's start_s does). BENCHMARKS.md, twenty-ninth session: a helper started
-before the init made the init 10-17x slower.
+before the init made the init 10-18x slower.
 """
 
 from __future__ import annotations

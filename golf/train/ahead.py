@@ -96,7 +96,7 @@ def _helper(model_cfg: Any, cfg: Any, tokens_file: str, device: str, world: int,
 
     tokens = np.load(tokens_file)
     # its weights are never used, so they start on the device and take no CPU threads from training beside it
-    # (training's own CPU init ran 10-17x slower beside a busy helper: BENCHMARKS.md, twenty-ninth session)
+    # (training's own CPU init ran 10-18x slower beside a busy helper: BENCHMARKS.md, twenty-ninth session)
     with torch.device(device):
         model = GPT(model_cfg)
     set_backend(model, cfg.attention_backend, torch.device(device))
@@ -186,7 +186,7 @@ def start(model_cfg: Any, cfg: Any, train_tokens: np.ndarray, device: torch.devi
     once its model is initialised, before the attention backend, the fused kernels and the Stepper (golf/train/
     run.py): about 5 s of setup on an H200 that the helper now spends on its own imports, which leaves it more
     slack for train.compile_ahead_kernels (BENCHMARKS.md, twenty-ninth session). Not before the init: the init's
-    threads ran 10-17x slower beside a starting helper. Under train.compile_ahead_kernels it turns FA4's disk
+    threads ran 10-18x slower beside a starting helper. Under train.compile_ahead_kernels it turns FA4's disk
     cache on first, so training's set_backend must come after it. It gets a step's worth of tokens from the start
     of the train split (the graph depends on their shapes, not on the whole split) in a file.
     Not as an argument: spawn pipes the pickled arguments to the child, which reads them only after
