@@ -1,7 +1,7 @@
 """train.compile_ahead_kernels: golf/train/cute_kernels.py runs each distinct CuTe DSL kernel call once without
 touching the model's gradients or the caller's random state; golf/train/ahead.py's helper compiles the kernels
-only while training still compiles its looped graph, and training's backend takes them (or leaves them to
-training) between that graph's compile and its first run."""
+first, unless training is through its plain graph's compile before the helper reaches them, and training's backend
+takes them (or leaves them to training) between that graph's compile and its first run."""
 
 from __future__ import annotations
 
@@ -39,18 +39,18 @@ def helper_proc(state: int, alive: bool = True) -> SimpleNamespace:
     return SimpleNamespace(kernels=ctx.Value("i", state), kernels_over=ctx.Event(), is_alive=lambda: alive)
 
 
-def test_a_helper_still_on_its_graph_leaves_the_kernels_to_training(monkeypatch):
-    proc = helper_proc(ahead._GRAPH)
+def test_a_helper_that_has_not_reached_the_kernels_leaves_them_to_training(monkeypatch):
+    proc = helper_proc(ahead._STARTING)
     assert ahead.take_kernels(proc) == (False, pytest.approx(0.0, abs=0.5))
     compiled = []
     monkeypatch.setattr(cute_kernels, "compile_kernels", lambda *a: compiled.append(a))
-    ahead._compile_kernels(None, 16, torch.device("cpu"), proc.kernels, proc.kernels_over)  # then its graph is done
+    ahead._compile_kernels(None, 16, torch.device("cpu"), proc.kernels, proc.kernels_over)  # then it gets there
     assert compiled == [] and proc.kernels.value == ahead._TRAINING
 
 
 @pytest.mark.parametrize("fails", [False, True])
 def test_training_waits_for_kernels_the_helper_has_started(monkeypatch, capsys, fails):
-    proc = helper_proc(ahead._GRAPH)
+    proc = helper_proc(ahead._STARTING)
 
     def compile_kernels(*args):
         time.sleep(0.3)
@@ -61,7 +61,7 @@ def test_training_waits_for_kernels_the_helper_has_started(monkeypatch, capsys, 
     helper = threading.Thread(target=ahead._compile_kernels,
                               args=(None, 16, torch.device("cpu"), proc.kernels, proc.kernels_over))
     helper.start()
-    while proc.kernels.value == ahead._GRAPH:
+    while proc.kernels.value == ahead._STARTING:
         time.sleep(0.01)
     done, waited = ahead.take_kernels(proc)
     helper.join()
@@ -78,7 +78,7 @@ def test_training_stops_waiting_for_a_helper_that_died():
 
 def test_backend_takes_the_kernels_once_after_the_first_compile_and_before_the_first_run(monkeypatch):
     """inductor's compile stubbed (the order is the point, not inductor): compile, take, run; a second graph
-    (the plain one) takes nothing."""
+    (the looped one, at the switch) takes nothing."""
     import torch._inductor.compile_fx as compile_fx
 
     events = []

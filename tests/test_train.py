@@ -32,7 +32,7 @@ TRAIN = dict(
     adam_eps=1.0e-8, grad_clip_norm=1.0, ema_decay=0.9, ema_warmup=True, swa_enabled=False, swa_every=5,
     swa_start_frac=0.5, swa_max_lr_mul=0.0, swa_mode="replace",
     enable_looping_at=0.5, seed=3, device="cpu", compile="off", compile_scope="model", compile_ahead=False,
-    compile_ahead_kernels=False,
+    compile_ahead_kernels=False, compile_without_gc=True,
     attention_backend="auto", autocast_bf16=True, bf16_residual=False, fused_kernels="auto", fused_mlp="auto",
     fused_qk=True, fused_xsa_gate=True, fused_kv_repeat=True, cuda_graphs=False, combo_kernels=False, nproc_per_node=1, peak_flops=0.0, moe_aux_weight=0.0,
     mtp_weight=0.0, cat_every=0, cat_weight=100.0, cat_bits=6,
@@ -642,13 +642,13 @@ def test_hybrid_scope_compiles_one_whole_model_graph_and_trains_the_same_weights
 
 
 @pytest.mark.slow  # two real inductor compiles on the CPU, side by side: about 40 s on 2 cores
-def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tiny_model_config):
-    """train.compile_ahead (golf/train/ahead.py): a helper process compiles the plain graph with inductor
-    while training compiles the looped one, and stops before running it; when looping switches off in the
-    warm-up, training finds both compiled halves of the plain graph in inductor's on-disk caches (an
-    AOTAutograd hit, FX graph hits) instead of compiling them. A key that differed between the two processes
-    (sys.modules order: ahead.same_cache_keys; training's backend under compile_ahead_kernels,
-    ahead.InductorThenKernels) would show here as misses."""
+def test_compile_ahead_hands_training_the_looped_graph(tmp_path, monkeypatch, tiny_model_config):
+    """train.compile_ahead (golf/train/ahead.py): a helper process compiles the looped graph with inductor
+    while training compiles the plain one and trains, and stops before running it; when looping switches on,
+    training finds both compiled halves of the looped graph in inductor's on-disk caches (an AOTAutograd hit,
+    FX graph hits) instead of compiling them. A key that differed between the two processes (sys.modules order:
+    ahead.same_cache_keys; training's backend under compile_ahead_kernels, ahead.InductorThenKernels) would
+    show here as misses."""
     import torch._dynamo as dynamo
     from torch._dynamo.utils import counters
 
@@ -676,8 +676,57 @@ def test_compile_ahead_hands_training_the_plain_graph(tmp_path, monkeypatch, tin
     dynamo.reset()
     assert res.compile_ahead and res.looping and math.isfinite(res.val_bpb)
     assert set(res.start_s) == {"setup", "plain", "ahead_wait", "ahead_slack", "looped", "ahead_kernels_wait"}
-    assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the plain graph
+    assert counters["aot_autograd"]["autograd_cache_hit"] == 1  # the looped graph
     assert counters["inductor"]["fxgraph_cache_hit"] == 2  # its forward and its backward
+
+
+def test_with_compile_ahead_the_looped_warm_up_comes_at_the_switch_and_trains_nothing(monkeypatch, capsys,
+                                                                                    tiny_model_config):
+    """With a compile_ahead helper, the warm-up before the first step runs the plain graph alone; at the switch,
+    training waits for the helper (ahead.finish) and warms the looped graph up there, off the train clock. Its
+    steps are thrown away: the weights are those of a run that warmed both graphs up at the start (an eager
+    backend: the same ATen ops in both)."""
+    import torch._dynamo as dynamo
+
+    from golf.artifact.model import GPT
+    from golf.train import ahead
+
+    events = []
+
+    def eager(gm, example_inputs):
+        events.append("compile")
+        return gm.forward
+
+    def finish(proc):
+        events.append(("finish", proc))
+        return True, 0.25, 2.0
+
+    monkeypatch.setattr(ahead, "finish", finish)
+    tr, _ = corpus(seed=1, vocab=96)
+    va, vb = corpus(600, seed=2, vocab=96)
+    states = {}
+    for helper in (None, "helper"):
+        dynamo.reset()
+        events.clear()
+        monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=eager))
+        torch.manual_seed(0)
+        m = GPT(tiny_model_config)
+        cfg = tcfg(iterations=4, warmup_steps=2, val_every=0, ema_decay=0.0, enable_looping_at=0.5, compile="on",
+                   compile_ahead=True)
+        res = train(m, cfg, tr, va, vb, torch.device("cpu"), SOLO, progress=False, helper=helper,
+                    on_step=lambda step: events.append(step))
+        states[helper] = m.state_dict()
+        monkeypatch.undo()
+        monkeypatch.setattr(ahead, "finish", finish)
+    dynamo.reset()
+    # the looped graph compiles at the switch, after the helper is waited for, with no step between
+    assert events == ["compile", 1, 2, ("finish", "helper"), "compile", 3, 4]
+    assert res.compile_ahead and res.looping
+    assert res.start_s["ahead_wait"] == 0.25 and res.start_s["ahead_slack"] == 2.0
+    assert {"setup", "plain", "looped"} <= set(res.start_s)
+    assert "train: looping on from step 3; its graph's warm-up took " in capsys.readouterr().err
+    for k in states[None]:
+        torch.testing.assert_close(states["helper"][k], states[None][k], rtol=0, atol=0, msg=k)
 
 
 @pytest.mark.parametrize("over", [{}, {"compile_ahead": False}, {"compile": "off"}, {"enable_looping_at": 0.0},

@@ -97,13 +97,17 @@ class TrainConfig:
     ("blocks": each distinct block compiles once, the looped graph reuses them; faster start), or
     "hybrid": the plain graph whole, the looped one from the compiled blocks (one whole-model compile)."""
     compile_ahead: bool
-    """At compile_scope model with a looping switch: a helper process compiles the plain graph while
-    training compiles the looped one, and training takes it from inductor's on-disk caches (golf/train/ahead.py;
-    the helper never runs the graph, so it holds no activations). Shortens the start to the first step."""
+    """At compile_scope model with a looping switch: a helper process compiles the looped graph while training
+    compiles the plain one and trains; where looping switches on, training takes it from inductor's on-disk caches
+    and warms it up off the train clock (golf/train/ahead.py; the helper never runs the graph, so it holds no
+    activations). Shortens the start to the first step."""
     compile_ahead_kernels: bool
-    """With compile_ahead: the helper, its graph compiled while training still compiles the looped one, goes on to
-    compile FA4's and quack's CuTe DSL kernels into their disk caches (FA4's turned on), and training takes them
-    there instead of compiling them at the looped graph's first run (golf/train/ahead.py)."""
+    """With compile_ahead: the helper first compiles FA4's and quack's CuTe DSL kernels into their disk caches
+    (FA4's turned on), and training takes them there instead of compiling them at the plain graph's first run
+    (golf/train/ahead.py)."""
+    compile_without_gc: bool
+    """With compile on: Python's cyclic garbage collector paused during the warm-up's compiles (and in the
+    compile_ahead helper), then run once, its survivors frozen (golf/train/gc_pause.py). Shortens the start."""
     attention_backend: Literal["auto", "fa3", "fa4", "fa2", "sdpa", "cudnn"]
     """Attention kernel; auto = the fastest usable (fa4 > fa3 > fa2 > sdpa; with model.doc_masked_attention
     fa4 > sdpa, the ones that mask documents); fa4 = golf/kernels/fa4.py's ops; cudnn = SDPA's cuDNN kernel."""

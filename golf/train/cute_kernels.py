@@ -1,8 +1,8 @@
 """Each CuTe DSL kernel of a training step run once, so that it compiles (golf/train/ahead.py's helper, under
 train.compile_ahead_kernels).
 
-FA4's and quack's kernels compile at their first call: without this, the looped graph's first run, 15-23 s of
-the start to the first step on some H200s (BENCHMARKS.md, twenty-sixth session). Each distinct call runs once,
+FA4's and quack's kernels compile at their first call: without this, in training, at its first graph's first run,
+15-23 s of the start to the first step on some H200s (BENCHMARKS.md, twenty-sixth session). Each distinct call runs once,
 forward and backward, on one row of random numbers (its own generator: the caller's random state is untouched)
 and on detached copies of the weights (no gradient reaches the model), which fills the packages' disk caches
 with the kernels training will call.

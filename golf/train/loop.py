@@ -46,7 +46,7 @@ from golf.errors import GolfError
 from golf.optim.ema import EMA, SWA, load_average
 from golf.optim.muon import Muon
 from golf.optim.schedule import lr_multiplier, muon_momentum, train_frac
-from golf.train import ahead, ddp
+from golf.train import ahead, ddp, gc_pause
 from golf.train import fused as fused_kernels
 from golf.train.cat import cat_matrices, cat_penalty
 from golf.train.config import TrainConfig
@@ -74,17 +74,18 @@ class TrainResult:
     peak_mem_bytes: int
     first_step_s: float
     """Seconds from `started` (the stage's start) to the end of the first real optimizer step:
-    imports, data, compile and warm-up included."""
+    imports, data, compile and warm-up included (with train.compile_ahead, the looped graph's excluded: below)."""
     rows: list[dict[str, Any]] = field(default_factory=list)
     start_s: dict[str, float] = field(default_factory=dict)
     """Where the cold start goes: seconds from `started` to the warm-up ("setup": imports, data, model),
-    then each warm-up graph's compile and steps ("looped", then "plain"; "all" without a looping switch);
-    with train.compile_ahead, "ahead_wait": the part of "plain" spent waiting for the helper, and "ahead_slack":
-    how long the helper's graph had been ready when the plain phase began (golf/train/ahead.py `finish`); with
-    train.compile_ahead_kernels, "ahead_kernels_wait": the part of "looped" spent waiting for the helper's CuTe
+    then each warm-up graph's compile and steps ("looped", then "plain"; "all" without a looping switch).
+    With train.compile_ahead the "plain" warm-up alone comes before the first step, and "looped" at the switch,
+    off the train clock, its graph from golf/train/ahead.py's helper: "ahead_wait", the part of "looped" spent
+    waiting for the helper, and "ahead_slack", how long its graph had been ready by then (`finish`); with
+    train.compile_ahead_kernels, "ahead_kernels_wait": the part of "plain" spent waiting for the helper's CuTe
     DSL kernels (`take_kernels`)."""
     compile_ahead: bool = False
-    """The plain graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
+    """The looped graph came compiled from golf/train/ahead.py's helper (train.compile_ahead)."""
     compile_ahead_kernels: bool = False
     """The CuTe DSL kernels came compiled from that helper (train.compile_ahead_kernels)."""
 
@@ -236,7 +237,9 @@ class Stepper:
         self.ema: EMA | None = None  # the weight averages, made when the timed steps start
         self.swa: SWA | None = None
         self.fused, self.fused_mlp = False, ""  # the fused kernels make_stepper installed, and the MLP path
-        self.ahead = False  # the plain graph came compiled from golf/train/ahead.py's helper
+        self.ahead = False  # the looped graph came compiled from golf/train/ahead.py's helper
+        self.helper: Any = None  # that helper, until the looped graph's warm-up at the switch takes its graph
+        self.start_s: dict[str, float] = {}  # the warm-ups' seconds (TrainResult.start_s)
 
     def compile(self, backend: Any = None) -> None:
         """torch.compile the step's loss at cfg.compile_scope (backend None: torch.compile's default,
@@ -302,32 +305,37 @@ class Stepper:
         lm_sum, extra_sum = torch.stack([total, extra]).tolist()  # one device sync
         return lm_sum / cfg.grad_accum_steps if math.isfinite(extra_sum) else float("nan")
 
-    def warm_up(self, looping_later: bool, helper: Any = None) -> dict[str, float]:
-        """Compile warm-up: run the steps (both graphs when looping will switch on), then restore the
-        weights and optimizer state, so the warm-up trains nothing. Seconds per graph (TrainResult.start_s).
-        The looped graph goes first, so that golf/train/ahead.py's helper, compiling the plain graph
-        meanwhile, has that long; it is waited for before the plain phase (the wait is in that phase's
-        seconds, and in "ahead_wait"; "ahead_slack" is the other way round)."""
+    def warm_up(self, phases: list[bool | None]) -> None:
+        """Compile warm-up: run the steps of each phase's graph (looping on, off, or None: the model's as it is),
+        then restore the weights, optimizer state and looping, so the warm-up trains nothing. Seconds per
+        graph into self.start_s ("looped", "plain", "all"). The looped phase's graph is golf/train/ahead.py's
+        helper's, when there is one: it is waited for first (the wait is in that phase's seconds, and in
+        "ahead_wait"; "ahead_slack" is the other way round)."""
         model, cfg = self.model, self.cfg
         saved_model = {k: v.detach().clone() for k, v in model.state_dict().items()}
         saved_opts = [copy.deepcopy(o.state_dict()) for o in (self.muon, self.adam)]
-        seconds = {}
-        for phase in ([True, False] if looping_later else [None]):
-            t0 = time.perf_counter()
-            if phase is False and helper is not None:
-                self.ahead, seconds["ahead_wait"], seconds["ahead_slack"] = ahead.finish(helper)
-            if phase is not None:
-                model.looping = phase
-            for s in range(cfg.warmup_steps):
-                self(s, 1.0, cfg.muon_momentum_warmup_start)
-            _sync(self.device)
-            seconds["all" if phase is None else "looped" if phase else "plain"] = time.perf_counter() - t0
+        looping = getattr(model, "looping", None)
+        with gc_pause.paused(self.compiled and cfg.compile_without_gc):
+            for phase in phases:
+                t0 = time.perf_counter()
+                if phase and self.helper is not None:
+                    helper, self.helper = self.helper, None
+                    self.ahead, self.start_s["ahead_wait"], self.start_s["ahead_slack"] = ahead.finish(helper)
+                if phase is not None:
+                    model.looping = phase
+                for s in range(cfg.warmup_steps):
+                    self(s, 1.0, cfg.muon_momentum_warmup_start)
+                _sync(self.device)
+                self.start_s["all" if phase is None else "looped" if phase else "plain"] = time.perf_counter() - t0
         model.load_state_dict(saved_model)
         for o, st in zip((self.muon, self.adam), saved_opts):
             o.load_state_dict(st)
         model.zero_grad(set_to_none=True)
+        if looping is not None:
+            model.looping = looping
         _sync(self.device)
-        return seconds
+        if cfg.cuda_graphs and self.loader.rank == 0:  # the warm-up compiled (and recorded) them
+            _say_graph_skips()
 
 
 def _cuda_precision(device: torch.device) -> None:
@@ -416,14 +424,15 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
     kernels_ahead = helper is not None and cfg.compile_ahead_kernels
     if use_compile:
         stepper.compile(ahead.InductorThenKernels(inductor_options(cfg), helper) if kernels_ahead else None)
-    start_s = {"setup": time.perf_counter() - started}
+    stepper.start_s["setup"] = time.perf_counter() - started
     if cfg.warmup_steps > 0:
-        start_s |= stepper.warm_up(looping_later, helper)
+        # with the helper compiling the looped graph, only the plain one before the first step; the looped
+        # one's warm-up comes at the switch (_run_steps)
+        stepper.helper = helper if looping_later else None
+        stepper.warm_up([False] if stepper.helper is not None else [True, False] if looping_later else [None])
     kernels_from_helper = False
-    if kernels_ahead:  # set by the backend at the looped graph's compile (golf/train/ahead.py take_kernels)
-        kernels_from_helper, start_s["ahead_kernels_wait"] = getattr(helper, "kernels_taken", (False, 0.0))
-    if cfg.cuda_graphs and cfg.warmup_steps > 0 and dctx.is_main:  # the warm-up compiled (and recorded) them
-        _say_graph_skips()
+    if kernels_ahead:  # set by the backend at the first graph's compile (golf/train/ahead.py take_kernels)
+        kernels_from_helper, stepper.start_s["ahead_kernels_wait"] = getattr(helper, "kernels_taken", (False, 0.0))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     rows, step, elapsed, first_step_at = _run_steps(stepper, cfg, looping_later, run_eval, dctx, progress, on_step)
@@ -445,7 +454,7 @@ def train(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, va
                        fused_mlp=fused_mlp if fused else "", compile_ahead=stepper.ahead,
                        compile_ahead_kernels=kernels_from_helper,
                        flops_per_token=fpt, mfu=mfu, peak_mem_bytes=peak_memory_bytes(device, cfg.cuda_graphs),
-                       first_step_s=(first_step_at or started) - started, rows=rows, start_s=start_s)
+                       first_step_s=(first_step_at or started) - started, rows=rows, start_s=stepper.start_s)
 
 
 def make_stepper(model: torch.nn.Module, cfg: TrainConfig, train_tokens: np.ndarray, device: torch.device,
@@ -485,6 +494,12 @@ def _run_steps(stepper: Stepper, cfg: TrainConfig, looping_later: bool, run_eval
     try:
         while step < cfg.iterations and not (wallclock and frac >= 1.0):
             if looping_later and not model.looping and frac >= cfg.enable_looping_at:
+                if stepper.helper is not None:  # its looped graph, warmed up now: off the clock, as at the start
+                    stepper.warm_up([True])
+                    if dctx.is_main:
+                        print(f"train: looping on from step {step + 1}; its graph's warm-up took "
+                              f"{stepper.start_s['looped']:.1f} s off the clock, {stepper.start_s['ahead_wait']:.1f} s "
+                              "of it waiting for the compile_ahead helper", file=sys.stderr)
                 model.looping = True
             lr_mul = lr_multiplier(frac, cfg.warmdown_frac, cfg.min_lr)
             if stepper.qat_ws and not stepper.qat_on and frac >= cfg.qat_start_frac:
