@@ -111,3 +111,10 @@ def test_stopping_a_record_that_is_gone_returns_at_once(monkeypatch, error):
     monkeypatch.setattr(bench_record.os, "killpg", killpg)
     bench_record.stop_record({"pgid": 12345})
     assert len(sent) == 1
+
+
+def test_the_table_says_what_golfs_start_leaves_out_under_compile_ahead():
+    golf = {"compile_ahead": True, "start_s": {"plain": 45.9, "looped": 7.8, "ahead_wait": 0.0}}
+    assert "warm-up where looping switched on: 7.8 s, off its train clock" in bench_record.looped_later(golf)
+    assert bench_record.looped_later({**golf, "compile_ahead": False}) is None
+    assert bench_record.looped_later({"compile_ahead": True, "start_s": {"all": 20.0}}) is None
