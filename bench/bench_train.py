@@ -87,6 +87,7 @@ def variant_figures(run: dict, steps: int, fpt: tuple[float, float], peak: float
             "avg": LOOP_TIME_FRAC * pre + (1 - LOOP_TIME_FRAC) * post,
             "mfu_pre": fpt[0] * pre / peak, "mfu_post": fpt[1] * post / peak,
             "peak_gib": m["peak_mem_bytes"] / 2**30, "attention": m["attention_backend"],
+            "compile_ahead": m.get("compile_ahead"), "compile_ahead_kernels": m.get("compile_ahead_kernels"),
             "mlp": m.get("fused_mlp") or "eager", "process_s": run["process_s"], "val_bpb": m["val_bpb"]}
 
 

@@ -18,6 +18,10 @@ def test_the_start_to_the_first_step_counts_the_launch_before_the_stage_clock():
     r = bench_train.variant_figures(run, steps=8, fpt=(1.0, 1.0), peak=1.0)
     assert r["first_step_s"] == pytest.approx(63.5)
     assert r["start_s"] == {"launch": 3.5, "setup": 5.0, "looped": 50.0}
+    assert r["compile_ahead"] is None and r["compile_ahead_kernels"] is None  # not in these metrics
+    metrics |= {"compile_ahead": True, "compile_ahead_kernels": False}
+    r = bench_train.variant_figures(run, steps=8, fpt=(1.0, 1.0), peak=1.0)
+    assert r["compile_ahead"] is True and r["compile_ahead_kernels"] is False  # whose graph and kernels were used
 
 
 def _fake_golf(seen: dict):
